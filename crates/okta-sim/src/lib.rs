@@ -1,0 +1,3 @@
+pub fn placeholder() {}
+pub mod slack;
+pub mod smtp;

@@ -1,0 +1,435 @@
+//! A fake Okta org served over real HTTP on a loopback port: System Log, apps, app users,
+//! provisioning features, OAuth client credentials, rate limits and injectable faults.
+//!
+//! The server runs on the caller's tokio runtime and reads time only through tokio's clock
+//! (plus the wall-clock epoch captured at start), so `tokio::time::pause()` / `advance()` move
+//! event timestamps, the `Date` header and rate-limit windows.
+//!
+//! Semantics worth knowing (where Okta leaves room):
+//! - App user ids are the Okta user ids (as in Okta's REST API); System Log `AppUser` targets
+//!   carry a separate internal `0ua…` id, so correlate log events by their `User` target.
+//! - A failed create leaves the app user `STAGED` / `ERROR`; a failed profile push leaves the
+//!   status and sets `ERROR`; a failed deactivation (unassignment) keeps the app user listed as
+//!   `REVOKED` / `ERROR`. A successful deactivation removes the app user (GET answers 404).
+//! - The retry route (`POST /api/v1/apps/{appId}/users/{userId}`) re-runs the pending
+//!   operation: create for a `STAGED` user, deactivation for a user whose deactivation failed
+//!   (so a retry never brings an unassigned user back), a profile push otherwise.
+//! - With "Create Users" disabled a create push fails ("no matching user, creating users is
+//!   disabled"); with "Update User Attributes" disabled profile pushes are skipped silently; with
+//!   "Deactivate Users" disabled an unassignment removes the app user without any push or event.
+//! - A 429 does not consume the window's quota; 401s and other errors do.
+//! - System Log `since` (and `until`) compare with persistence time in polling mode, as Okta
+//!   documents; `until` or `sortOrder=DESCENDING` makes a bounded query sorted by `published`.
+
+mod clock;
+mod errors;
+mod filter;
+mod ids;
+mod oauth;
+mod org;
+mod server;
+pub mod test_keys;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use clock::SimClock;
+use oauth::OAuthState;
+use org::{Caps, Op, Org, Txn};
+
+/// How the simulated downstream app (the SCIM server behind an Okta app) answers pushes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub enum Downstream {
+    #[default]
+    Healthy,
+    /// Every push fails with "Unable to connect to the remote server.".
+    Down,
+    /// Pushes for these logins fail with `reason` as `outcome.reason` (e.g. "Bad Request.
+    /// Errors reported by remote server: department is required"); others succeed.
+    Reject { logins: Vec<String>, reason: String },
+    /// Credentials rejected: pushes fail, and `application.integration.authentication_failure`
+    /// is logged too.
+    AuthFailure,
+}
+
+/// Okta rate-limit buckets, by endpoint family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Bucket {
+    /// `/api/v1/logs*`
+    Logs,
+    /// `/api/v1/apps*`
+    Apps,
+    /// `/api/v1/users*`
+    Users,
+    /// `/oauth2/v1/token`
+    OAuthToken,
+    /// Anything else.
+    Other,
+}
+
+impl Bucket {
+    pub const ALL: [Bucket; 5] = [
+        Bucket::Logs,
+        Bucket::Apps,
+        Bucket::Users,
+        Bucket::OAuthToken,
+        Bucket::Other,
+    ];
+
+    /// The bucket of a request path (without query).
+    pub fn for_path(path: &str) -> Bucket {
+        let under = |prefix: &str| {
+            path == prefix
+                || path
+                    .strip_prefix(prefix)
+                    .is_some_and(|rest| rest.starts_with('/') || rest.starts_with('?'))
+        };
+        if under("/api/v1/logs") {
+            Bucket::Logs
+        } else if under("/api/v1/apps") {
+            Bucket::Apps
+        } else if under("/api/v1/users") {
+            Bucket::Users
+        } else if path == "/oauth2/v1/token" {
+            Bucket::OAuthToken
+        } else {
+            Bucket::Other
+        }
+    }
+
+    /// Per-minute limits the simulator starts with.
+    pub fn default_limit(self) -> u32 {
+        match self {
+            Bucket::Logs => 120,
+            Bucket::Apps => 100,
+            Bucket::Users | Bucket::OAuthToken | Bucket::Other => 600,
+        }
+    }
+}
+
+/// A queued fault: applies to the next `times` requests of `bucket` (any bucket when `None`)
+/// that pass rate limiting and authentication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fault {
+    pub bucket: Option<Bucket>,
+    pub kind: FaultKind,
+    pub times: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FaultKind {
+    /// This status (500/502/503…) with an Okta `E0000009` body.
+    ServerError(u16),
+    /// Answer normally after this delay (tokio time).
+    Slow(Duration),
+    /// 200 with a truncated JSON body.
+    MalformedJson,
+    /// 401 `E0000011` "Invalid token provided".
+    Unauthorized,
+    /// A `/api/v1/logs` page whose `rel="next"` is the request URL itself. Only consumed by
+    /// System Log requests.
+    LogNextLoop,
+    /// Required fields removed from listed items: events lose `eventType`, `uuid` or `target`
+    /// (in turn); app users lose `id` or `status`+`syncState`; apps lose `label`+`signOnMode`
+    /// or `id`. Only consumed by GETs of logs, apps and app users.
+    MissingFields,
+}
+
+/// Counters over everything the simulator served.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SimStats {
+    pub total: u64,
+    pub by_bucket: HashMap<Bucket, u64>,
+    /// 429s served (window and concurrency limits).
+    pub rate_limited: u64,
+    pub max_in_flight: usize,
+    /// Most non-429 requests served in any one rate-limit window, per bucket.
+    pub max_per_window: HashMap<Bucket, u32>,
+}
+
+/// How a request authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuthKind {
+    /// No `Authorization` header (and not a token request).
+    None,
+    /// `SSWS <api token>` that matched.
+    Ssws,
+    /// `Bearer <access token>` that matched (possibly lacking a scope).
+    Bearer,
+    /// A token request (`/oauth2/v1/token`), authenticated by its client assertion.
+    ClientAssertion,
+    /// An `Authorization` header that did not match anything valid (or an expired token).
+    Invalid,
+}
+
+/// One request as the simulator saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestRecord {
+    pub method: String,
+    /// Path and query, as sent.
+    pub path: String,
+    pub bucket: Bucket,
+    pub status: u16,
+    /// Sim time when the request arrived.
+    pub at: DateTime<Utc>,
+    pub auth: AuthKind,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Window {
+    pub start: tokio::time::Instant,
+    pub start_sim: DateTime<Utc>,
+    pub served: u32,
+}
+
+#[derive(Debug)]
+pub(crate) struct State {
+    pub org: Org,
+    pub limits: HashMap<Bucket, u32>,
+    pub windows: HashMap<Bucket, Window>,
+    pub concurrency_limit: usize,
+    pub faults: VecDeque<Fault>,
+    pub oauth: OAuthState,
+    pub stats: SimStats,
+    pub requests: Vec<RequestRecord>,
+    pub api_token: String,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub clock: SimClock,
+    pub base: String,
+    pub state: Mutex<State>,
+    pub in_flight: AtomicUsize,
+    pub shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+impl Inner {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // A panicking test thread must not wedge every later request.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The simulated org. Cheap to clone; all clones drive the same server.
+#[derive(Debug, Clone)]
+pub struct OktaSim {
+    inner: Arc<Inner>,
+}
+
+impl OktaSim {
+    /// Serves on `127.0.0.1:0` (a free port).
+    pub async fn start() -> std::io::Result<OktaSim> {
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Serves on `addr` with `tokio::spawn` on the current runtime.
+    pub async fn start_on(addr: SocketAddr) -> std::io::Result<OktaSim> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        let host = if local.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else if local.is_ipv6() {
+            format!("[{}]", local.ip())
+        } else {
+            local.ip().to_string()
+        };
+        let base = format!("http://{host}:{}", local.port());
+        let (tx, mut rx) = tokio::sync::watch::channel(false);
+        let inner = Arc::new(Inner {
+            clock: SimClock::new(),
+            base: base.clone(),
+            state: Mutex::new(State {
+                org: Org::new(base),
+                limits: Bucket::ALL.iter().map(|b| (*b, b.default_limit())).collect(),
+                windows: HashMap::new(),
+                concurrency_limit: 75,
+                faults: VecDeque::new(),
+                oauth: OAuthState::default(),
+                stats: SimStats::default(),
+                requests: Vec::new(),
+                api_token: format!("00{}", ids::random_alnum(40)),
+            }),
+            in_flight: AtomicUsize::new(0),
+            shutdown: tx,
+        });
+        let app = server::router(inner.clone());
+        tokio::spawn(async move {
+            let stop = async move {
+                while !*rx.borrow_and_update() {
+                    if rx.changed().await.is_err() {
+                        return;
+                    }
+                }
+            };
+            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+                tracing::warn!("okta-sim server stopped: {e}");
+            }
+        });
+        Ok(OktaSim { inner })
+    }
+
+    /// `http://127.0.0.1:PORT`, no trailing slash; also the org URL.
+    pub fn base_url(&self) -> String {
+        self.inner.base.clone()
+    }
+
+    /// The API token accepted as `Authorization: SSWS <token>`.
+    pub fn api_token(&self) -> String {
+        self.inner.lock().api_token.clone()
+    }
+
+    /// Replaces the accepted API token (for a demo with a fixed configuration).
+    pub fn set_api_token(&self, token: &str) {
+        self.inner.lock().api_token = token.to_string();
+    }
+
+    /// Stops accepting connections; open connections close once idle.
+    pub fn shutdown(&self) {
+        let _ = self.inner.shutdown.send(true);
+    }
+
+    /// Current sim time.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.inner.clock.now()
+    }
+
+    fn with_org<R>(&self, f: impl FnOnce(&mut Org, DateTime<Utc>) -> R) -> R {
+        let now = self.inner.clock.now();
+        let mut st = self.inner.lock();
+        f(&mut st.org, now)
+    }
+
+    /// Adds an ACTIVE SAML 2.0 app with USER_PROVISIONING (create, update, deactivate enabled)
+    /// and a healthy downstream. Returns its `0oa…` id.
+    pub fn add_app(&self, label: &str) -> String {
+        self.with_org(|org, now| org.add_app(label, now))
+    }
+
+    pub fn set_app_status(&self, app_id: &str, active: bool) {
+        self.with_org(|org, now| {
+            let app = org.apps.get_mut(app_id).expect("okta-sim: unknown app");
+            app.active = active;
+            app.last_updated = now;
+        })
+    }
+
+    /// Sets the USER_PROVISIONING capabilities (re-adding the feature if it was removed).
+    pub fn set_provisioning(&self, app_id: &str, create: bool, update: bool, deactivate: bool) {
+        self.with_org(|org, now| {
+            let app = org.apps.get_mut(app_id).expect("okta-sim: unknown app");
+            app.provisioning = Some(Caps {
+                create,
+                update,
+                deactivate,
+            });
+            app.last_updated = now;
+        })
+    }
+
+    /// The app becomes SSO-only: no USER_PROVISIONING feature, nothing is pushed.
+    pub fn remove_provisioning_feature(&self, app_id: &str) {
+        self.with_org(|org, now| {
+            let app = org.apps.get_mut(app_id).expect("okta-sim: unknown app");
+            app.provisioning = None;
+            app.last_updated = now;
+        })
+    }
+
+    /// Adds an ACTIVE user; first/last name and email derive from `login`. Returns `00u…`.
+    pub fn add_user(&self, login: &str) -> String {
+        self.with_org(|org, now| org.add_user(login, now))
+    }
+
+    /// Assigns the user to the app and runs the create push now. Returns the app user id,
+    /// which (as in Okta's API) is the user id.
+    pub fn assign(&self, app_id: &str, user_id: &str) -> String {
+        self.with_org(|org, now| org.assign(app_id, user_id, now))
+    }
+
+    /// A profile change in Okta: runs a profile push now.
+    pub fn update_profile(&self, app_id: &str, user_id: &str) {
+        self.with_org(|org, now| org.push(app_id, user_id, Op::Update, now, Txn::Job))
+    }
+
+    /// Unassigns the user: runs a deactivation push now. On success (or when "Deactivate
+    /// Users" is disabled) the app user is removed; on failure it stays `REVOKED` / `ERROR`.
+    pub fn deactivate(&self, app_id: &str, user_id: &str) {
+        self.with_org(|org, now| org.push(app_id, user_id, Op::Deactivate, now, Txn::Job))
+    }
+
+    pub fn set_downstream(&self, app_id: &str, d: Downstream) {
+        self.with_org(|org, _| {
+            org.apps
+                .get_mut(app_id)
+                .expect("okta-sim: unknown app")
+                .downstream = d;
+        })
+    }
+
+    /// The app user as `GET /api/v1/apps/{appId}/users/{userId}` would return it.
+    pub fn app_user(&self, app_id: &str, user_id: &str) -> Option<Value> {
+        let st = self.inner.lock();
+        let app = st.org.apps.get(app_id)?;
+        let au = app.users.get(user_id)?;
+        Some(st.org.app_user_json(app, au, false))
+    }
+
+    /// Appends a raw event as-is (persisted now, whatever its `published`).
+    pub fn push_log_event(&self, ev: Value) {
+        self.with_org(|org, now| org.push_raw(ev, now))
+    }
+
+    pub fn log_event_count(&self) -> usize {
+        self.inner.lock().org.events.len()
+    }
+
+    /// Every event in persistence order.
+    pub fn log_events(&self) -> Vec<Value> {
+        self.inner
+            .lock()
+            .org
+            .events
+            .iter()
+            .map(|e| e.event.clone())
+            .collect()
+    }
+
+    pub fn set_rate_limit(&self, bucket: Bucket, limit_per_minute: u32) {
+        self.inner.lock().limits.insert(bucket, limit_per_minute);
+    }
+
+    /// More requests in flight than `n` get 429 `E0000047`.
+    pub fn set_concurrency_limit(&self, n: usize) {
+        self.inner.lock().concurrency_limit = n;
+    }
+
+    pub fn inject_fault(&self, f: Fault) {
+        if f.times > 0 {
+            self.inner.lock().faults.push_back(f);
+        }
+    }
+
+    /// Registers a service app for `private_key_jwt` (RSA or EC public key PEM) with the
+    /// scopes it was granted.
+    pub fn register_oauth_client(&self, client_id: &str, public_key_pem: &str, scopes: &[&str]) {
+        self.inner
+            .lock()
+            .oauth
+            .register(client_id, public_key_pem, scopes);
+    }
+
+    pub fn stats(&self) -> SimStats {
+        self.inner.lock().stats.clone()
+    }
+
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.inner.lock().requests.clone()
+    }
+}

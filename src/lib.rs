@@ -1,0 +1,9 @@
+//! okta-provwatch: watches an Okta org for failed app provisioning, retries what it can and
+//! alerts on what it cannot. `main.rs` only parses the command line and calls into this crate.
+
+pub mod clock;
+pub mod metrics;
+pub mod okta;
+pub mod pacer;
+pub mod store;
+pub mod config;

@@ -1,0 +1,595 @@
+//! The Okta management API client: one concrete struct built from the org URL, credentials and
+//! a timeout. Every request goes through the shared [`RateBudget`] and an in-flight cap, is
+//! retried on 429 (after the bucket's reset), 5xx and timeouts (exponential backoff with jitter),
+//! and fails with a typed [`OktaError`] otherwise. Pagination follows `Link: rel="next"`.
+
+use super::auth::{Credentials, OAuthErrorBody, OAuthSigner, TokenResponse};
+use super::error::{OktaError, OktaErrorBody};
+use super::ratelimit::{Bucket, RateBudget, RateHeaders};
+use super::types::{AppUser, Application, ProvisioningFeature};
+use crate::clock::Clock;
+use crate::metrics::Metrics;
+use rand::Rng;
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, LINK};
+use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use url::Url;
+
+/// Everything needed to build a client.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    pub org_url: Url,
+    pub credentials: Credentials,
+    /// The most of any bucket this daemon may use per window, in (0, 1].
+    pub rate_limit_share: f64,
+    pub max_in_flight: usize,
+    pub request_timeout: Duration,
+    /// Attempts for 5xx/timeouts before giving up on one call.
+    pub max_transient_attempts: u32,
+    /// 429s tolerated on one call (each waits for the reset) before giving up.
+    pub max_rate_limited_attempts: u32,
+    /// First backoff after a 5xx/timeout; doubles per attempt, capped at 30 s.
+    pub base_backoff: Duration,
+    pub clock: Clock,
+    pub metrics: Metrics,
+}
+
+impl ClientOptions {
+    pub fn new(org_url: Url, credentials: Credentials) -> Self {
+        Self {
+            org_url,
+            credentials,
+            rate_limit_share: 0.5,
+            max_in_flight: 2,
+            request_timeout: Duration::from_secs(30),
+            max_transient_attempts: 4,
+            max_rate_limited_attempts: 3,
+            base_backoff: Duration::from_secs(1),
+            clock: Clock::system(),
+            metrics: Metrics::new(),
+        }
+    }
+}
+
+/// One page of a paginated list.
+#[derive(Clone, Debug)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// The `rel="next"` URL, if Okta sent one.
+    pub next: Option<String>,
+}
+
+enum Auth {
+    Ssws(SecretString),
+    OAuth(Box<OAuthSigner>),
+}
+
+struct Inner {
+    http: reqwest::Client,
+    org: Url,
+    auth: Auth,
+    budget: RateBudget,
+    in_flight: Semaphore,
+    opts: ClientOptions,
+}
+
+/// Cheaply cloneable Okta client.
+#[derive(Clone)]
+pub struct OktaClient {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for OktaClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OktaClient")
+            .field("org", &self.inner.org.as_str())
+            .field("credentials", &self.inner.opts.credentials)
+            .finish()
+    }
+}
+
+fn backoff(base: Duration, attempt: u32) -> Duration {
+    // Full jitter (AWS architecture blog): spreads retries of many clients evenly.
+    let cap = Duration::from_secs(30);
+    let exp = base.saturating_mul(1u32 << attempt.min(16)).min(cap);
+    let ms = exp.as_millis().max(1) as u64;
+    Duration::from_millis(rand::thread_rng().gen_range(ms / 2..=ms))
+}
+
+/// The `rel="next"` target of one or more `Link` headers.
+pub fn next_link(headers: &HeaderMap) -> Option<String> {
+    for value in headers.get_all(LINK) {
+        let Ok(value) = value.to_str() else { continue };
+        for part in value.split(',') {
+            let mut pieces = part.split(';');
+            let Some(target) = pieces.next() else {
+                continue;
+            };
+            let target = target.trim();
+            let is_next = pieces.any(|p| {
+                let p = p.trim().replace(' ', "");
+                p == "rel=\"next\"" || p == "rel=next"
+            });
+            if is_next && target.starts_with('<') && target.ends_with('>') {
+                return Some(target[1..target.len() - 1].to_owned());
+            }
+        }
+    }
+    None
+}
+
+impl OktaClient {
+    pub fn new(opts: ClientOptions) -> Result<Self, OktaError> {
+        let mut org = opts.org_url.clone();
+        org.set_path("");
+        org.set_query(None);
+        let auth = match &opts.credentials {
+            Credentials::ApiToken(t) => Auth::Ssws(t.clone()),
+            Credentials::OAuth {
+                client_id,
+                private_key_pem,
+                key_id,
+                scopes,
+            } => Auth::OAuth(Box::new(
+                OAuthSigner::new(client_id, private_key_pem, key_id.clone(), scopes.clone())
+                    .map_err(OktaError::Config)?,
+            )),
+        };
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("okta-provwatch/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(opts.request_timeout.min(Duration::from_secs(10)))
+            // Redirects could carry the Authorization header to another host.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| OktaError::Config(format!("HTTP client: {e}")))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                org,
+                auth,
+                budget: RateBudget::new(opts.rate_limit_share),
+                in_flight: Semaphore::new(opts.max_in_flight.clamp(1, 8)),
+                opts,
+            }),
+        })
+    }
+
+    pub fn org_url(&self) -> &Url {
+        &self.inner.org
+    }
+
+    pub fn budget(&self) -> &RateBudget {
+        &self.inner.budget
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.opts.metrics
+    }
+
+    /// Resolves a path (`/api/v1/...`) or an absolute URL, refusing absolute URLs on another
+    /// origin: a `next` link must never take the token elsewhere.
+    pub fn resolve(&self, path_or_url: &str) -> Result<Url, OktaError> {
+        let url = if path_or_url.starts_with("http://") || path_or_url.starts_with("https://") {
+            Url::parse(path_or_url).map_err(|e| OktaError::Malformed {
+                path: path_or_url.to_owned(),
+                detail: format!("bad URL: {e}"),
+            })?
+        } else {
+            self.inner
+                .org
+                .join(path_or_url)
+                .map_err(|e| OktaError::Config(format!("bad path {path_or_url}: {e}")))?
+        };
+        if url.origin() != self.inner.org.origin() {
+            return Err(OktaError::Malformed {
+                path: url.path().to_owned(),
+                detail: format!("refusing to follow a link to another origin ({})", url.origin().ascii_serialization()),
+            });
+        }
+        Ok(url)
+    }
+
+    async fn auth_header(&self) -> Result<HeaderValue, OktaError> {
+        let value = match &self.inner.auth {
+            Auth::Ssws(t) => format!("SSWS {}", t.expose_secret()),
+            Auth::OAuth(signer) => {
+                let mut slot = signer.cached.lock().await;
+                if let Some((tok, exp)) = slot.as_ref() {
+                    if Instant::now() < *exp {
+                        let mut v = HeaderValue::from_str(&format!("Bearer {}", tok.expose_secret()))
+                            .map_err(|_| OktaError::Config("access token is not a header value".into()))?;
+                        v.set_sensitive(true);
+                        return Ok(v);
+                    }
+                }
+                let (tok, ttl) = self.fetch_token(signer).await?;
+                let v = format!("Bearer {}", tok.expose_secret());
+                OAuthSigner::remember(&mut slot, tok, ttl);
+                v
+            }
+        };
+        let mut v = HeaderValue::from_str(&value)
+            .map_err(|_| OktaError::Config("the API token has characters not allowed in a header".into()))?;
+        v.set_sensitive(true);
+        Ok(v)
+    }
+
+    /// Client credentials grant with a `private_key_jwt` assertion.
+    async fn fetch_token(&self, signer: &OAuthSigner) -> Result<(SecretString, Duration), OktaError> {
+        let url = self.resolve("/oauth2/v1/token")?;
+        let aud = url.as_str().to_owned();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let assertion = signer
+                .assertion(&aud, &self.inner.opts.clock)
+                .map_err(|e| OktaError::Config(format!("signing the client assertion: {e}")))?;
+            let scope = signer.scopes.join(" ");
+            let form = [
+                ("grant_type", "client_credentials"),
+                ("scope", scope.as_str()),
+                (
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                ),
+                ("client_assertion", assertion.as_str()),
+            ];
+            let req = self
+                .inner
+                .http
+                .post(url.clone())
+                .header("Accept", "application/json")
+                .form(&form);
+            let out = self.send_once(Bucket::OAuthToken, "/oauth2/v1/token", req).await;
+            match out {
+                Ok((status, _, body)) if status.is_success() => {
+                    let t: TokenResponse =
+                        serde_json::from_slice(&body).map_err(|e| OktaError::Malformed {
+                            path: "/oauth2/v1/token".into(),
+                            detail: e.to_string(),
+                        })?;
+                    if t.token_type.as_deref().is_some_and(|tt| !tt.eq_ignore_ascii_case("bearer")) {
+                        return Err(OktaError::Config(format!(
+                            "token endpoint issued a {:?} token; only Bearer is supported (is DPoP required for this service app?)",
+                            t.token_type.unwrap_or_default()
+                        )));
+                    }
+                    let ttl = Duration::from_secs(t.expires_in.unwrap_or(3600).clamp(60, 86_400));
+                    return Ok((SecretString::from(t.access_token), ttl));
+                }
+                Ok((status, _, body)) => {
+                    let detail = serde_json::from_slice::<OAuthErrorBody>(&body)
+                        .map(|e| format!("{}: {}", e.error, e.error_description))
+                        .unwrap_or_else(|_| format!("HTTP {status}"));
+                    match self.classify(status, attempt) {
+                        Some(wait) => {
+                            tokio::time::sleep(wait).await;
+                            continue;
+                        }
+                        None if status == StatusCode::BAD_REQUEST || status == StatusCode::UNAUTHORIZED => {
+                            return Err(OktaError::Unauthorized {
+                                detail: format!("OAuth token request refused: {detail}"),
+                            })
+                        }
+                        None => return Err(self.error_for(status, "/oauth2/v1/token", &body, Bucket::OAuthToken)),
+                    }
+                }
+                Err(e) => {
+                    if attempt >= self.inner.opts.max_transient_attempts {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(backoff(self.inner.opts.base_backoff, attempt)).await;
+                }
+            }
+        }
+    }
+
+    /// One request through the budget and the in-flight cap; no retries.
+    async fn send_once(
+        &self,
+        bucket: Bucket,
+        path: &str,
+        req: reqwest::RequestBuilder,
+    ) -> Result<(StatusCode, HeaderMap, Vec<u8>), OktaError> {
+        let _permit = self
+            .inner
+            .in_flight
+            .acquire()
+            .await
+            .map_err(|_| OktaError::Config("client closed".into()))?;
+        self.inner.budget.acquire(bucket).await;
+        let metrics = &self.inner.opts.metrics;
+        let sent = tokio::time::timeout(self.inner.opts.request_timeout, async {
+            let resp = req.send().await?;
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            let body = resp.bytes().await?;
+            Ok::<_, reqwest::Error>((status, headers, body))
+        })
+        .await;
+        match sent {
+            Ok(Ok((status, headers, body))) => {
+                let rh = RateHeaders::parse(&headers, self.inner.opts.clock.now().timestamp());
+                if status == StatusCode::TOO_MANY_REQUESTS {
+                    self.inner.budget.on_rate_limited(bucket, rh, Instant::now());
+                } else {
+                    self.inner.budget.observe(bucket, rh, Instant::now());
+                }
+                if let Some(rh) = rh {
+                    metrics.set(
+                        "okta_rate_limit_remaining",
+                        &[("bucket", bucket.as_str())],
+                        rh.remaining as f64,
+                    );
+                    metrics.set(
+                        "okta_rate_limit_limit",
+                        &[("bucket", bucket.as_str())],
+                        rh.limit as f64,
+                    );
+                }
+                metrics.inc(
+                    "okta_requests_total",
+                    &[("bucket", bucket.as_str()), ("status", status.as_str())],
+                );
+                Ok((status, headers, body.to_vec()))
+            }
+            Ok(Err(e)) => {
+                self.inner.budget.release_probe(bucket);
+                metrics.inc(
+                    "okta_requests_total",
+                    &[("bucket", bucket.as_str()), ("status", "error")],
+                );
+                // reqwest errors can include the URL; never the Authorization header.
+                Err(OktaError::Retryable {
+                    path: path.to_owned(),
+                    detail: format!("transport error: {}", e.without_url()),
+                })
+            }
+            Err(_) => {
+                self.inner.budget.release_probe(bucket);
+                metrics.inc(
+                    "okta_requests_total",
+                    &[("bucket", bucket.as_str()), ("status", "timeout")],
+                );
+                Err(OktaError::Retryable {
+                    path: path.to_owned(),
+                    detail: format!("timed out after {:?}", self.inner.opts.request_timeout),
+                })
+            }
+        }
+    }
+
+    /// For a non-success answer: how long to wait before retrying, or `None` to give up.
+    fn classify(&self, status: StatusCode, attempt: u32) -> Option<Duration> {
+        let o = &self.inner.opts;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            if attempt >= o.max_rate_limited_attempts {
+                return None;
+            }
+            // The budget already blocks the bucket until its reset; acquire() waits that out.
+            return Some(Duration::ZERO);
+        }
+        if status.is_server_error() && attempt < o.max_transient_attempts {
+            return Some(backoff(o.base_backoff, attempt));
+        }
+        None
+    }
+
+    fn error_for(&self, status: StatusCode, path: &str, body: &[u8], bucket: Bucket) -> OktaError {
+        let detail = OktaErrorBody::parse(body)
+            .map(|b| b.describe())
+            .unwrap_or_else(|| format!("HTTP {status}"));
+        let path = path.to_owned();
+        match status.as_u16() {
+            429 => OktaError::RateLimited {
+                bucket,
+                retry_after: self
+                    .inner
+                    .budget
+                    .blocked_for(bucket, Instant::now())
+                    .unwrap_or(Duration::from_secs(60)),
+            },
+            401 => OktaError::Unauthorized { detail },
+            403 => OktaError::Forbidden { path, detail },
+            404 => OktaError::NotFound { path, detail },
+            s if (400..500).contains(&s) => OktaError::Permanent {
+                status: s,
+                path,
+                detail,
+            },
+            _ => OktaError::Retryable { path, detail },
+        }
+    }
+
+    /// Sends a request with retries; returns the body and headers of a 2xx answer.
+    pub async fn request(
+        &self,
+        method: Method,
+        path_or_url: &str,
+        body: Option<&Value>,
+    ) -> Result<(HeaderMap, Vec<u8>), OktaError> {
+        let url = self.resolve(path_or_url)?;
+        let bucket = Bucket::for_path(url.path());
+        let path = url.path().to_owned();
+        let mut attempt = 0u32;
+        let mut reauthed = false;
+        loop {
+            attempt += 1;
+            let auth = self.auth_header().await?;
+            let mut req = self
+                .inner
+                .http
+                .request(method.clone(), url.clone())
+                .header(AUTHORIZATION, auth)
+                .header("Accept", "application/json");
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            match self.send_once(bucket, &path, req).await {
+                Ok((status, headers, body)) if status.is_success() => return Ok((headers, body)),
+                Ok((status, _, rbody)) => {
+                    if status == StatusCode::UNAUTHORIZED && !reauthed {
+                        if let Auth::OAuth(signer) = &self.inner.auth {
+                            // The access token may have been revoked early: fetch one more.
+                            *signer.cached.lock().await = None;
+                            reauthed = true;
+                            continue;
+                        }
+                    }
+                    match self.classify(status, attempt) {
+                        Some(wait) => {
+                            tracing::debug!(%status, path = %path, attempt, "Okta answered an error; retrying");
+                            tokio::time::sleep(wait).await;
+                        }
+                        None => return Err(self.error_for(status, &path, &rbody, bucket)),
+                    }
+                }
+                Err(e) => {
+                    if attempt >= self.inner.opts.max_transient_attempts {
+                        return Err(e);
+                    }
+                    tracing::debug!(error = %e, attempt, "Okta request failed; backing off");
+                    tokio::time::sleep(backoff(self.inner.opts.base_backoff, attempt)).await;
+                }
+            }
+        }
+    }
+
+    /// GET and deserialize a JSON body.
+    pub async fn get_json<T: DeserializeOwned>(&self, path_or_url: &str) -> Result<T, OktaError> {
+        let (_, body) = self.request(Method::GET, path_or_url, None).await?;
+        parse_body(path_or_url, &body)
+    }
+
+    /// GET one page of a list, with its `next` link. Items are returned as raw JSON so that the
+    /// caller can skip a single malformed object instead of losing the page.
+    pub async fn get_page(&self, path_or_url: &str) -> Result<Page<Value>, OktaError> {
+        let (headers, body) = self.request(Method::GET, path_or_url, None).await?;
+        let items: Vec<Value> = parse_body(path_or_url, &body)?;
+        Ok(Page {
+            items,
+            next: next_link(&headers),
+        })
+    }
+
+    /// Every page of a list (for small lists such as the org's apps).
+    pub async fn get_all<T: DeserializeOwned>(&self, first: &str) -> Result<Vec<T>, OktaError> {
+        let mut out = Vec::new();
+        let mut url = first.to_owned();
+        let mut seen = std::collections::HashSet::new();
+        loop {
+            let page = self.get_page(&url).await?;
+            for item in page.items {
+                match serde_json::from_value::<T>(item) {
+                    Ok(v) => out.push(v),
+                    Err(e) => tracing::warn!(error = %e, url = %strip_query(&url), "skipping a malformed object in an Okta list"),
+                }
+            }
+            match page.next {
+                Some(n) if seen.insert(n.clone()) && n != url => url = n,
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    pub async fn list_apps(&self) -> Result<Vec<Application>, OktaError> {
+        self.get_all("/api/v1/apps?filter=status%20eq%20%22ACTIVE%22&limit=200")
+            .await
+    }
+
+    pub async fn get_app(&self, app_id: &str) -> Result<Application, OktaError> {
+        self.get_json(&format!("/api/v1/apps/{}", enc(app_id))).await
+    }
+
+    pub async fn provisioning_feature(&self, app_id: &str) -> Result<ProvisioningFeature, OktaError> {
+        self.get_json(&format!(
+            "/api/v1/apps/{}/features/USER_PROVISIONING",
+            enc(app_id)
+        ))
+        .await
+    }
+
+    /// First page URL of an app's users, 500 at a time with the Okta user embedded.
+    pub fn app_users_url(app_id: &str) -> String {
+        format!("/api/v1/apps/{}/users?limit=500&expand=user", enc(app_id))
+    }
+
+    pub async fn get_app_user(&self, app_id: &str, user_id: &str) -> Result<AppUser, OktaError> {
+        self.get_json(&format!(
+            "/api/v1/apps/{}/users/{}?expand=user",
+            enc(app_id),
+            enc(user_id)
+        ))
+        .await
+    }
+
+    /// Posts an app user's profile back, which makes Okta push the user to the app again.
+    pub async fn update_app_user(
+        &self,
+        app_id: &str,
+        user_id: &str,
+        body: &Value,
+    ) -> Result<AppUser, OktaError> {
+        let path = format!("/api/v1/apps/{}/users/{}", enc(app_id), enc(user_id));
+        let (_, b) = self.request(Method::POST, &path, Some(body)).await?;
+        parse_body(&path, &b)
+    }
+}
+
+fn enc(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+fn strip_query(u: &str) -> &str {
+    u.split('?').next().unwrap_or(u)
+}
+
+fn parse_body<T: DeserializeOwned>(path: &str, body: &[u8]) -> Result<T, OktaError> {
+    serde_json::from_slice(body).map_err(|e| OktaError::Malformed {
+        path: strip_query(path).to_owned(),
+        detail: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_link_headers() {
+        let mut h = HeaderMap::new();
+        h.append(LINK, HeaderValue::from_static("<https://x.okta.com/api/v1/logs?limit=5>; rel=\"self\""));
+        h.append(LINK, HeaderValue::from_static("<https://x.okta.com/api/v1/logs?after=1_2&limit=5>; rel=\"next\""));
+        assert_eq!(next_link(&h).as_deref(), Some("https://x.okta.com/api/v1/logs?after=1_2&limit=5"));
+        let mut h = HeaderMap::new();
+        h.append(LINK, HeaderValue::from_static("<https://a/1>; rel=\"self\", <https://a/2>; rel=\"next\""));
+        assert_eq!(next_link(&h).as_deref(), Some("https://a/2"));
+        assert_eq!(next_link(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        let b = backoff(Duration::from_secs(1), 1);
+        assert!(b >= Duration::from_secs(1) && b <= Duration::from_secs(2));
+        let b = backoff(Duration::from_secs(1), 10);
+        assert!(b <= Duration::from_secs(30) && b >= Duration::from_secs(15));
+    }
+
+    #[test]
+    fn refuses_other_origins() {
+        let c = OktaClient::new(ClientOptions::new(
+            Url::parse("https://acme.okta.com").unwrap(),
+            Credentials::ApiToken(SecretString::from("t")),
+        ))
+        .unwrap();
+        assert!(c.resolve("https://evil.example/api/v1/logs").is_err());
+        assert!(c.resolve("https://acme.okta.com/api/v1/logs?after=x").is_ok());
+        assert_eq!(c.resolve("/api/v1/logs").unwrap().as_str(), "https://acme.okta.com/api/v1/logs");
+    }
+}

@@ -1,0 +1,440 @@
+//! Per-bucket budgeting of the org's shared Okta rate limits.
+//!
+//! Okta's buckets are shared by every integration in the org, so this module keeps the
+//! daemon's use of any bucket within `rate_limit_share` of the bucket's limit in each window,
+//! and never takes the bucket's remaining budget below the share reserved for everyone else.
+//! It learns limits from `X-Rate-Limit-*` headers, spreads requests with a [`Pacer`], and after
+//! a 429 waits until the window resets (plus jitter) before touching that bucket again.
+
+use crate::pacer::Pacer;
+use rand::Rng;
+use reqwest::header::HeaderMap;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Okta rate-limit families, as the daemon groups its endpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Bucket {
+    Logs,
+    Apps,
+    Users,
+    OAuthToken,
+    Other,
+}
+
+impl Bucket {
+    pub const ALL: [Bucket; 5] = [
+        Bucket::Logs,
+        Bucket::Apps,
+        Bucket::Users,
+        Bucket::OAuthToken,
+        Bucket::Other,
+    ];
+
+    pub fn for_path(path: &str) -> Bucket {
+        if path.starts_with("/api/v1/logs") {
+            Bucket::Logs
+        } else if path.starts_with("/api/v1/apps") {
+            Bucket::Apps
+        } else if path.starts_with("/api/v1/users") {
+            Bucket::Users
+        } else if path.starts_with("/oauth2/v1/token") {
+            Bucket::OAuthToken
+        } else {
+            Bucket::Other
+        }
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Bucket::Logs => "logs",
+            Bucket::Apps => "apps",
+            Bucket::Users => "users",
+            Bucket::OAuthToken => "oauth_token",
+            Bucket::Other => "other",
+        }
+    }
+}
+
+/// Limit assumed for a bucket before Okta has told us its real one: the lowest published
+/// per-minute limit of the endpoint families the daemon uses.
+pub const ASSUMED_LIMIT: u32 = 20;
+
+/// What one response said about its bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateHeaders {
+    pub limit: u32,
+    pub remaining: u32,
+    /// Seconds until the window resets, computed against the server's `Date` header so a
+    /// skewed local clock does not matter.
+    pub reset_in: Duration,
+}
+
+impl RateHeaders {
+    /// Reads `X-Rate-Limit-*` (and `Date` for the server's idea of now); `local_now_epoch` is used
+    /// when the server sent no `Date`.
+    pub fn parse(headers: &HeaderMap, local_now_epoch: i64) -> Option<RateHeaders> {
+        let num = |name: &str| -> Option<i64> {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<i64>().ok())
+        };
+        let limit = num("x-rate-limit-limit")?;
+        let remaining = num("x-rate-limit-remaining")?;
+        let reset = num("x-rate-limit-reset")?;
+        let server_now = headers
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
+            .map(|d| d.timestamp())
+            .unwrap_or(local_now_epoch);
+        let secs = (reset - server_now).clamp(0, 3600) as u64;
+        Some(RateHeaders {
+            limit: limit.clamp(1, u32::MAX as i64) as u32,
+            remaining: remaining.clamp(0, u32::MAX as i64) as u32,
+            reset_in: Duration::from_secs(secs),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct BucketState {
+    limit: Option<u32>,
+    /// Our estimate of what is left in the current window for the whole org.
+    remaining: Option<u32>,
+    window_ends: Option<Instant>,
+    /// Requests this daemon sent in the current window.
+    used: u32,
+    blocked_until: Option<Instant>,
+    pacer: Option<Arc<Pacer>>,
+    /// A request is out to a bucket whose limit we do not know yet: wait for its answer.
+    probing: bool,
+}
+
+impl BucketState {
+    fn new() -> Self {
+        Self {
+            limit: None,
+            remaining: None,
+            window_ends: None,
+            used: 0,
+            blocked_until: None,
+            pacer: None,
+            probing: false,
+        }
+    }
+}
+
+/// Snapshot of one bucket, for metrics, `doctor` and tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BucketSnapshot {
+    pub bucket: Bucket,
+    pub limit: Option<u32>,
+    pub remaining: Option<u32>,
+    pub used_in_window: u32,
+    pub budget: u32,
+}
+
+/// Shared, cloneable budget keeper for all Okta buckets.
+#[derive(Clone, Debug)]
+pub struct RateBudget {
+    share: f64,
+    state: Arc<Mutex<HashMap<Bucket, BucketState>>>,
+}
+
+/// Our budget of a bucket per window: `share` of its limit, at least one request.
+pub fn budget_for(limit: u32, share: f64) -> u32 {
+    ((limit as f64 * share).floor() as u32).max(1)
+}
+
+fn jitter(max_ms: u64) -> Duration {
+    Duration::from_millis(rand::thread_rng().gen_range(0..=max_ms))
+}
+
+impl RateBudget {
+    pub fn new(share: f64) -> Self {
+        Self {
+            share: share.clamp(f64::MIN_POSITIVE, 1.0),
+            state: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Bucket, BucketState>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until this daemon may send one request to `bucket`, and counts it.
+    pub async fn acquire(&self, bucket: Bucket) {
+        loop {
+            match self.try_acquire(bucket, Instant::now()) {
+                Ok(()) => return,
+                Err(wait) => tokio::time::sleep(wait).await,
+            }
+        }
+    }
+
+    /// Takes a slot now or says how long to wait before asking again.
+    pub fn try_acquire(&self, bucket: Bucket, now: Instant) -> Result<(), Duration> {
+        let mut map = self.lock();
+        let st = map.entry(bucket).or_insert_with(BucketState::new);
+        if let Some(until) = st.blocked_until {
+            if now < until {
+                return Err(until - now);
+            }
+            st.blocked_until = None;
+        }
+        if let Some(end) = st.window_ends {
+            if now >= end {
+                st.window_ends = None;
+                st.used = 0;
+                st.remaining = None;
+            }
+        }
+        let Some(limit) = st.limit else {
+            // Unknown bucket: one request at a time until a response tells us its limit.
+            if st.probing {
+                return Err(Duration::from_millis(50));
+            }
+            st.probing = true;
+            st.used += 1;
+            return Ok(());
+        };
+        let budget = budget_for(limit, self.share);
+        let reserve = limit.saturating_sub(budget);
+        let over_ours = st.used >= budget;
+        let over_org = st.remaining.is_some_and(|r| r <= reserve);
+        if over_ours || over_org {
+            // Spent for this window: wait for it to end. Without a known end, re-check soon;
+            // the next response (or the pacer) will tell us more.
+            let wait = match st.window_ends {
+                Some(end) => (end - now) + jitter(250),
+                None => Duration::from_secs(1),
+            };
+            return Err(wait);
+        }
+        let pacer = st
+            .pacer
+            .get_or_insert_with(|| Arc::new(Self::pacer_for(budget)))
+            .clone();
+        pacer.try_take()?;
+        st.used += 1;
+        if let Some(r) = st.remaining.as_mut() {
+            *r = r.saturating_sub(1);
+        }
+        Ok(())
+    }
+
+    fn pacer_for(budget: u32) -> Pacer {
+        // Even spacing over the window with a small burst so a page walk is not needlessly
+        // slow; the per-window count above is what enforces the hard ceiling.
+        Pacer::new(budget, Duration::from_secs(60), (budget / 6).max(1))
+    }
+
+    /// Records what a response said about its bucket.
+    pub fn observe(&self, bucket: Bucket, h: Option<RateHeaders>, now: Instant) {
+        let mut map = self.lock();
+        let st = map.entry(bucket).or_insert_with(BucketState::new);
+        st.probing = false;
+        let Some(h) = h else {
+            if st.limit.is_none() {
+                st.limit = Some(ASSUMED_LIMIT);
+            }
+            return;
+        };
+        if st.limit != Some(h.limit) {
+            st.pacer = Some(Arc::new(Self::pacer_for(budget_for(h.limit, self.share))));
+            st.limit = Some(h.limit);
+        }
+        let ends = now + h.reset_in;
+        let new_window = match st.window_ends {
+            // Okta's reset moves by a whole window; a difference of a second is rounding.
+            Some(old) => ends > old + Duration::from_secs(2),
+            None => true,
+        };
+        if new_window {
+            // `used` keeps counting: it was reset when our view of the old window ended, and if
+            // Okta's window rolled over first, over-counting only makes us more careful.
+            st.window_ends = Some(ends);
+            st.remaining = Some(h.remaining);
+        } else {
+            // Responses of one window can arrive out of order: the lowest remaining is the truth.
+            st.remaining = Some(st.remaining.map_or(h.remaining, |r| r.min(h.remaining)));
+        }
+    }
+
+    /// A 429: nothing goes to this bucket until its window resets, plus jitter so that
+    /// several clients released by the same reset do not stampede.
+    pub fn on_rate_limited(&self, bucket: Bucket, h: Option<RateHeaders>, now: Instant) {
+        self.observe(bucket, h, now);
+        let mut map = self.lock();
+        let st = map.entry(bucket).or_insert_with(BucketState::new);
+        let wait = h.map(|h| h.reset_in).unwrap_or(Duration::from_secs(60));
+        st.blocked_until = Some(now + wait + Duration::from_millis(200) + jitter(800));
+        st.remaining = Some(0);
+    }
+
+    /// A request was not sent after all (e.g. the auth token could not be had): give back the probe.
+    pub fn release_probe(&self, bucket: Bucket) {
+        if let Some(st) = self.lock().get_mut(&bucket) {
+            st.probing = false;
+        }
+    }
+
+    pub fn snapshot(&self) -> Vec<BucketSnapshot> {
+        let map = self.lock();
+        let mut v: Vec<_> = map
+            .iter()
+            .map(|(b, st)| BucketSnapshot {
+                bucket: *b,
+                limit: st.limit,
+                remaining: st.remaining,
+                used_in_window: st.used,
+                budget: budget_for(st.limit.unwrap_or(ASSUMED_LIMIT), self.share),
+            })
+            .collect();
+        v.sort_by_key(|s| s.bucket);
+        v
+    }
+
+    /// How long the bucket stays blocked by a 429, if it is.
+    pub fn blocked_for(&self, bucket: Bucket, now: Instant) -> Option<Duration> {
+        self.lock()
+            .get(&bucket)
+            .and_then(|st| st.blocked_until)
+            .filter(|u| *u > now)
+            .map(|u| u - now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(limit: u32, remaining: u32, reset_in: u64) -> Option<RateHeaders> {
+        Some(RateHeaders {
+            limit,
+            remaining,
+            reset_in: Duration::from_secs(reset_in),
+        })
+    }
+
+    #[test]
+    fn buckets_by_path() {
+        assert_eq!(Bucket::for_path("/api/v1/logs"), Bucket::Logs);
+        assert_eq!(Bucket::for_path("/api/v1/apps/0oa1/users"), Bucket::Apps);
+        assert_eq!(Bucket::for_path("/api/v1/users/me"), Bucket::Users);
+        assert_eq!(Bucket::for_path("/oauth2/v1/token"), Bucket::OAuthToken);
+        assert_eq!(Bucket::for_path("/api/v1/org"), Bucket::Other);
+    }
+
+    #[test]
+    fn parses_headers_against_server_date() {
+        let mut h = HeaderMap::new();
+        h.insert("x-rate-limit-limit", "60".parse().unwrap());
+        h.insert("x-rate-limit-remaining", "59".parse().unwrap());
+        h.insert("x-rate-limit-reset", "1700000045".parse().unwrap());
+        // 1700000000 = Tue, 14 Nov 2023 22:13:20 GMT
+        h.insert("date", "Tue, 14 Nov 2023 22:13:20 GMT".parse().unwrap());
+        let r = RateHeaders::parse(&h, 0).unwrap();
+        assert_eq!(r.limit, 60);
+        assert_eq!(r.remaining, 59);
+        assert_eq!(r.reset_in, Duration::from_secs(45));
+        h.remove("x-rate-limit-limit");
+        assert!(RateHeaders::parse(&h, 0).is_none());
+    }
+
+    #[test]
+    fn budget_is_share_of_limit() {
+        assert_eq!(budget_for(60, 0.5), 30);
+        assert_eq!(budget_for(100, 0.25), 25);
+        assert_eq!(budget_for(1, 0.1), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn first_request_probes_alone() {
+        let rb = RateBudget::new(0.5);
+        let now = Instant::now();
+        assert!(rb.try_acquire(Bucket::Logs, now).is_ok());
+        assert!(rb.try_acquire(Bucket::Logs, now).is_err());
+        rb.observe(Bucket::Logs, headers(60, 59, 60), now);
+        assert!(rb.try_acquire(Bucket::Logs, now).is_ok());
+    }
+
+    /// The window ceiling: with limit 60 and share 0.5 we take 30 and then wait for the reset,
+    /// whatever the pacer would allow.
+    #[tokio::test(start_paused = true)]
+    async fn never_more_than_share_per_window() {
+        let rb = RateBudget::new(0.5);
+        let start = Instant::now();
+        rb.acquire(Bucket::Apps).await;
+        rb.observe(Bucket::Apps, headers(60, 59, 60), Instant::now());
+        let mut sent_in_first_window = 1;
+        loop {
+            rb.acquire(Bucket::Apps).await;
+            let now = Instant::now();
+            if now >= start + Duration::from_secs(60) {
+                break;
+            }
+            sent_in_first_window += 1;
+            // We are the only client: Okta's remaining mirrors our use.
+            rb.observe(
+                Bucket::Apps,
+                headers(60, 60 - sent_in_first_window, 60 - (now - start).as_secs()),
+                now,
+            );
+        }
+        assert_eq!(sent_in_first_window, 30);
+    }
+
+    /// Other integrations used the bucket: we stop where the reserve for them begins.
+    #[tokio::test(start_paused = true)]
+    async fn leaves_reserve_for_the_org() {
+        let rb = RateBudget::new(0.5);
+        let now = Instant::now();
+        rb.try_acquire(Bucket::Logs, now).unwrap();
+        // Someone else already took 25 of 60: remaining 34 after our first.
+        rb.observe(Bucket::Logs, headers(60, 34, 50), now);
+        let mut ok = 0;
+        let mut t = now;
+        for _ in 0..100 {
+            match rb.try_acquire(Bucket::Logs, t) {
+                Ok(()) => ok += 1,
+                Err(w) if w > Duration::from_secs(5) => break,
+                Err(w) => t += w,
+            }
+        }
+        // 34 - 30 (the reserve) = 4 more.
+        assert_eq!(ok, 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rate_limited_blocks_until_reset() {
+        let rb = RateBudget::new(0.5);
+        let now = Instant::now();
+        rb.try_acquire(Bucket::Logs, now).unwrap();
+        rb.on_rate_limited(Bucket::Logs, headers(60, 0, 20), now);
+        let wait = rb.try_acquire(Bucket::Logs, now).unwrap_err();
+        assert!(wait >= Duration::from_secs(20) && wait <= Duration::from_secs(22), "{wait:?}");
+        let later = now + wait;
+        assert!(rb.try_acquire(Bucket::Logs, later).is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pacer_spreads_requests() {
+        let rb = RateBudget::new(1.0);
+        let now = Instant::now();
+        rb.try_acquire(Bucket::Users, now).unwrap();
+        rb.observe(Bucket::Users, headers(60, 59, 60), now);
+        // burst of 60/6 = 10, then one per second.
+        let mut ok = 0;
+        while rb.try_acquire(Bucket::Users, now).is_ok() {
+            ok += 1;
+        }
+        assert_eq!(ok, 10);
+        let wait = rb.try_acquire(Bucket::Users, now).unwrap_err();
+        assert!(wait <= Duration::from_secs(1), "{wait:?}");
+    }
+}
