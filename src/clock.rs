@@ -34,6 +34,11 @@ impl Clock {
         }
     }
 
+    /// Whether this clock follows tokio's (test) clock rather than the system's.
+    pub fn is_virtual(&self) -> bool {
+        self.base.is_some()
+    }
+
     pub fn now_ms(&self) -> i64 {
         self.now().timestamp_millis()
     }

@@ -81,7 +81,8 @@ impl Metrics {
 
     pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         let m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        m.get(name).and_then(|f| f.series.get(&key(labels)).copied())
+        m.get(name)
+            .and_then(|f| f.series.get(&key(labels)).copied())
     }
 
     /// Sum over every series of a family.

@@ -127,6 +127,9 @@ mod tests {
             assert!(p.try_take().is_ok());
         }
         let wait = p.try_take().unwrap_err();
-        assert!(wait <= Duration::from_secs(2) && wait > Duration::from_millis(1500), "{wait:?}");
+        assert!(
+            wait <= Duration::from_secs(2) && wait > Duration::from_millis(1500),
+            "{wait:?}"
+        );
     }
 }

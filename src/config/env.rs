@@ -177,12 +177,18 @@ mod tests {
         assert_eq!(parse_value("0.25"), toml::Value::Float(0.25));
         assert_eq!(parse_value("false"), toml::Value::Boolean(false));
         assert_eq!(parse_value("30s"), toml::Value::String("30s".into()));
-        assert_eq!(parse_value("#alerts"), toml::Value::String("#alerts".into()));
+        assert_eq!(
+            parse_value("#alerts"),
+            toml::Value::String("#alerts".into())
+        );
         assert_eq!(
             parse_value("https://x.okta.com"),
             toml::Value::String("https://x.okta.com".into())
         );
-        assert_eq!(parse_value("\"quoted\""), toml::Value::String("quoted".into()));
+        assert_eq!(
+            parse_value("\"quoted\""),
+            toml::Value::String("quoted".into())
+        );
         assert_eq!(
             parse_value("[\"a\", \"b\"]"),
             toml::Value::Array(vec!["a".into(), "b".into()])
@@ -213,7 +219,11 @@ mod tests {
         let keys: Vec<_> = applied.iter().map(|a| a.key.as_str()).collect();
         assert_eq!(
             keys,
-            ["detect.poll_interval", "okta.oauth.client_id", "retry.max_attempts"]
+            [
+                "detect.poll_interval",
+                "okta.oauth.client_id",
+                "retry.max_attempts"
+            ]
         );
     }
 

@@ -50,7 +50,12 @@ impl fmt::Display for ConfigError {
 
 fn one_line(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    for (i, part) in s.lines().map(str::trim).filter(|l| !l.is_empty()).enumerate() {
+    for (i, part) in s
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .enumerate()
+    {
         if i > 0 {
             out.push_str("; ");
         }

@@ -85,10 +85,7 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(
-            parse_duration("k", "30s").unwrap(),
-            Duration::from_secs(30)
-        );
+        assert_eq!(parse_duration("k", "30s").unwrap(), Duration::from_secs(30));
         assert_eq!(
             parse_duration("k", " 1h 30m ").unwrap(),
             Duration::from_secs(5400)

@@ -212,7 +212,11 @@ pub(crate) fn from_table(table: toml::Table) -> Result<RawConfig, ConfigError> {
 fn map_serde_error(path: String, message: &str) -> ConfigError {
     if let Some(rest) = message.strip_prefix("unknown field `") {
         let (name, expected) = rest.split_once('`').unwrap_or((rest, ""));
-        let key = if path.is_empty() {
+        // serde_path_to_error already includes the rejected key in the path;
+        // tolerate versions that stop at its parent.
+        let key = if path == name || path.ends_with(&format!(".{name}")) {
+            path.clone()
+        } else if path.is_empty() {
             name.to_string()
         } else {
             format!("{path}.{name}")

@@ -95,6 +95,14 @@ pub(crate) fn read_secret(
     }
     match via {
         Via::Env => {
+            // A pasted secret instead of a variable name would otherwise be
+            // echoed in "variable … is not set"; refuse without repeating it.
+            if !is_env_name(value) {
+                return Err(ConfigError::new(
+                    key,
+                    "must name an environment variable (letters, digits and _, e.g. \"OKTA_API_TOKEN\"), not hold the secret itself",
+                ));
+            }
             let secret = env
                 .get(value)
                 .map(str::trim)
@@ -114,6 +122,14 @@ pub(crate) fn read_secret(
         }
         Via::File => {
             let path = PathBuf::from(value);
+            // Relative paths would depend on the service's working directory;
+            // also, a pasted secret is not absolute, so it is never echoed.
+            if !path.is_absolute() {
+                return Err(ConfigError::new(
+                    key,
+                    "must be an absolute path to a file holding the secret (e.g. \"/etc/okta-provwatch/secret\")",
+                ));
+            }
             let secret = read_file(key, &path, "file")?;
             Ok((secret, SecretSource::File { path }))
         }
@@ -147,6 +163,12 @@ pub(crate) fn read_secret(
             ))
         }
     }
+}
+
+fn is_env_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 fn read_file(key: &str, path: &Path, what: &str) -> Result<SecretString, ConfigError> {
@@ -192,6 +214,22 @@ mod tests {
     }
 
     #[test]
+    fn pasted_secrets_are_refused_without_echo() {
+        let env = Env::empty();
+        for (via, value) in [
+            (Via::Env, "00aBcDeF-ghij_klmnop"),
+            (Via::Env, "xoxb-123-456"),
+            (Via::Env, "https://hooks.slack.com/services/T/B/x"),
+            (Via::File, "00aBcDeF-ghij_klmnop"),
+        ] {
+            let e = read_secret("k", via, value, &env).unwrap_err();
+            assert!(!e.to_string().contains(value), "{e}");
+        }
+        assert!(is_env_name("OKTA_API_TOKEN") && is_env_name("_x1"));
+        assert!(!is_env_name("1X") && !is_env_name("A-B") && !is_env_name(""));
+    }
+
+    #[test]
     fn from_file() {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         writeln!(f, "s3cr3t-value").unwrap();
@@ -203,7 +241,10 @@ mod tests {
         let empty = tempfile::NamedTempFile::new().unwrap();
         let p = empty.path().to_str().unwrap();
         let e = read_secret("k", Via::File, p, &Env::empty()).unwrap_err();
-        assert!(e.message.contains(p) && e.message.ends_with("is empty"), "{e}");
+        assert!(
+            e.message.contains(p) && e.message.ends_with("is empty"),
+            "{e}"
+        );
 
         let e = read_secret("k", Via::File, "/nonexistent/x", &Env::empty()).unwrap_err();
         assert_eq!(e.to_string(), "k: file /nonexistent/x does not exist");

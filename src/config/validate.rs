@@ -22,11 +22,12 @@ use super::raw::{
 };
 use super::secret::{pick_one, read_secret, SecretSources, Via};
 use super::{
-    AlertConfig, Config, DetectConfig, EmailConfig, HttpConfig, LogConfig, LogFormat,
-    OAuthConfig, OktaAuth, OktaConfig, RetryConfig, SlackConfig, SlackTarget, StateConfig,
+    AlertConfig, Config, DetectConfig, EmailConfig, HttpConfig, LogConfig, LogFormat, OAuthConfig,
+    OktaAuth, OktaConfig, RetryConfig, SlackConfig, SlackTarget, StateConfig,
 };
 
-// Defaults. Kept in sync with config.example.toml by a test there.
+// Defaults. `tests::example_file_values_are_the_defaults` keeps
+// config.example.toml in step with these.
 pub(crate) const DEFAULT_RATE_LIMIT_SHARE: f64 = 0.5;
 pub(crate) const DEFAULT_MAX_IN_FLIGHT: i64 = 2;
 pub(crate) const DEFAULT_REQUEST_TIMEOUT: &str = "30s";
@@ -63,14 +64,8 @@ pub(crate) fn validate(raw: RawConfig, env: &Env) -> Result<Config, ConfigError>
     let detect = detect(raw.detect)?;
     let retry = retry(raw.retry)?;
     let alert = alert(raw.alert)?;
-    let slack = raw
-        .slack
-        .map(|s| slack(s, env, &mut sources))
-        .transpose()?;
-    let email = raw
-        .email
-        .map(|e| email(e, env, &mut sources))
-        .transpose()?;
+    let slack = raw.slack.map(|s| slack(s, env, &mut sources)).transpose()?;
+    let email = raw.email.map(|e| email(e, env, &mut sources)).transpose()?;
     let http = http(raw.http)?;
     let log = log(raw.log)?;
     Ok(Config {
@@ -219,7 +214,10 @@ fn org_url(s: &str) -> Result<Url, ConfigError> {
         return Err(ConfigError::new(KEY, format!("{s:?} has no host")));
     };
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(ConfigError::new(KEY, "must not contain a user name or password"));
+        return Err(ConfigError::new(
+            KEY,
+            "must not contain a user name or password",
+        ));
     }
     if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
         return Err(ConfigError::new(
@@ -246,7 +244,11 @@ fn org_url(s: &str) -> Result<Url, ConfigError> {
     Ok(url)
 }
 
-fn oauth(raw: RawOAuth, env: &Env, sources: &mut SecretSources) -> Result<OAuthConfig, ConfigError> {
+fn oauth(
+    raw: RawOAuth,
+    env: &Env,
+    sources: &mut SecretSources,
+) -> Result<OAuthConfig, ConfigError> {
     let client_id = required(
         "okta.oauth.client_id",
         &raw.client_id,
@@ -275,7 +277,7 @@ fn oauth(raw: RawOAuth, env: &Env, sources: &mut SecretSources) -> Result<OAuthC
     let (pem, source) = read_secret(&key, via, name, env)?;
     // Environment variables often carry PEM with literal "\n" escapes.
     let pem = if via == Via::Env && !pem.expose_secret().contains('\n') {
-        SecretString::from(pem.expose_secret().replace("\\n", "\n"))
+        SecretString::from(pem.expose_secret().replace("\\n", "\n").trim().to_string())
     } else {
         pem
     };
@@ -317,7 +319,9 @@ fn oauth(raw: RawOAuth, env: &Env, sources: &mut SecretSources) -> Result<OAuthC
             {
                 return Err(ConfigError::new(
                     "okta.oauth.scopes",
-                    format!("invalid scope {bad:?} (one scope per list entry, e.g. \"okta.logs.read\")"),
+                    format!(
+                        "invalid scope {bad:?} (one scope per list entry, e.g. \"okta.logs.read\")"
+                    ),
                 ));
             }
             list
@@ -454,7 +458,11 @@ fn alert(raw: RawAlert) -> Result<AlertConfig, ConfigError> {
 
 // ---------------------------------------------------------------- [slack]
 
-fn slack(raw: RawSlack, env: &Env, sources: &mut SecretSources) -> Result<SlackConfig, ConfigError> {
+fn slack(
+    raw: RawSlack,
+    env: &Env,
+    sources: &mut SecretSources,
+) -> Result<SlackConfig, ConfigError> {
     let webhook = pick_one(
         "slack",
         &[
@@ -511,10 +519,7 @@ fn slack(raw: RawSlack, env: &Env, sources: &mut SecretSources) -> Result<SlackC
             let (url, source) = read_secret(&key, via, name, env)?;
             // The URL embeds a token: errors name the source, never the URL.
             let parsed = Url::parse(url.expose_secret()).map_err(|_| {
-                ConfigError::new(
-                    key.clone(),
-                    format!("{source} does not hold a valid URL"),
-                )
+                ConfigError::new(key.clone(), format!("{source} does not hold a valid URL"))
             })?;
             require_https(&key, &parsed)?;
             sources.slack = Some(source);
@@ -532,7 +537,9 @@ fn slack(raw: RawSlack, env: &Env, sources: &mut SecretSources) -> Result<SlackC
             if token.expose_secret().starts_with("http") {
                 return Err(ConfigError::new(
                     key,
-                    format!("{source} holds a URL, not a bot token; use webhook_url_* for webhooks"),
+                    format!(
+                        "{source} holds a URL, not a bot token; use webhook_url_* for webhooks"
+                    ),
                 ));
             }
             sources.slack = Some(source);
@@ -541,9 +548,8 @@ fn slack(raw: RawSlack, env: &Env, sources: &mut SecretSources) -> Result<SlackC
     };
 
     let api_url = text_or(&raw.api_url, DEFAULT_SLACK_API_URL).trim();
-    let mut api_url = Url::parse(api_url).map_err(|e| {
-        ConfigError::new("slack.api_url", format!("invalid URL {api_url:?}: {e}"))
-    })?;
+    let mut api_url = Url::parse(api_url)
+        .map_err(|e| ConfigError::new("slack.api_url", format!("invalid URL {api_url:?}: {e}")))?;
     require_https("slack.api_url", &api_url)?;
     // Without the trailing slash, `join("chat.postMessage")` would replace
     // the last path segment instead of appending.
@@ -556,7 +562,11 @@ fn slack(raw: RawSlack, env: &Env, sources: &mut SecretSources) -> Result<SlackC
 
 // ---------------------------------------------------------------- [email]
 
-fn email(raw: RawEmail, env: &Env, sources: &mut SecretSources) -> Result<EmailConfig, ConfigError> {
+fn email(
+    raw: RawEmail,
+    env: &Env,
+    sources: &mut SecretSources,
+) -> Result<EmailConfig, ConfigError> {
     const URL_KEY: &str = "email.smtp_url";
     let smtp_url = required(
         URL_KEY,
@@ -595,15 +605,23 @@ fn email(raw: RawEmail, env: &Env, sources: &mut SecretSources) -> Result<EmailC
             ))
         }
     }
-    if url.host_str().map_or(true, str::is_empty) {
+    if !matches!(url.host_str(), Some(h) if !h.is_empty()) {
         return Err(ConfigError::new(URL_KEY, "has no host"));
     }
 
     let password = match pick_one(
         "email",
         &[
-            ("smtp_password_env", Via::Env, raw.smtp_password_env.as_ref()),
-            ("smtp_password_file", Via::File, raw.smtp_password_file.as_ref()),
+            (
+                "smtp_password_env",
+                Via::Env,
+                raw.smtp_password_env.as_ref(),
+            ),
+            (
+                "smtp_password_file",
+                Via::File,
+                raw.smtp_password_file.as_ref(),
+            ),
             (
                 "smtp_password_credential",
                 Via::Credential,
@@ -633,7 +651,11 @@ fn email(raw: RawEmail, env: &Env, sources: &mut SecretSources) -> Result<EmailC
         }
     };
 
-    let from = required("email.from", &raw.from, " (e.g. \"okta-provwatch@acme.example\")")?;
+    let from = required(
+        "email.from",
+        &raw.from,
+        " (e.g. \"okta-provwatch@acme.example\")",
+    )?;
     let from = mailbox("email.from", from)?;
     let to_list = raw.to.map(|l| l.0).unwrap_or_default();
     if to_list.is_empty() {

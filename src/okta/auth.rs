@@ -102,7 +102,11 @@ impl OAuthSigner {
 
     /// Remembers a token, to be refreshed a minute early so no request leaves with a token
     /// about to lapse.
-    pub fn remember(slot: &mut Option<(SecretString, Instant)>, token: SecretString, ttl: Duration) {
+    pub fn remember(
+        slot: &mut Option<(SecretString, Instant)>,
+        token: SecretString,
+        ttl: Duration,
+    ) {
         let margin = Duration::from_secs(60).min(ttl / 2);
         *slot = Some((token, Instant::now() + ttl - margin));
     }

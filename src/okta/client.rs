@@ -36,6 +36,9 @@ pub struct ClientOptions {
     pub max_rate_limited_attempts: u32,
     /// First backoff after a 5xx/timeout; doubles per attempt, capped at 30 s.
     pub base_backoff: Duration,
+    /// Reuse connections. Off only in paused-time tests, where the idle-pool timer would make
+    /// tokio's paused clock jump while a request waits on a socket.
+    pub keep_alive: bool,
     pub clock: Clock,
     pub metrics: Metrics,
 }
@@ -51,6 +54,7 @@ impl ClientOptions {
             max_transient_attempts: 4,
             max_rate_limited_attempts: 3,
             base_backoff: Duration::from_secs(1),
+            keep_alive: true,
             clock: Clock::system(),
             metrics: Metrics::new(),
         }
@@ -141,7 +145,11 @@ impl OktaClient {
                     .map_err(OktaError::Config)?,
             )),
         };
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder();
+        if !opts.keep_alive {
+            http = http.pool_max_idle_per_host(0);
+        }
+        let http = http
             .user_agent(concat!("okta-provwatch/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(opts.request_timeout.min(Duration::from_secs(10)))
             // Redirects could carry the Authorization header to another host.
@@ -189,7 +197,10 @@ impl OktaClient {
         if url.origin() != self.inner.org.origin() {
             return Err(OktaError::Malformed {
                 path: url.path().to_owned(),
-                detail: format!("refusing to follow a link to another origin ({})", url.origin().ascii_serialization()),
+                detail: format!(
+                    "refusing to follow a link to another origin ({})",
+                    url.origin().ascii_serialization()
+                ),
             });
         }
         Ok(url)
@@ -202,8 +213,11 @@ impl OktaClient {
                 let mut slot = signer.cached.lock().await;
                 if let Some((tok, exp)) = slot.as_ref() {
                     if Instant::now() < *exp {
-                        let mut v = HeaderValue::from_str(&format!("Bearer {}", tok.expose_secret()))
-                            .map_err(|_| OktaError::Config("access token is not a header value".into()))?;
+                        let mut v =
+                            HeaderValue::from_str(&format!("Bearer {}", tok.expose_secret()))
+                                .map_err(|_| {
+                                    OktaError::Config("access token is not a header value".into())
+                                })?;
                         v.set_sensitive(true);
                         return Ok(v);
                     }
@@ -214,14 +228,18 @@ impl OktaClient {
                 v
             }
         };
-        let mut v = HeaderValue::from_str(&value)
-            .map_err(|_| OktaError::Config("the API token has characters not allowed in a header".into()))?;
+        let mut v = HeaderValue::from_str(&value).map_err(|_| {
+            OktaError::Config("the API token has characters not allowed in a header".into())
+        })?;
         v.set_sensitive(true);
         Ok(v)
     }
 
     /// Client credentials grant with a `private_key_jwt` assertion.
-    async fn fetch_token(&self, signer: &OAuthSigner) -> Result<(SecretString, Duration), OktaError> {
+    async fn fetch_token(
+        &self,
+        signer: &OAuthSigner,
+    ) -> Result<(SecretString, Duration), OktaError> {
         let url = self.resolve("/oauth2/v1/token")?;
         let aud = url.as_str().to_owned();
         let mut attempt = 0u32;
@@ -246,7 +264,9 @@ impl OktaClient {
                 .post(url.clone())
                 .header("Accept", "application/json")
                 .form(&form);
-            let out = self.send_once(Bucket::OAuthToken, "/oauth2/v1/token", req).await;
+            let out = self
+                .send_once(Bucket::OAuthToken, "/oauth2/v1/token", req)
+                .await;
             match out {
                 Ok((status, _, body)) if status.is_success() => {
                     let t: TokenResponse =
@@ -254,7 +274,10 @@ impl OktaClient {
                             path: "/oauth2/v1/token".into(),
                             detail: e.to_string(),
                         })?;
-                    if t.token_type.as_deref().is_some_and(|tt| !tt.eq_ignore_ascii_case("bearer")) {
+                    if t.token_type
+                        .as_deref()
+                        .is_some_and(|tt| !tt.eq_ignore_ascii_case("bearer"))
+                    {
                         return Err(OktaError::Config(format!(
                             "token endpoint issued a {:?} token; only Bearer is supported (is DPoP required for this service app?)",
                             t.token_type.unwrap_or_default()
@@ -272,12 +295,21 @@ impl OktaClient {
                             tokio::time::sleep(wait).await;
                             continue;
                         }
-                        None if status == StatusCode::BAD_REQUEST || status == StatusCode::UNAUTHORIZED => {
+                        None if status == StatusCode::BAD_REQUEST
+                            || status == StatusCode::UNAUTHORIZED =>
+                        {
                             return Err(OktaError::Unauthorized {
                                 detail: format!("OAuth token request refused: {detail}"),
                             })
                         }
-                        None => return Err(self.error_for(status, "/oauth2/v1/token", &body, Bucket::OAuthToken)),
+                        None => {
+                            return Err(self.error_for(
+                                status,
+                                "/oauth2/v1/token",
+                                &body,
+                                Bucket::OAuthToken,
+                            ))
+                        }
                     }
                 }
                 Err(e) => {
@@ -317,7 +349,9 @@ impl OktaClient {
             Ok(Ok((status, headers, body))) => {
                 let rh = RateHeaders::parse(&headers, self.inner.opts.clock.now().timestamp());
                 if status == StatusCode::TOO_MANY_REQUESTS {
-                    self.inner.budget.on_rate_limited(bucket, rh, Instant::now());
+                    self.inner
+                        .budget
+                        .on_rate_limited(bucket, rh, Instant::now());
                 } else {
                     self.inner.budget.observe(bucket, rh, Instant::now());
                 }
@@ -488,7 +522,9 @@ impl OktaClient {
             for item in page.items {
                 match serde_json::from_value::<T>(item) {
                     Ok(v) => out.push(v),
-                    Err(e) => tracing::warn!(error = %e, url = %strip_query(&url), "skipping a malformed object in an Okta list"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, url = %strip_query(&url), "skipping a malformed object in an Okta list")
+                    }
                 }
             }
             match page.next {
@@ -504,10 +540,14 @@ impl OktaClient {
     }
 
     pub async fn get_app(&self, app_id: &str) -> Result<Application, OktaError> {
-        self.get_json(&format!("/api/v1/apps/{}", enc(app_id))).await
+        self.get_json(&format!("/api/v1/apps/{}", enc(app_id)))
+            .await
     }
 
-    pub async fn provisioning_feature(&self, app_id: &str) -> Result<ProvisioningFeature, OktaError> {
+    pub async fn provisioning_feature(
+        &self,
+        app_id: &str,
+    ) -> Result<ProvisioningFeature, OktaError> {
         self.get_json(&format!(
             "/api/v1/apps/{}/features/USER_PROVISIONING",
             enc(app_id)
@@ -564,11 +604,25 @@ mod tests {
     #[test]
     fn parses_link_headers() {
         let mut h = HeaderMap::new();
-        h.append(LINK, HeaderValue::from_static("<https://x.okta.com/api/v1/logs?limit=5>; rel=\"self\""));
-        h.append(LINK, HeaderValue::from_static("<https://x.okta.com/api/v1/logs?after=1_2&limit=5>; rel=\"next\""));
-        assert_eq!(next_link(&h).as_deref(), Some("https://x.okta.com/api/v1/logs?after=1_2&limit=5"));
+        h.append(
+            LINK,
+            HeaderValue::from_static("<https://x.okta.com/api/v1/logs?limit=5>; rel=\"self\""),
+        );
+        h.append(
+            LINK,
+            HeaderValue::from_static(
+                "<https://x.okta.com/api/v1/logs?after=1_2&limit=5>; rel=\"next\"",
+            ),
+        );
+        assert_eq!(
+            next_link(&h).as_deref(),
+            Some("https://x.okta.com/api/v1/logs?after=1_2&limit=5")
+        );
         let mut h = HeaderMap::new();
-        h.append(LINK, HeaderValue::from_static("<https://a/1>; rel=\"self\", <https://a/2>; rel=\"next\""));
+        h.append(
+            LINK,
+            HeaderValue::from_static("<https://a/1>; rel=\"self\", <https://a/2>; rel=\"next\""),
+        );
         assert_eq!(next_link(&h).as_deref(), Some("https://a/2"));
         assert_eq!(next_link(&HeaderMap::new()), None);
     }
@@ -589,7 +643,12 @@ mod tests {
         ))
         .unwrap();
         assert!(c.resolve("https://evil.example/api/v1/logs").is_err());
-        assert!(c.resolve("https://acme.okta.com/api/v1/logs?after=x").is_ok());
-        assert_eq!(c.resolve("/api/v1/logs").unwrap().as_str(), "https://acme.okta.com/api/v1/logs");
+        assert!(c
+            .resolve("https://acme.okta.com/api/v1/logs?after=x")
+            .is_ok());
+        assert_eq!(
+            c.resolve("/api/v1/logs").unwrap().as_str(),
+            "https://acme.okta.com/api/v1/logs"
+        );
     }
 }

@@ -52,7 +52,10 @@ impl OktaErrorBody {
 pub enum OktaError {
     /// 429 persisted past the client's patience; the bucket is blocked until `retry_after`.
     #[error("Okta rate limit exhausted for the {} bucket; retry in {retry_after:?}", bucket.as_str())]
-    RateLimited { bucket: Bucket, retry_after: Duration },
+    RateLimited {
+        bucket: Bucket,
+        retry_after: Duration,
+    },
     /// 401: the API token or access token was rejected.
     #[error("Okta rejected the credentials (401): {detail}")]
     Unauthorized { detail: String },
@@ -84,7 +87,9 @@ impl OktaError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            OktaError::RateLimited { .. } | OktaError::Retryable { .. } | OktaError::Malformed { .. }
+            OktaError::RateLimited { .. }
+                | OktaError::Retryable { .. }
+                | OktaError::Malformed { .. }
         )
     }
 

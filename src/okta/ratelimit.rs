@@ -417,7 +417,10 @@ mod tests {
         rb.try_acquire(Bucket::Logs, now).unwrap();
         rb.on_rate_limited(Bucket::Logs, headers(60, 0, 20), now);
         let wait = rb.try_acquire(Bucket::Logs, now).unwrap_err();
-        assert!(wait >= Duration::from_secs(20) && wait <= Duration::from_secs(22), "{wait:?}");
+        assert!(
+            wait >= Duration::from_secs(20) && wait <= Duration::from_secs(22),
+            "{wait:?}"
+        );
         let later = now + wait;
         assert!(rb.try_acquire(Bucket::Logs, later).is_ok());
     }

@@ -186,8 +186,14 @@ mod tests {
             ]
         }))
         .unwrap();
-        assert_eq!(ev.target("AppInstance").unwrap().id.as_deref(), Some("0oa1"));
-        assert_eq!(ev.target("User").unwrap().alternate_id.as_deref(), Some("a@x"));
+        assert_eq!(
+            ev.target("AppInstance").unwrap().id.as_deref(),
+            Some("0oa1")
+        );
+        assert_eq!(
+            ev.target("User").unwrap().alternate_id.as_deref(),
+            Some("a@x")
+        );
         assert!(ev.target("AppUser").is_none());
         assert_eq!(ev.result(), Some("FAILURE"));
     }

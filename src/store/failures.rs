@@ -86,9 +86,14 @@ impl State {
         }
     }
     pub fn parse(s: &str) -> Option<State> {
-        [State::Open, State::Retrying, State::Alerted, State::Resolved]
-            .into_iter()
-            .find(|st| st.as_str() == s)
+        [
+            State::Open,
+            State::Retrying,
+            State::Alerted,
+            State::Resolved,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
     }
 }
 
@@ -99,7 +104,7 @@ pub enum Source {
 }
 
 /// One thing seen about an (app, user, operation): a failure or a success.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Observation {
     pub app_id: String,
     pub app_label: Option<String>,
@@ -216,7 +221,9 @@ pub fn find(
     op: Operation,
 ) -> Result<Option<Failure>, StoreError> {
     Ok(c.query_row(
-        &format!("SELECT {COLUMNS} FROM failures WHERE app_id = ?1 AND user_id = ?2 AND operation = ?3"),
+        &format!(
+            "SELECT {COLUMNS} FROM failures WHERE app_id = ?1 AND user_id = ?2 AND operation = ?3"
+        ),
         params![app_id, user_id, op.as_str()],
         from_row,
     )
@@ -233,7 +240,12 @@ pub fn get(c: &Connection, id: i64) -> Result<Option<Failure>, StoreError> {
 }
 
 /// Applies one observation. `now` is when we saw it (ms).
-pub fn apply(c: &Connection, obs: &Observation, now: i64, actor: &str) -> Result<Applied, StoreError> {
+pub fn apply(
+    c: &Connection,
+    obs: &Observation,
+    now: i64,
+    actor: &str,
+) -> Result<Applied, StoreError> {
     let existing = find(c, &obs.app_id, &obs.user_id, obs.operation)?;
     let (log, scan) = match obs.source {
         Source::Log => (1, 0),
@@ -279,7 +291,10 @@ pub fn apply(c: &Connection, obs: &Observation, now: i64, actor: &str) -> Result
             Ok(Applied::Opened(id))
         }
         (Some(f), true) if f.state == State::Resolved => {
-            if stale(&f) || f.resolved_at.is_some_and(|r| obs.published_ms.is_none() && r > now) {
+            if stale(&f)
+                || f.resolved_at
+                    .is_some_and(|r| obs.published_ms.is_none() && r > now)
+            {
                 return Ok(Applied::Ignored);
             }
             c.execute(
@@ -439,10 +454,16 @@ mod tests {
                 Applied::Opened(id) => id,
                 other => panic!("{other:?}"),
             };
-            assert_eq!(apply(c, &obs(true, 200), 1100, "t")?, Applied::Refreshed(id));
+            assert_eq!(
+                apply(c, &obs(true, 200), 1100, "t")?,
+                Applied::Refreshed(id)
+            );
             // A success older than the latest failure is stale.
             assert_eq!(apply(c, &obs(false, 150), 1200, "t")?, Applied::Ignored);
-            assert_eq!(apply(c, &obs(false, 300), 1300, "t")?, Applied::Resolved(id));
+            assert_eq!(
+                apply(c, &obs(false, 300), 1300, "t")?,
+                Applied::Resolved(id)
+            );
             // A late failure event published before the success does not reopen.
             assert_eq!(apply(c, &obs(true, 250), 1400, "t")?, Applied::Ignored);
             assert_eq!(apply(c, &obs(true, 400), 1500, "t")?, Applied::Reopened(id));

@@ -8,7 +8,10 @@
 //! rusqlite is synchronous; async callers go through [`Store::call`], which runs the closure on
 //! tokio's blocking pool so a slow disk never stalls the runtime's two worker threads.
 
+pub mod alerts;
 pub mod failures;
+pub mod logcursor;
+pub mod scan;
 
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
@@ -155,8 +158,10 @@ impl Store {
 
 pub fn get_meta(c: &Connection, key: &str) -> Result<Option<String>, StoreError> {
     use rusqlite::OptionalExtension;
-    Ok(c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-        .optional()?)
+    Ok(
+        c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?,
+    )
 }
 
 pub fn set_meta(c: &Connection, key: &str, value: &str) -> Result<(), StoreError> {

@@ -640,11 +640,7 @@ async fn chat_post_message(
     )
 }
 
-async fn auth_test(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn auth_test(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     if let Some(mode) = shared.admit() {
         return api_failure(mode);
     }
@@ -681,7 +677,10 @@ mod tests {
     #[test]
     fn text_or_blocks_required() {
         assert_eq!(validate_message(&obj(json!({}))), Err("no_text"));
-        assert_eq!(validate_message(&obj(json!({"text": "  "}))), Err("no_text"));
+        assert_eq!(
+            validate_message(&obj(json!({"text": "  "}))),
+            Err("no_text")
+        );
         assert_eq!(validate_message(&obj(json!({"text": "hi"}))), Ok(()));
         assert_eq!(
             validate_message(&obj(json!({"blocks": "nope"}))),
@@ -691,13 +690,15 @@ mod tests {
 
     #[test]
     fn block_kit_limits() {
-        let section = |n: usize| json!({"type":"section","text":{"type":"mrkdwn","text":"x".repeat(n)}});
+        let section =
+            |n: usize| json!({"type":"section","text":{"type":"mrkdwn","text":"x".repeat(n)}});
         assert!(validate_message(&obj(json!({"blocks": [section(3000)]}))).is_ok());
         assert_eq!(
             validate_message(&obj(json!({"blocks": [section(3001)]}))),
             Err("invalid_blocks")
         );
-        let header = |n: usize| json!({"type":"header","text":{"type":"plain_text","text":"h".repeat(n)}});
+        let header =
+            |n: usize| json!({"type":"header","text":{"type":"plain_text","text":"h".repeat(n)}});
         assert!(validate_message(&obj(json!({"blocks": [header(150)]}))).is_ok());
         assert_eq!(
             validate_message(&obj(json!({"blocks": [header(151)]}))),

@@ -344,7 +344,9 @@ mod tests {
         let sink = SmtpSink::start().await.unwrap();
         let mut c = BufReader::new(TcpStream::connect(sink.addr()).await.unwrap());
         assert!(read_reply(&mut c).await.starts_with("220 "));
-        assert!(send(&mut c, "EHLO client.test\r\n").await.starts_with("250"));
+        assert!(send(&mut c, "EHLO client.test\r\n")
+            .await
+            .starts_with("250"));
         assert!(send(&mut c, "NOOP\r\n").await.starts_with("250"));
         assert!(send(&mut c, "MAIL FROM:<dropped@x.test>\r\n")
             .await
@@ -353,7 +355,9 @@ mod tests {
         assert!(send(&mut c, "MAIL FROM:<a@x.test>\r\n")
             .await
             .starts_with("250"));
-        assert!(send(&mut c, "RCPT TO:<b@y.test>\r\n").await.starts_with("250"));
+        assert!(send(&mut c, "RCPT TO:<b@y.test>\r\n")
+            .await
+            .starts_with("250"));
         assert!(send(&mut c, "DATA\r\n").await.starts_with("354"));
         assert!(send(&mut c, "Subject: hi\r\n\r\n..leading dot\r\n.\r\n")
             .await

@@ -45,7 +45,12 @@ pub(crate) fn okta_error(status: u16, code: &str, summary: &str) -> Reply {
     }
 }
 
-pub(crate) fn okta_error_causes(status: u16, code: &str, summary: &str, causes: &[String]) -> Reply {
+pub(crate) fn okta_error_causes(
+    status: u16,
+    code: &str,
+    summary: &str,
+    causes: &[String],
+) -> Reply {
     Reply {
         status,
         body: okta_error_body(code, summary, causes),

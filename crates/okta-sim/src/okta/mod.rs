@@ -247,7 +247,10 @@ impl OktaSim {
             base: base.clone(),
             state: Mutex::new(State {
                 org: Org::new(base),
-                limits: Bucket::ALL.iter().map(|b| (*b, b.default_limit())).collect(),
+                limits: Bucket::ALL
+                    .iter()
+                    .map(|b| (*b, b.default_limit()))
+                    .collect(),
                 windows: HashMap::new(),
                 concurrency_limit: 75,
                 faults: VecDeque::new(),
@@ -268,7 +271,10 @@ impl OktaSim {
                     }
                 }
             };
-            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+            {
                 tracing::warn!("okta-sim server stopped: {e}");
             }
         });

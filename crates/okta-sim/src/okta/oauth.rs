@@ -52,7 +52,9 @@ impl OAuthState {
             Ok(k) => (k, true),
             Err(_) => match DecodingKey::from_ec_pem(public_key_pem.as_bytes()) {
                 Ok(k) => (k, false),
-                Err(e) => panic!("okta-sim: register_oauth_client: not an RSA or EC public key PEM: {e}"),
+                Err(e) => {
+                    panic!("okta-sim: register_oauth_client: not an RSA or EC public key PEM: {e}")
+                }
             },
         };
         self.clients.insert(
@@ -68,7 +70,8 @@ impl OAuthState {
 
     /// Handles a token request body (form-encoded). `token_url` is the expected `aud`.
     pub(crate) fn token(&mut self, body: &[u8], token_url: &str, now: DateTime<Utc>) -> Reply {
-        let form: HashMap<String, String> = url::form_urlencoded::parse(body).into_owned().collect();
+        let form: HashMap<String, String> =
+            url::form_urlencoded::parse(body).into_owned().collect();
         let get = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
         if get("grant_type") != "client_credentials" {
             return oauth_error(
@@ -120,7 +123,9 @@ impl OAuthState {
             _ => false,
         };
         if !alg_ok {
-            return invalid("The client_assertion signature algorithm is not supported for this client's key.");
+            return invalid(
+                "The client_assertion signature algorithm is not supported for this client's key.",
+            );
         }
         let mut v = Validation::new(header.alg);
         v.validate_exp = false;
@@ -131,7 +136,9 @@ impl OAuthState {
             return invalid("The client_assertion signature is invalid.");
         }
         if claim("iss") != client_id || claim("sub") != client_id {
-            return invalid("The client_assertion token must have 'iss' and 'sub' equal to the client_id.");
+            return invalid(
+                "The client_assertion token must have 'iss' and 'sub' equal to the client_id.",
+            );
         }
         let aud_ok = match claims.get("aud") {
             Some(Value::String(a)) => a == token_url,
@@ -182,10 +189,7 @@ impl OAuthState {
             return oauth_error(
                 400,
                 "invalid_scope",
-                &format!(
-                    "The following scopes are not allowed: {}",
-                    denied.join(" ")
-                ),
+                &format!("The following scopes are not allowed: {}", denied.join(" ")),
             );
         }
         let token = format!("sim.{}", random_alnum(64));

@@ -187,7 +187,11 @@ impl Org {
             .collect();
         let first = parts.first().map(|p| capitalize(p)).unwrap_or_default();
         let last = if parts.len() > 1 {
-            parts[1..].iter().map(|p| capitalize(p)).collect::<Vec<_>>().join(" ")
+            parts[1..]
+                .iter()
+                .map(|p| capitalize(p))
+                .collect::<Vec<_>>()
+                .join(" ")
         } else {
             "User".to_string()
         };
@@ -201,7 +205,11 @@ impl Org {
             User {
                 id: id.clone(),
                 login: login.to_string(),
-                first: if first.is_empty() { "Sim".into() } else { first },
+                first: if first.is_empty() {
+                    "Sim".into()
+                } else {
+                    first
+                },
                 last,
                 email,
                 created: now,
@@ -443,7 +451,9 @@ impl Org {
             now,
         );
         if auth_failure {
-            let t = vec![json!({"id": app_id, "type": "AppInstance", "alternateId": label, "displayName": label})];
+            let t = vec![
+                json!({"id": app_id, "type": "AppInstance", "alternateId": label, "displayName": label}),
+            ];
             self.log(
                 "application.integration.authentication_failure",
                 "Error authenticating",
@@ -550,9 +560,11 @@ impl Org {
             "logo": [{"name": "medium", "href": format!("{base}/assets/img/logos/default.png"), "type": "image/png"}],
         });
         if app.active {
-            links["deactivate"] = json!({"href": format!("{base}/api/v1/apps/{id}/lifecycle/deactivate")});
+            links["deactivate"] =
+                json!({"href": format!("{base}/api/v1/apps/{id}/lifecycle/deactivate")});
         } else {
-            links["activate"] = json!({"href": format!("{base}/api/v1/apps/{id}/lifecycle/activate")});
+            links["activate"] =
+                json!({"href": format!("{base}/api/v1/apps/{id}/lifecycle/activate")});
         }
         json!({
             "id": id,

@@ -1,0 +1,132 @@
+//! The command line, defined once here so that `main.rs`, the man page and the shell
+//! completions all come from the same clap definitions.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "okta-provwatch",
+    version,
+    about = "Watches an Okta org for failed app provisioning, retries it, and alerts when it persists",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Config file.
+    #[arg(
+        long,
+        global = true,
+        env = "OKTA_PROVWATCH_CONFIG",
+        default_value = crate::config::DEFAULT_CONFIG_PATH
+    )]
+    pub config: PathBuf,
+
+    /// Log format on stderr (overrides [log] format).
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormatArg>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LogFormatArg {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: poll the System Log, scan assignments, retry, alert.
+    Run,
+    /// List open provisioning failures from the state store (no Okta calls).
+    Status(StatusArgs),
+    /// Retry failed assignments now.
+    Retry(RetryArgs),
+    /// Check the setup: config, state store, Okta token and scopes, app settings, Slack, SMTP.
+    Doctor(DoctorArgs),
+    /// Validate the config file without touching the network.
+    CheckConfig,
+    /// Mute alerts for an app during maintenance.
+    Silence(SilenceArgs),
+    /// Run the daemon against a built-in simulated Okta org and show what it does.
+    Demo(DemoArgs),
+    /// Write the man page(s) to a directory.
+    Man {
+        #[arg(long, default_value = ".")]
+        out_dir: PathBuf,
+    },
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Machine-readable output: {"failures": [...]}.
+    #[arg(long)]
+    pub json: bool,
+    /// Include resolved failures.
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    /// A failure id (from `status`).
+    #[arg(long, conflicts_with_all = ["app", "user", "all"])]
+    pub failure: Option<i64>,
+    /// An app id or label.
+    #[arg(long)]
+    pub app: Option<String>,
+    /// A user id or login (with or without --app).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Every open failure that can be retried.
+    #[arg(long, conflicts_with_all = ["app", "user"])]
+    pub all: bool,
+    /// List what would be retried, retry nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    #[arg(long)]
+    pub json: bool,
+    /// Also send one test alert to every configured channel.
+    #[arg(long)]
+    pub send_test_alert: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SilenceArgs {
+    /// App id or label to mute.
+    #[arg(long, required_unless_present_any = ["list", "remove"])]
+    pub app: Option<String>,
+    /// How long, e.g. "2h".
+    #[arg(long = "for", required_unless_present_any = ["list", "remove"])]
+    pub duration: Option<String>,
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// List active silences.
+    #[arg(long)]
+    pub list: bool,
+    /// Remove a silence by id.
+    #[arg(long)]
+    pub remove: Option<i64>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// How long to run the scenario, in seconds.
+    #[arg(long, default_value_t = 30)]
+    pub seconds: u64,
+}
+
+/// The clap command, for man pages and completions.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}

@@ -1,0 +1,533 @@
+//! `okta-provwatch doctor`: checks the whole setup, one pass/warn/fail line per check, so an
+//! operator can tell in one command why the daemon is not detecting, retrying or alerting.
+//!
+//! It checks the config (printing the effective values with secrets redacted), the state
+//! store, the Okta credentials and what they are allowed to do, every watched app's
+//! provisioning settings, and the alert channels. Output gets pasted into tickets, so nothing
+//! here prints a secret: the config appears through `redacted_summary`, and every error it
+//! shows (Okta, Slack, SMTP) is built by its module from status codes, never from credentials.
+
+use crate::alert::email::EmailNotifier;
+use crate::alert::message::{AlertMessage, MessageKind, Severity};
+use crate::alert::slack::SlackNotifier;
+use crate::cli::DoctorArgs;
+use crate::clock::Clock;
+use crate::config::{Config, OktaAuth};
+use crate::context::client_options;
+use crate::metrics::Metrics;
+use crate::okta::types::Application;
+use crate::okta::{OktaClient, OktaError};
+use crate::store::Store;
+use serde::Serialize;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Timeout for each Slack/SMTP check; a doctor run should not hang on a dead relay.
+const CHANNEL_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pass,
+    Warn,
+    Fail,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Check {
+    pub name: String,
+    pub status: Status,
+    pub detail: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    fn add(&mut self, name: impl Into<String>, status: Status, detail: impl Into<String>) {
+        self.checks.push(Check {
+            name: name.into(),
+            status,
+            detail: detail.into(),
+        });
+    }
+
+    pub fn failed(&self) -> bool {
+        self.checks.iter().any(|c| c.status == Status::Fail)
+    }
+
+    /// The human-readable form: one line per check, continuation lines indented.
+    pub fn render_text(&self) -> String {
+        let mut out = String::new();
+        for c in &self.checks {
+            let tag = match c.status {
+                Status::Pass => "PASS",
+                Status::Warn => "WARN",
+                Status::Fail => "FAIL",
+            };
+            let mut lines = c.detail.lines();
+            out.push_str(&format!(
+                "[{tag}] {}: {}\n",
+                c.name,
+                lines.next().unwrap_or("")
+            ));
+            for l in lines {
+                out.push_str(&format!("         {l}\n"));
+            }
+        }
+        let (p, w, f) = self
+            .checks
+            .iter()
+            .fold((0, 0, 0), |(p, w, f), c| match c.status {
+                Status::Pass => (p + 1, w, f),
+                Status::Warn => (p, w + 1, f),
+                Status::Fail => (p, w, f + 1),
+            });
+        out.push_str(&format!("\n{p} passed, {w} warnings, {f} failed\n"));
+        out
+    }
+}
+
+pub async fn run(config_path: &Path, args: &DoctorArgs) -> anyhow::Result<ExitCode> {
+    let report = diagnose(config_path, args).await;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.render_text());
+    }
+    Ok(if report.failed() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Runs every check; never fails as a whole, since a broken setup is what it reports on.
+pub async fn diagnose(config_path: &Path, args: &DoctorArgs) -> Report {
+    let mut r = Report::default();
+    let config = match super::load_config(config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            // Without a config nothing else can be checked.
+            r.add("config", Status::Fail, format!("{e:#}"));
+            return r;
+        }
+    };
+    let summary: Vec<String> = config
+        .redacted_summary()
+        .into_iter()
+        .map(|(k, v)| format!("{k} = {v}"))
+        .collect();
+    r.add(
+        "config",
+        Status::Pass,
+        format!("{} is valid\n{}", config_path.display(), summary.join("\n")),
+    );
+
+    check_store(&config, &mut r);
+    check_okta(&config, &mut r).await;
+    check_channels(&config, args.send_test_alert, &mut r).await;
+    r
+}
+
+fn check_store(config: &Config, r: &mut Report) {
+    let path = &config.state.path;
+    // Opening also applies pending migrations, as the daemon would at its next start.
+    let store = match Store::open(path) {
+        Ok(s) => s,
+        Err(e) => {
+            r.add("state store", Status::Fail, format!("{e}"));
+            return;
+        }
+    };
+    let version = store
+        .schema_version()
+        .map(|v| v.to_string())
+        .unwrap_or_else(|e| format!("unknown ({e})"));
+    match store.check_writable() {
+        Ok(()) => r.add(
+            "state store",
+            Status::Pass,
+            format!("{} is writable, schema version {version}", path.display()),
+        ),
+        Err(e) => r.add(
+            "state store",
+            Status::Fail,
+            format!("{} is not writable: {e}", path.display()),
+        ),
+    }
+    check_failed_deliveries(&store, r);
+}
+
+/// Alerts the outbox gave up on: people were not told about something.
+fn check_failed_deliveries(store: &Store, r: &mut Report) {
+    let rows = store.blocking(|c| {
+        let mut stmt = c.prepare(
+            "SELECT channel, COUNT(*), MAX(COALESCE(last_error, '')) FROM outbox
+             WHERE state = 'failed' GROUP BY channel ORDER BY channel",
+        )?;
+        let rows = stmt.query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, String>(2)?,
+            ))
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    });
+    match rows {
+        Ok(rows) if rows.is_empty() => r.add(
+            "alert deliveries",
+            Status::Pass,
+            "no failed alert deliveries in the outbox",
+        ),
+        Ok(rows) => {
+            let detail: Vec<String> = rows
+                .iter()
+                .map(|(ch, n, err)| format!("{ch}: {n} undelivered; last error: {err}"))
+                .collect();
+            r.add(
+                "alert deliveries",
+                Status::Warn,
+                format!(
+                    "some alerts were never delivered (see `status`)\n{}",
+                    detail.join("\n")
+                ),
+            );
+        }
+        Err(e) => r.add(
+            "alert deliveries",
+            Status::Warn,
+            format!("could not read the outbox: {e}"),
+        ),
+    }
+}
+
+fn explain_okta(e: &OktaError, needs: &str) -> String {
+    match e {
+        OktaError::Unauthorized { .. } => format!(
+            "{e}\nThe API token or OAuth client was rejected: check that it exists, is not expired or revoked, and belongs to this org"
+        ),
+        OktaError::Forbidden { .. } => format!(
+            "{e}\nAuthenticated but not allowed: the OAuth service app needs the {needs} scope granted, or the API token's admin needs a role that includes it"
+        ),
+        _ => e.to_string(),
+    }
+}
+
+async fn check_okta(config: &Config, r: &mut Report) {
+    let okta = match OktaClient::new(client_options(config, Clock::system(), Metrics::new())) {
+        Ok(c) => c,
+        Err(e) => {
+            r.add("okta client", Status::Fail, e.to_string());
+            return;
+        }
+    };
+    let org = okta.org_url().to_string();
+    match okta.get_page(super::run::PROBE_PATH).await {
+        Ok(_) => r.add(
+            "okta logs read",
+            Status::Pass,
+            format!("{org} reachable; System Log readable (okta.logs.read)"),
+        ),
+        Err(e) => {
+            r.add(
+                "okta logs read",
+                Status::Fail,
+                explain_okta(&e, "okta.logs.read"),
+            );
+            if matches!(e, OktaError::Unauthorized { .. }) {
+                // Every later call would fail the same way; one clear line is better.
+                return;
+            }
+        }
+    }
+    let apps = match okta.list_apps().await {
+        Ok(apps) => {
+            r.add(
+                "okta apps read",
+                Status::Pass,
+                format!("{} active apps readable (okta.apps.read)", apps.len()),
+            );
+            Some(apps)
+        }
+        Err(e) => {
+            r.add(
+                "okta apps read",
+                Status::Fail,
+                explain_okta(&e, "okta.apps.read"),
+            );
+            None
+        }
+    };
+    check_apps_manage(config, r);
+    if let Some(apps) = apps {
+        check_provisioning(config, &okta, &apps, r).await;
+    }
+}
+
+fn check_apps_manage(config: &Config, r: &mut Report) {
+    let name = "okta apps manage";
+    if !config.retry.enabled {
+        r.add(
+            name,
+            Status::Pass,
+            "retries are off ([retry] enabled = false); okta.apps.manage is not needed",
+        );
+        return;
+    }
+    match &config.okta.auth {
+        OktaAuth::OAuth(o) if o.scopes.iter().any(|s| s == "okta.apps.manage") => r.add(
+            name,
+            Status::Pass,
+            "okta.apps.manage is among the configured scopes (Okta refuses the token request if the service app was not granted one of them)",
+        ),
+        OktaAuth::OAuth(_) => r.add(
+            name,
+            Status::Fail,
+            "retries are on but okta.oauth.scopes lacks okta.apps.manage: every retry would be refused (add the scope and grant it to the service app, or set [retry] enabled = false)",
+        ),
+        OktaAuth::ApiToken(_) => r.add(
+            name,
+            Status::Warn,
+            "retries are on; an API token's write access cannot be verified without a write, so it is assumed from its admin's role (a read-only admin's token makes every retry fail with 403)",
+        ),
+    }
+}
+
+fn has_provisioning(app: &Application) -> Option<bool> {
+    app.features
+        .as_ref()
+        .map(|f| f.iter().any(|x| x == "USER_PROVISIONING"))
+}
+
+async fn check_provisioning(
+    config: &Config,
+    okta: &OktaClient,
+    apps: &[Application],
+    r: &mut Report,
+) {
+    // (app, whether the operator named it explicitly)
+    let mut watched: Vec<(Application, bool)> = Vec::new();
+    if config.detect.apps.is_empty() {
+        for a in apps {
+            if has_provisioning(a) != Some(false) {
+                watched.push((a.clone(), false));
+            }
+        }
+        if watched.is_empty() {
+            r.add(
+                "watched apps",
+                Status::Warn,
+                "no active app has provisioning (USER_PROVISIONING): nothing to watch",
+            );
+        }
+    } else {
+        for want in &config.detect.apps {
+            match apps
+                .iter()
+                .find(|a| &a.id == want || a.label.as_deref() == Some(want.as_str()))
+            {
+                Some(a) => watched.push((a.clone(), true)),
+                None => r.add(
+                    format!("app {want:?}"),
+                    Status::Fail,
+                    "listed in detect.apps but not found among the org's active apps (check the id or label, and that the app is active)",
+                ),
+            }
+        }
+    }
+    for (app, explicit) in watched {
+        let name = format!("app {:?} ({}) provisioning", app.display(), app.id);
+        let feature = match okta.provisioning_feature(&app.id).await {
+            Ok(f) => f,
+            Err(OktaError::NotFound { .. }) => {
+                if explicit {
+                    r.add(
+                        name,
+                        Status::Fail,
+                        "listed in detect.apps but has no provisioning (USER_PROVISIONING): nothing will be pushed to it",
+                    );
+                }
+                continue;
+            }
+            Err(e) => {
+                r.add(name, Status::Fail, explain_okta(&e, "okta.apps.read"));
+                continue;
+            }
+        };
+        if !feature.enabled() {
+            if explicit {
+                r.add(
+                    name,
+                    Status::Fail,
+                    "provisioning (USER_PROVISIONING) is disabled for this app",
+                );
+            }
+            continue;
+        }
+        let (status, detail) = judge_capabilities(
+            feature.create_enabled(),
+            feature.update_enabled(),
+            feature.deactivate_enabled(),
+        );
+        r.add(name, status, detail);
+    }
+}
+
+/// Judges the three "To App" settings. Disabled "Create Users" or "Deactivate Users" fail:
+/// the first breaks provisioning outright, the second silently stops deprovisioning.
+pub fn judge_capabilities(
+    create: Option<bool>,
+    update: Option<bool>,
+    deactivate: Option<bool>,
+) -> (Status, String) {
+    let mut status = Status::Pass;
+    let mut lines = Vec::new();
+    let mut worst = |s: Status| {
+        if s == Status::Fail || (s == Status::Warn && status == Status::Pass) {
+            status = s;
+        }
+    };
+    let show = |v: Option<bool>| match v {
+        Some(true) => "enabled",
+        Some(false) => "DISABLED",
+        None => "not reported",
+    };
+    lines.push(format!(
+        "Create Users {}, Update User Attributes {}, Deactivate Users {}",
+        show(create),
+        show(update),
+        show(deactivate)
+    ));
+    match create {
+        Some(false) => {
+            worst(Status::Fail);
+            lines.push("Create Users is disabled: vendors' setup guides require it; without it, provisioning new assignments fails (\"creating users is disabled\"). Enable it under Provisioning > To App.".into());
+        }
+        None => worst(Status::Warn),
+        Some(true) => {}
+    }
+    match update {
+        Some(false) => {
+            worst(Status::Warn);
+            lines.push("Update User Attributes is disabled: profile changes in Okta are not pushed to the app.".into());
+        }
+        None => worst(Status::Warn),
+        Some(true) => {}
+    }
+    match deactivate {
+        Some(false) => {
+            worst(Status::Fail);
+            lines.push("Deactivate Users is disabled: unassigned or deactivated people keep their access in the app, and no failure is ever logged. It is often unticked during a group reassignment and forgotten; tick it again under Provisioning > To App.".into());
+        }
+        None => worst(Status::Warn),
+        Some(true) => {}
+    }
+    (status, lines.join("\n"))
+}
+
+fn test_message() -> AlertMessage {
+    AlertMessage {
+        kind: MessageKind::Test,
+        severity: Severity::Info,
+        title: "okta-provwatch test alert".into(),
+        app_id: None,
+        app_label: None,
+        admin_url: None,
+        summary: "This is a test sent by `okta-provwatch doctor --send-test-alert`. If you can read it, alerts reach this channel.".into(),
+        lines: Vec::new(),
+        total_lines: 0,
+        group_key: "doctor-test".into(),
+        created_at: chrono::Utc::now(),
+    }
+}
+
+async fn check_channels(config: &Config, send_test: bool, r: &mut Report) {
+    if config.slack.is_none() && config.email.is_none() {
+        r.add(
+            "alert channels",
+            Status::Warn,
+            "neither [slack] nor [email] is configured: failures are only visible in `status` and /metrics",
+        );
+        return;
+    }
+    let msg = test_message();
+    if let Some(cfg) = &config.slack {
+        match SlackNotifier::new(cfg, CHANNEL_TIMEOUT) {
+            Err(e) => r.add("slack", Status::Fail, format!("{e:#}")),
+            Ok(n) => {
+                match n.check().await {
+                    Ok(d) => r.add("slack", Status::Pass, d),
+                    Err(e) => r.add("slack", Status::Fail, e.to_string()),
+                }
+                if send_test {
+                    match n.send(&msg).await {
+                        Ok(()) => {
+                            r.add("slack test alert", Status::Pass, "sent; check the channel")
+                        }
+                        Err(e) => r.add("slack test alert", Status::Fail, e.to_string()),
+                    }
+                }
+            }
+        }
+    }
+    if let Some(cfg) = &config.email {
+        match EmailNotifier::new(cfg, CHANNEL_TIMEOUT) {
+            Err(e) => r.add("email", Status::Fail, format!("{e:#}")),
+            Ok(n) => {
+                match n.check().await {
+                    Ok(d) => r.add("email", Status::Pass, d),
+                    Err(e) => r.add("email", Status::Fail, e.to_string()),
+                }
+                if send_test {
+                    let to: Vec<String> = cfg.to.iter().map(|m| m.to_string()).collect();
+                    match n.send(&msg).await {
+                        Ok(()) => r.add(
+                            "email test alert",
+                            Status::Pass,
+                            format!("sent to {}", to.join(", ")),
+                        ),
+                        Err(e) => r.add("email test alert", Status::Fail, e.to_string()),
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disabled_create_or_deactivate_fails() {
+        let (s, d) = judge_capabilities(Some(true), Some(true), Some(true));
+        assert_eq!(s, Status::Pass, "{d}");
+        let (s, d) = judge_capabilities(Some(false), Some(true), Some(true));
+        assert_eq!(s, Status::Fail);
+        assert!(d.contains("Create Users is disabled"), "{d}");
+        let (s, d) = judge_capabilities(Some(true), Some(true), Some(false));
+        assert_eq!(s, Status::Fail);
+        assert!(d.contains("Deactivate Users is disabled"), "{d}");
+        let (s, _) = judge_capabilities(Some(true), Some(false), Some(true));
+        assert_eq!(s, Status::Warn);
+    }
+
+    #[test]
+    fn json_shape() {
+        let mut r = Report::default();
+        r.add("x", Status::Warn, "y");
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"checks": [{"name": "x", "status": "warn", "detail": "y"}]})
+        );
+        assert!(!r.failed());
+        r.add("z", Status::Fail, "w");
+        assert!(r.failed());
+    }
+}

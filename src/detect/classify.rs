@@ -1,0 +1,286 @@
+//! Turns one System Log event into an observation of (app, user, operation) with an outcome.
+//!
+//! Targets are found by `type`, never by position. Unknown event types and malformed events
+//! are reported as such (the poller counts and logs them); nothing here panics on odd input.
+
+use crate::okta::types::LogEvent;
+use crate::store::failures::{Observation, Operation, Source};
+
+/// The System Log filter the poller sends, so that idle polls stay cheap: only the event types
+/// that can report provisioning trouble.
+pub const LOG_FILTER: &str = concat!(
+    "eventType sw \"application.provision.user\"",
+    " or eventType sw \"application.provision.group\"",
+    " or eventType sw \"application.integration.\"",
+    " or eventType eq \"app.user_management.update_from_master_failed\"",
+    " or eventType eq \"app.app_instance.provision_sync_job.failed\"",
+    " or eventType sw \"system.org.rate_limit\""
+);
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Classified {
+    Observation(Observation),
+    /// Org-wide rate-limit pressure (`system.org.rate_limit.*`): logged and counted, not a
+    /// failure of any app.
+    OrgRateLimit {
+        event_type: String,
+    },
+    /// An outcome that says nothing about success or failure (SKIPPED, DEFERRED, ...).
+    NoOutcome,
+    /// A type the filter let through that we do not model.
+    Unknown {
+        event_type: String,
+    },
+    Malformed {
+        why: String,
+    },
+}
+
+/// Which operation an event type reports, and whether it concerns the whole app.
+pub fn operation_for(event_type: &str) -> Option<(Operation, Scope)> {
+    use Operation::*;
+    use Scope::*;
+    let op = match event_type {
+        "application.provision.user.push" | "application.provision.user.verify_exists" => {
+            (Create, User)
+        }
+        "application.provision.user.push_profile" | "application.provision.user.sync" => {
+            (Update, User)
+        }
+        "application.provision.user.deactivate"
+        | "application.provision.user.deprovision"
+        | "application.provision.user.delete"
+        | "application.provision.user.remove_entitlements" => (Deactivate, User),
+        "application.provision.user.reactivate" | "application.provision.user.activate" => {
+            (Reactivate, User)
+        }
+        "application.provision.user.password" | "application.provision.user.push_password" => {
+            (Password, User)
+        }
+        "application.provision.user.import"
+        | "application.provision.user.import_profile"
+        | "app.user_management.update_from_master_failed" => (Import, User),
+        "app.app_instance.provision_sync_job.failed" => (Integration, App),
+        t if t.starts_with("application.integration.") => (Integration, App),
+        t if t.starts_with("application.provision.group") => (GroupPush, Group),
+        _ => return None,
+    };
+    Some(op)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    User,
+    Group,
+    App,
+}
+
+/// Event types whose name is itself the failure, whatever `outcome.result` says.
+fn type_means_failure(t: &str) -> bool {
+    t.ends_with("_failure")
+        || t.ends_with(".failed")
+        || t.ends_with("failed.with.error")
+        || t.ends_with("rate_limit_exceeded")
+}
+
+pub fn published_ms(ev: &LogEvent) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(&ev.published)
+        .ok()
+        .map(|d| d.timestamp_millis())
+}
+
+pub fn classify(ev: &LogEvent) -> Classified {
+    if ev.event_type.starts_with("system.org.rate_limit") {
+        return Classified::OrgRateLimit {
+            event_type: ev.event_type.clone(),
+        };
+    }
+    let Some((operation, scope)) = operation_for(&ev.event_type) else {
+        return Classified::Unknown {
+            event_type: ev.event_type.clone(),
+        };
+    };
+    let Some(published) = published_ms(ev) else {
+        return Classified::Malformed {
+            why: format!("unparseable published {:?}", ev.published),
+        };
+    };
+    let failed = if type_means_failure(&ev.event_type) {
+        true
+    } else {
+        match ev.result() {
+            Some("FAILURE") => true,
+            Some("SUCCESS") => false,
+            Some(_) => return Classified::NoOutcome,
+            None => {
+                return Classified::Malformed {
+                    why: "no outcome.result".into(),
+                }
+            }
+        }
+    };
+    let Some(app) = ev.target("AppInstance").filter(|t| t.id.is_some()) else {
+        return Classified::Malformed {
+            why: "no AppInstance target".into(),
+        };
+    };
+    let (user_id, user_login) = match scope {
+        Scope::App => (String::new(), None),
+        Scope::User => {
+            let Some(u) = ev
+                .target("User")
+                .or_else(|| ev.target("AppUser"))
+                .filter(|t| t.id.is_some())
+            else {
+                return Classified::Malformed {
+                    why: "no User target".into(),
+                };
+            };
+            (u.id.clone().unwrap_or_default(), u.alternate_id.clone())
+        }
+        Scope::Group => {
+            let Some(g) = ev
+                .target("UserGroup")
+                .or_else(|| ev.target("Group"))
+                .or_else(|| ev.target("AppGroup"))
+                .filter(|t| t.id.is_some())
+            else {
+                return Classified::Malformed {
+                    why: "no group target".into(),
+                };
+            };
+            (
+                g.id.clone().unwrap_or_default(),
+                g.display_name.clone().or_else(|| g.alternate_id.clone()),
+            )
+        }
+    };
+    let reason = ev.reason().map(str::to_owned).or_else(|| {
+        if failed {
+            ev.display_message.clone()
+        } else {
+            None
+        }
+    });
+    Classified::Observation(Observation {
+        app_id: app.id.clone().unwrap_or_default(),
+        app_label: app
+            .display_name
+            .clone()
+            .or_else(|| app.alternate_id.clone()),
+        user_id,
+        user_login,
+        operation,
+        failed,
+        reason,
+        event_uuid: Some(ev.uuid.clone()),
+        published_ms: Some(published),
+        source: Source::Log,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ev(v: serde_json::Value) -> LogEvent {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn push(event_type: &str, result: &str) -> LogEvent {
+        ev(json!({
+            "uuid": "e1", "published": "2026-11-20T10:00:00.123Z", "eventType": event_type,
+            "outcome": {"result": result, "reason": "Errors reported by remote server: department is required"},
+            "target": [
+                {"id": "0ua1", "type": "AppUser", "alternateId": "ann@acme"},
+                {"id": "0oa9", "type": "AppInstance", "alternateId": "Salesforce", "displayName": "Salesforce.com"},
+                {"id": "00u1", "type": "User", "alternateId": "ann@acme", "displayName": "Ann"}
+            ]
+        }))
+    }
+
+    #[test]
+    fn user_push_failure() {
+        let Classified::Observation(o) =
+            classify(&push("application.provision.user.push", "FAILURE"))
+        else {
+            panic!()
+        };
+        assert_eq!(o.operation, Operation::Create);
+        assert!(o.failed);
+        assert_eq!(o.app_id, "0oa9");
+        assert_eq!(o.app_label.as_deref(), Some("Salesforce.com"));
+        assert_eq!(o.user_id, "00u1");
+        assert_eq!(o.user_login.as_deref(), Some("ann@acme"));
+        assert_eq!(o.published_ms, Some(1_795_168_800_123));
+        assert!(o.reason.unwrap().contains("department is required"));
+    }
+
+    #[test]
+    fn operations_by_type() {
+        for (t, op) in [
+            ("application.provision.user.push_profile", Operation::Update),
+            ("application.provision.user.sync", Operation::Update),
+            (
+                "application.provision.user.deactivate",
+                Operation::Deactivate,
+            ),
+            (
+                "application.provision.user.deprovision",
+                Operation::Deactivate,
+            ),
+            ("application.provision.user.delete", Operation::Deactivate),
+            (
+                "application.provision.user.remove_entitlements",
+                Operation::Deactivate,
+            ),
+            (
+                "application.provision.user.reactivate",
+                Operation::Reactivate,
+            ),
+            (
+                "application.provision.user.push_password",
+                Operation::Password,
+            ),
+        ] {
+            let Classified::Observation(o) = classify(&push(t, "SUCCESS")) else {
+                panic!("{t}")
+            };
+            assert_eq!(o.operation, op, "{t}");
+            assert!(!o.failed);
+        }
+    }
+
+    #[test]
+    fn integration_errors_are_app_wide_failures() {
+        let e = ev(json!({
+            "uuid": "e2", "published": "2026-11-20T10:00:00Z",
+            "eventType": "application.integration.authentication_failure",
+            "outcome": {"result": "SUCCESS"},
+            "target": [{"id": "0oa9", "type": "AppInstance", "displayName": "Zoom"}]
+        }));
+        let Classified::Observation(o) = classify(&e) else {
+            panic!()
+        };
+        assert_eq!(o.operation, Operation::Integration);
+        assert!(o.failed);
+        assert_eq!(o.user_id, "");
+    }
+
+    #[test]
+    fn odd_events_are_reported_not_fatal() {
+        let mut e = push("application.provision.user.push", "FAILURE");
+        e.target = Some(vec![]);
+        assert!(matches!(classify(&e), Classified::Malformed { .. }));
+        let mut e = push("application.provision.user.push", "FAILURE");
+        e.published = "yesterday".into();
+        assert!(matches!(classify(&e), Classified::Malformed { .. }));
+        let e = push("user.session.start", "SUCCESS");
+        assert!(matches!(classify(&e), Classified::Unknown { .. }));
+        let e = push("application.provision.user.push", "SKIPPED");
+        assert_eq!(classify(&e), Classified::NoOutcome);
+        let e = push("system.org.rate_limit.warning", "SUCCESS");
+        assert!(matches!(classify(&e), Classified::OrgRateLimit { .. }));
+    }
+}

@@ -1,0 +1,372 @@
+//! The assignment scanner: the API view of Dashboard > Tasks > "Application assignments
+//! encountered errors".
+//!
+//! On `scan_schedule` it lists the watched apps and pages their app users (500 at a time),
+//! opening a failure for every `syncState = ERROR` that is not already known (which catches
+//! failures whose log event was missed or predates the install) and resolving known failures
+//! whose app user is now `SYNCHRONIZED` or no longer assigned. Progress is stored per page, so
+//! an interrupted scan resumes where it stopped. Apps and logs are separate Okta buckets, and
+//! the client's budget paces every page, so a scan never takes the poller's budget.
+
+use crate::context::Context;
+use crate::okta::client::OktaClient;
+use crate::okta::types::{AppUser, Application};
+use crate::okta::OktaError;
+use crate::store::failures::{self, Applied, Failure, Observation, Operation, Source};
+use crate::store::{scan, set_meta, StoreError};
+use chrono::Utc;
+use rusqlite::TransactionBehavior;
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScanOutcome {
+    pub apps: usize,
+    pub app_users: usize,
+    pub errors_seen: usize,
+    pub opened: usize,
+    pub resolved: usize,
+    pub pages: usize,
+    pub malformed: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error(transparent)]
+    Okta(#[from] OktaError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("scan interrupted by shutdown")]
+    Cancelled,
+}
+
+/// The apps to scan: the configured ones (ids or labels), or every active app that provisions.
+pub async fn watched_apps(ctx: &Context) -> Result<Vec<Application>, OktaError> {
+    let configured = &ctx.config.detect.apps;
+    let all = ctx.okta.list_apps().await?;
+    if !configured.is_empty() {
+        let mut out = Vec::new();
+        for want in configured {
+            match all.iter().find(|a| {
+                &a.id == want
+                    || a.label
+                        .as_deref()
+                        .is_some_and(|l| l.eq_ignore_ascii_case(want))
+            }) {
+                Some(a) => out.push(a.clone()),
+                None => {
+                    tracing::warn!(app = %want, "configured app not found among the org's active apps")
+                }
+            }
+        }
+        return Ok(out);
+    }
+    let mut out = Vec::new();
+    for app in all {
+        if provisions(&ctx.okta, &app).await? {
+            out.push(app);
+        }
+    }
+    Ok(out)
+}
+
+/// Whether the app pushes users. The app object's `features` usually says so at no extra cost;
+/// only when it is absent do we ask for the USER_PROVISIONING feature.
+async fn provisions(okta: &OktaClient, app: &Application) -> Result<bool, OktaError> {
+    if let Some(f) = &app.features {
+        return Ok(f.iter().any(|x| {
+            x.starts_with("PUSH_") || x == "USER_PROVISIONING" || x == "SCIM_PROVISIONING"
+        }));
+    }
+    match okta.provisioning_feature(&app.id).await {
+        Ok(f) => Ok(f.enabled()),
+        Err(OktaError::NotFound { .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The operation an errored app user most likely failed, from its status.
+fn inferred_operation(au: &AppUser) -> Operation {
+    match au.status.as_deref() {
+        Some("STAGED") => Operation::Create,
+        Some("REVOKED" | "DEPROVISIONED" | "INACTIVE" | "UNASSIGNED") => Operation::Deactivate,
+        _ => Operation::Update,
+    }
+}
+
+/// Scans every watched app once (resuming interrupted app scans first).
+pub async fn scan_once(
+    ctx: &Context,
+    shutdown: &CancellationToken,
+) -> Result<ScanOutcome, ScanError> {
+    let apps = watched_apps(ctx).await?;
+    let mut out = ScanOutcome {
+        apps: apps.len(),
+        ..Default::default()
+    };
+    let now = ctx.now_ms();
+    {
+        let rows: Vec<(String, Option<String>)> = apps
+            .iter()
+            .map(|a| (a.id.clone(), a.label.clone()))
+            .collect();
+        ctx.store
+            .call(move |c| {
+                for (id, label) in rows {
+                    c.execute(
+                        "INSERT INTO apps (app_id, label, updated_at) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (app_id) DO UPDATE SET label = excluded.label, updated_at = excluded.updated_at",
+                        rusqlite::params![id, label, now],
+                    )?;
+                }
+                Ok(())
+            })
+            .await?;
+    }
+    for app in &apps {
+        scan_app(ctx, app, shutdown, &mut out).await?;
+    }
+    let now = ctx.now_ms();
+    ctx.store
+        .call(move |c| set_meta(c, "last_scan_completed_ms", &now.to_string()))
+        .await?;
+    ctx.health.update(|h| h.last_scan_ok_ms = Some(now));
+    Ok(out)
+}
+
+async fn scan_app(
+    ctx: &Context,
+    app: &Application,
+    shutdown: &CancellationToken,
+    out: &mut ScanOutcome,
+) -> Result<(), ScanError> {
+    let app_id = app.id.clone();
+    let resume = {
+        let id = app_id.clone();
+        ctx.store.call(move |c| scan::get(c, &id)).await?
+    };
+    // A resumed scan did not see the first pages in this process, so it cannot tell who is
+    // no longer assigned; only a complete pass may resolve by absence.
+    let (mut url, complete_pass) = match resume {
+        Some((Some(next), _)) => (next, false),
+        _ => (OktaClient::app_users_url(&app_id), true),
+    };
+    let started = ctx.now_ms();
+    let mut present: HashSet<String> = HashSet::new();
+    loop {
+        if shutdown.is_cancelled() {
+            return Err(ScanError::Cancelled);
+        }
+        let fetched_at = ctx.now_ms();
+        let page = ctx.okta.get_page(&url).await?;
+        out.pages += 1;
+        let mut users = Vec::with_capacity(page.items.len());
+        for raw in page.items {
+            match serde_json::from_value::<AppUser>(raw) {
+                Ok(au) => users.push(au),
+                Err(e) => {
+                    out.malformed += 1;
+                    tracing::warn!(app = %app_id, error = %e, "skipping a malformed app user");
+                }
+            }
+        }
+        out.app_users += users.len();
+        present.extend(users.iter().map(|u| u.id.clone()));
+        let next = page.next.filter(|n| n != &url);
+        let (opened, resolved, errors) = {
+            let app_id = app_id.clone();
+            let label = app.label.clone();
+            let next = next.clone();
+            ctx.store
+                .call(move |c| {
+                    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                    let r = apply_page(&tx, &app_id, label.as_deref(), &users, fetched_at)?;
+                    scan::set(&tx, &app_id, next.as_deref(), started)?;
+                    tx.commit()?;
+                    Ok(r)
+                })
+                .await?
+        };
+        out.opened += opened;
+        out.resolved += resolved;
+        out.errors_seen += errors;
+        match next {
+            Some(n) => url = n,
+            None => break,
+        }
+        // Let the poller and other work run between pages.
+        tokio::task::yield_now().await;
+    }
+    let app_id2 = app_id.clone();
+    let resolved = ctx
+        .store
+        .call(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut n = 0;
+            if complete_pass {
+                n = resolve_absent(&tx, &app_id2, &present, started)?;
+            }
+            scan::clear(&tx, &app_id2)?;
+            tx.commit()?;
+            Ok(n)
+        })
+        .await?;
+    out.resolved += resolved;
+    Ok(())
+}
+
+/// Applies one page of app users; returns (opened, resolved, errors seen).
+fn apply_page(
+    c: &rusqlite::Connection,
+    app_id: &str,
+    app_label: Option<&str>,
+    users: &[AppUser],
+    fetched_at: i64,
+) -> Result<(usize, usize, usize), StoreError> {
+    let open: Vec<Failure> = failures::list_unresolved_for_app(c, app_id)?;
+    let mut by_user: HashMap<&str, Vec<&Failure>> = HashMap::new();
+    for f in &open {
+        by_user.entry(f.user_id.as_str()).or_default().push(f);
+    }
+    let (mut opened, mut resolved, mut errors) = (0, 0, 0);
+    for au in users {
+        let known = by_user.get(au.id.as_str());
+        if au.is_error() {
+            errors += 1;
+            match known {
+                Some(fs) => {
+                    for f in fs {
+                        c.execute(
+                            "UPDATE failures SET from_scan = 1, last_seen = MAX(last_seen, ?2) WHERE id = ?1",
+                            rusqlite::params![f.id, fetched_at],
+                        )?;
+                    }
+                }
+                None => {
+                    let obs = Observation {
+                        app_id: app_id.to_owned(),
+                        app_label: app_label.map(str::to_owned),
+                        user_id: au.id.clone(),
+                        user_login: au.login(),
+                        operation: inferred_operation(au),
+                        failed: true,
+                        reason: Some(format!(
+                            "Okta reports this assignment in error (status {}, syncState ERROR); no System Log event was seen for it",
+                            au.status.as_deref().unwrap_or("unknown")
+                        )),
+                        event_uuid: None,
+                        published_ms: None,
+                        source: Source::Scan,
+                    };
+                    if matches!(
+                        failures::apply(c, &obs, fetched_at, "scanner")?,
+                        Applied::Opened(_) | Applied::Reopened(_)
+                    ) {
+                        opened += 1;
+                    }
+                }
+            }
+        } else if au.is_synchronized() {
+            for f in known.into_iter().flatten() {
+                // A failure seen after this page was fetched is newer than what the page shows.
+                if f.last_seen <= fetched_at
+                    && failures::resolve(
+                        c,
+                        f.id,
+                        fetched_at,
+                        None,
+                        "scanner",
+                        "app user is SYNCHRONIZED",
+                    )?
+                {
+                    resolved += 1;
+                }
+            }
+        }
+    }
+    Ok((opened, resolved, errors))
+}
+
+/// Resolves user failures of an app whose user is no longer assigned at all.
+fn resolve_absent(
+    c: &rusqlite::Connection,
+    app_id: &str,
+    present: &HashSet<String>,
+    started: i64,
+) -> Result<usize, StoreError> {
+    let mut n = 0;
+    for f in failures::list_unresolved_for_app(c, app_id)? {
+        if f.user_id.is_empty()
+            || f.operation == Operation::GroupPush
+            || present.contains(&f.user_id)
+            || f.last_seen > started
+        {
+            continue;
+        }
+        if failures::resolve(
+            c,
+            f.id,
+            started,
+            None,
+            "scanner",
+            "user is no longer assigned to the app",
+        )? {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Time until the schedule's next fire after now.
+fn until_next(ctx: &Context) -> Duration {
+    let now = ctx.clock.now();
+    ctx.config
+        .detect
+        .scan_schedule
+        .after(&now.with_timezone(&Utc))
+        .next()
+        .and_then(|t| (t - now).to_std().ok())
+        .unwrap_or(Duration::from_secs(1800))
+}
+
+/// The scanner component: scans at start when no scan has completed yet or one was
+/// interrupted, then on `scan_schedule`.
+pub async fn run(ctx: Context, shutdown: CancellationToken) {
+    let pending = ctx
+        .store
+        .call(|c| {
+            Ok(
+                crate::store::get_meta(c, "last_scan_completed_ms")?.is_none()
+                    || !scan::in_progress(c)?.is_empty(),
+            )
+        })
+        .await
+        .unwrap_or(true);
+    let mut delay = if pending {
+        Duration::from_secs(2)
+    } else {
+        until_next(&ctx)
+    };
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        match scan_once(&ctx, &shutdown).await {
+            Ok(o) => tracing::info!(
+                apps = o.apps,
+                app_users = o.app_users,
+                errors = o.errors_seen,
+                opened = o.opened,
+                resolved = o.resolved,
+                "assignment scan done"
+            ),
+            Err(ScanError::Cancelled) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "assignment scan failed; it resumes at the next scheduled run")
+            }
+        }
+        delay = until_next(&ctx);
+    }
+}

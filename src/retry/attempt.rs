@@ -1,0 +1,298 @@
+//! One retry of one claimed failure: push the user again through Okta, verify the outcome,
+//! and record it (attempt count, next attempt, history, circuit, metrics) in one transaction.
+//! Shared by the worker and the `retry` command, so both behave and record identically.
+
+use super::circuit::{self, Change};
+use super::policy;
+use crate::context::Context;
+use crate::okta::{OktaClient, OktaError};
+use crate::store::failures::{self, Failure, Operation};
+use crate::store::retry::{finish, Claim, Finish, Finished};
+use crate::store::StoreError;
+use serde_json::{Map, Value};
+use std::time::Duration;
+
+/// How long to wait after re-posting the app user before reading its `syncState`: Okta pushes
+/// in the background, so the answer to the POST itself says nothing about the outcome.
+pub const SETTLE: Duration = Duration::from_secs(5);
+
+/// How many times to read the app user after the settle while it is still `SYNCING`.
+pub const SETTLE_CHECKS: u32 = 3;
+
+/// What happened when pushing the user again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The app user is `SYNCHRONIZED`.
+    Succeeded(String),
+    /// The app user no longer exists (404) for an operation other than create: the user was
+    /// unassigned, so there is nothing left to provision and the failure is moot.
+    Gone(String),
+    /// The push failed (`ERROR`), Okta rejected the request, or the outcome stayed unclear.
+    Failed(String),
+    /// Nothing was learnt about the app: an Okta-side problem (rate limit, 5xx, our own
+    /// credentials). Not counted as an attempt. `auth`: our credentials were refused.
+    Deferred { detail: String, auth: bool },
+}
+
+impl Outcome {
+    pub fn metric_result(&self) -> &'static str {
+        match self {
+            Outcome::Succeeded(_) | Outcome::Gone(_) => "succeeded",
+            Outcome::Failed(_) => "failed",
+            Outcome::Deferred { .. } => "skipped",
+        }
+    }
+
+    pub fn detail(&self) -> &str {
+        match self {
+            Outcome::Succeeded(d) | Outcome::Gone(d) | Outcome::Failed(d) => d,
+            Outcome::Deferred { detail, .. } => detail,
+        }
+    }
+}
+
+fn from_error(f: &Failure, e: OktaError, what: &str) -> Outcome {
+    match e {
+        OktaError::NotFound { .. } if f.operation != Operation::Create => Outcome::Gone(format!(
+            "the app user no longer exists (404 while {what}): the user was unassigned, nothing is left to provision"
+        )),
+        // A create may fail before Okta has an app user at all; that says nothing is fixed.
+        OktaError::NotFound { .. } => Outcome::Failed(format!("app user not found (404) while {what}")),
+        OktaError::Permanent { .. } => Outcome::Failed(format!("{what}: {e}")),
+        OktaError::Unauthorized { .. } | OktaError::Forbidden { .. } | OktaError::Config(_) => {
+            Outcome::Deferred {
+                detail: format!("{what}: {e}"),
+                auth: true,
+            }
+        }
+        OktaError::RateLimited { .. } | OktaError::Retryable { .. } | OktaError::Malformed { .. } => {
+            Outcome::Deferred {
+                detail: format!("{what}: {e}"),
+                auth: false,
+            }
+        }
+    }
+}
+
+/// Re-pushes `f`'s user: reads the app user, posts its current `credentials` and `profile`
+/// back (Okta's documented way to make it push again), waits `settle`, and reads the
+/// `syncState`. An app user already `SYNCHRONIZED` is not pushed again: a later push went
+/// through and the failure is over.
+pub async fn push_again(okta: &OktaClient, f: &Failure, settle: Duration) -> Outcome {
+    let au = match okta.get_app_user(&f.app_id, &f.user_id).await {
+        Ok(au) => au,
+        Err(e) => return from_error(f, e, "reading the app user"),
+    };
+    if au.is_synchronized() {
+        return Outcome::Succeeded("the app user is already SYNCHRONIZED; nothing to push".into());
+    }
+    let mut body = Map::new();
+    if let Some(c) = au.credentials.filter(|v| !v.is_null()) {
+        body.insert("credentials".into(), c);
+    }
+    if let Some(p) = au.profile.filter(|v| !v.is_null()) {
+        body.insert("profile".into(), p);
+    }
+    if let Err(e) = okta
+        .update_app_user(&f.app_id, &f.user_id, &Value::Object(body))
+        .await
+    {
+        return from_error(f, e, "posting the app user back");
+    }
+    let mut last = String::from("unknown");
+    for _ in 0..SETTLE_CHECKS {
+        tokio::time::sleep(settle).await;
+        match okta.get_app_user(&f.app_id, &f.user_id).await {
+            Ok(au) if au.is_synchronized() => {
+                return Outcome::Succeeded("retry succeeded: the app user is SYNCHRONIZED".into())
+            }
+            Ok(au) if au.is_error() => {
+                return Outcome::Failed(format!(
+                    "the push failed again: the app user is in ERROR (last reason: {})",
+                    f.reason.as_deref().unwrap_or("none recorded")
+                ))
+            }
+            Ok(au) => last = au.sync_state.unwrap_or_else(|| "missing".into()),
+            Err(e) => return from_error(f, e, "verifying the app user"),
+        }
+    }
+    Outcome::Failed(format!(
+        "inconclusive: the app user's syncState is still {last} after the retry"
+    ))
+}
+
+/// Who asked for a retry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// The worker, on the failure's backoff schedule.
+    Automatic,
+    /// The worker, probing an open circuit.
+    Probe,
+    /// A person, with `okta-provwatch retry`.
+    Manual,
+}
+
+/// What a retry did, for the caller's log line or output.
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub outcome: Outcome,
+    pub finished: Finished,
+    pub circuit: Option<Change>,
+    /// Attempts after this one.
+    pub attempts: u32,
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Runs one retry of a held claim and records its result.
+pub async fn run(
+    ctx: &Context,
+    claim: &Claim,
+    trigger: Trigger,
+    actor: &str,
+    settle: Duration,
+) -> Result<Report, StoreError> {
+    let outcome = push_again(&ctx.okta, &claim.failure, settle).await;
+    let report = record(ctx, claim, trigger, actor, outcome).await?;
+    ctx.metrics.inc(
+        "provwatch_retries_total",
+        &[("result", report.outcome.metric_result())],
+    );
+    Ok(report)
+}
+
+/// Records the outcome of a retry in one `BEGIN IMMEDIATE` transaction.
+pub async fn record(
+    ctx: &Context,
+    claim: &Claim,
+    trigger: Trigger,
+    actor: &str,
+    outcome: Outcome,
+) -> Result<Report, StoreError> {
+    let cfg = ctx.config.retry.clone();
+    let clock = ctx.clock;
+    let claim = claim.clone();
+    let actor = actor.to_string();
+    ctx.store
+        .call(move |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let now = clock.now_ms();
+            // The reason may have been refreshed by the detector while we retried.
+            let f = failures::get(&tx, claim.failure.id)?.unwrap_or_else(|| claim.failure.clone());
+            let id = f.id;
+            let attempts = claim.failure.attempts.saturating_add(1);
+            let (how, circuit_change) = match &outcome {
+                Outcome::Succeeded(d) | Outcome::Gone(d) => {
+                    let how = Finish::Resolved { detail: d.clone() };
+                    (how, None)
+                }
+                Outcome::Failed(d) if trigger == Trigger::Probe => {
+                    let how = Finish::Requeue {
+                        kind: "probe_failed",
+                        detail: format!("probe of the open circuit failed: {d}"),
+                        count_attempt: false,
+                        next_attempt_at: None,
+                        exhausted: None,
+                    };
+                    (how, None)
+                }
+                Outcome::Failed(d) => {
+                    let max = policy::max_attempts(&cfg, f.reason.as_deref());
+                    let exhausted = (attempts >= max && !claim.failure.retry_exhausted).then(|| {
+                        let why = if policy::is_invalid_request(f.reason.as_deref()) {
+                            "the request itself is invalid, so pushing it again will not help"
+                        } else {
+                            "giving up"
+                        };
+                        format!(
+                            "retries exhausted after {attempts} attempt(s), {why}; last reason: {}",
+                            f.reason.as_deref().unwrap_or("none recorded")
+                        )
+                    });
+                    let next = now.saturating_add(ms(policy::backoff_jittered(
+                        cfg.initial_backoff,
+                        cfg.max_backoff,
+                        attempts,
+                    )));
+                    let how = Finish::Requeue {
+                        kind: "retry_failed",
+                        detail: d.clone(),
+                        count_attempt: true,
+                        next_attempt_at: Some(next),
+                        exhausted,
+                    };
+                    (how, None)
+                }
+                Outcome::Deferred { detail, .. } => {
+                    let next = now.saturating_add(ms(policy::backoff_jittered(
+                        cfg.initial_backoff,
+                        cfg.max_backoff,
+                        1,
+                    )));
+                    let how = Finish::Requeue {
+                        kind: "retry_deferred",
+                        detail: format!("not counted as an attempt: {detail}"),
+                        count_attempt: false,
+                        next_attempt_at: (trigger != Trigger::Manual).then_some(next),
+                        exhausted: None,
+                    };
+                    (how, None::<Change>)
+                }
+            };
+            let finished = finish(&tx, id, &claim.owner, now, &actor, &how)?;
+            let mut change = circuit_change;
+            if finished != Finished::NotHeld {
+                change = match &outcome {
+                    Outcome::Succeeded(_) => circuit::on_success(&tx, &f.app_id, now, &actor)?,
+                    Outcome::Failed(_) => circuit::on_failure(
+                        &tx,
+                        &cfg,
+                        &f,
+                        trigger == Trigger::Probe,
+                        now,
+                        &actor,
+                    )?,
+                    Outcome::Deferred { .. } if trigger == Trigger::Probe => {
+                        circuit::postpone_probe(&tx, &cfg, &f.app_id, now)?;
+                        None
+                    }
+                    _ => None,
+                };
+            }
+            tx.commit()?;
+            let attempts = match (&outcome, trigger) {
+                (Outcome::Deferred { .. }, _) | (Outcome::Failed(_), Trigger::Probe) => {
+                    claim.failure.attempts
+                }
+                _ => attempts,
+            };
+            Ok(Report {
+                outcome,
+                finished,
+                circuit: change,
+                attempts,
+            })
+        })
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_results() {
+        assert_eq!(Outcome::Gone("x".into()).metric_result(), "succeeded");
+        assert_eq!(Outcome::Failed("x".into()).metric_result(), "failed");
+        assert_eq!(
+            Outcome::Deferred {
+                detail: "x".into(),
+                auth: false
+            }
+            .metric_result(),
+            "skipped"
+        );
+    }
+}

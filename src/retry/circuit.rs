@@ -1,0 +1,380 @@
+//! Per-app circuit breaker of the retry worker.
+//!
+//! When an app's retries keep failing for an app-wide reason, retrying each of its users only
+//! spends the org's shared rate budget and floods the history. So the breaker opens when
+//! [`THRESHOLD`] different users of the app failed their retries in a row (failures whose
+//! reason says the request itself was invalid are about one user's data and do not count), or
+//! when an app-wide `integration` failure is open for the app. While open, no user of the app
+//! is retried except one probe at a time, at backoff intervals; one app-level failure
+//! (`user_id = ''`, operation `integration`, reason "retries keep failing: …") tells people,
+//! urgently, through the alerter. The first retry of the app that succeeds closes the circuit,
+//! resolves that app-level failure and makes the app's queue due again.
+//!
+//! Everything here runs inside the caller's transaction.
+
+use super::policy;
+use crate::config::RetryConfig;
+use crate::store::failures::{self, Failure, Observation, Operation, Source};
+use crate::store::retry::{get_circuit, save_circuit, Circuit};
+use crate::store::StoreError;
+use rusqlite::{params, Connection};
+
+/// Different users whose retries failed in a row before the circuit opens.
+pub const THRESHOLD: usize = 3;
+
+/// Prefix of the reason of the app-level failure the breaker records.
+pub const REASON_PREFIX: &str = "retries keep failing: ";
+
+fn ms(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn probe_at(cfg: &RetryConfig, now: i64, probes: u32) -> i64 {
+    now.saturating_add(ms(policy::backoff_jittered(
+        cfg.initial_backoff,
+        cfg.max_backoff,
+        probes.saturating_add(1),
+    )))
+}
+
+/// What a finished retry did to its app's circuit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    Opened { cause: String },
+    Closed,
+}
+
+/// The cause named in the app-level failure.
+pub fn cause_of(reason: Option<&str>, users: usize) -> String {
+    let last = reason.unwrap_or("no reason recorded");
+    match policy::app_cause(reason) {
+        Some(c) => format!("{} ({last})", c.describe()),
+        None => format!("{users} retries in a row failed for different users (last reason: {last})"),
+    }
+}
+
+/// A retry of `f` failed. `probe`: it was the probe of an open circuit.
+pub fn on_failure(
+    c: &Connection,
+    cfg: &RetryConfig,
+    f: &Failure,
+    probe: bool,
+    now: i64,
+    actor: &str,
+) -> Result<Option<Change>, StoreError> {
+    let mut ci = get_circuit(c, &f.app_id)?.unwrap_or_else(|| Circuit::closed(&f.app_id));
+    if ci.open {
+        if probe {
+            ci.probes = ci.probes.saturating_add(1);
+            ci.next_probe_at = Some(probe_at(cfg, now, ci.probes));
+            save_circuit(c, &ci, now)?;
+        }
+        return Ok(None);
+    }
+    if policy::is_invalid_request(f.reason.as_deref()) {
+        return Ok(None);
+    }
+    ci.consecutive_failures = ci.consecutive_failures.saturating_add(1);
+    if !ci.streak_users.contains(&f.user_id) {
+        ci.streak_users.push(f.user_id.clone());
+    }
+    if ci.streak_users.len() < THRESHOLD {
+        save_circuit(c, &ci, now)?;
+        return Ok(None);
+    }
+    let cause = cause_of(f.reason.as_deref(), ci.streak_users.len());
+    let obs = Observation {
+        app_id: f.app_id.clone(),
+        app_label: f.app_label.clone(),
+        user_id: String::new(),
+        user_login: None,
+        operation: Operation::Integration,
+        failed: true,
+        reason: Some(format!("{REASON_PREFIX}{cause}")),
+        event_uuid: None,
+        published_ms: None,
+        source: Source::Scan,
+    };
+    let id = match failures::apply(c, &obs, now, actor)? {
+        failures::Applied::Opened(id)
+        | failures::Applied::Refreshed(id)
+        | failures::Applied::Reopened(id) => Some(id),
+        _ => None,
+    };
+    if let Some(id) = id {
+        failures::add_history(c, id, now, "circuit_opened", actor, Some(&cause))?;
+    }
+    open(c, cfg, ci, id, &cause, now)?;
+    Ok(Some(Change::Opened { cause }))
+}
+
+fn open(
+    c: &Connection,
+    cfg: &RetryConfig,
+    mut ci: Circuit,
+    failure_id: Option<i64>,
+    cause: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    ci.open = true;
+    ci.cause = Some(cause.to_string());
+    ci.opened_at = Some(now);
+    ci.failure_id = failure_id;
+    ci.probes = 0;
+    ci.next_probe_at = Some(probe_at(cfg, now, 0));
+    save_circuit(c, &ci, now)
+}
+
+/// A retry of a user of `app_id` succeeded: the streak ends, and an open circuit closes.
+pub fn on_success(
+    c: &Connection,
+    app_id: &str,
+    now: i64,
+    actor: &str,
+) -> Result<Option<Change>, StoreError> {
+    let Some(ci) = get_circuit(c, app_id)? else {
+        return Ok(None);
+    };
+    if ci.open {
+        close(c, ci, now, actor, "circuit closed: a retry for the app succeeded", true)?;
+        return Ok(Some(Change::Closed));
+    }
+    if ci.consecutive_failures > 0 || !ci.streak_users.is_empty() {
+        save_circuit(c, &Circuit::closed(app_id), now)?;
+    }
+    Ok(None)
+}
+
+/// Closes a circuit. `resolve_any`: resolve its app-level failure even when Okta reported it
+/// (a push just went through); otherwise only the one the breaker recorded itself.
+fn close(
+    c: &Connection,
+    ci: Circuit,
+    now: i64,
+    actor: &str,
+    detail: &str,
+    resolve_any: bool,
+) -> Result<(), StoreError> {
+    if let Some(id) = ci.failure_id {
+        if let Some(f) = failures::get(c, id)? {
+            let ours = f.reason.as_deref().is_some_and(|r| r.starts_with(REASON_PREFIX));
+            if resolve_any || ours {
+                failures::resolve(c, id, now, None, actor, detail)?;
+            }
+        }
+    }
+    // Resume the queue: failures that waited behind the open circuit are due now.
+    c.execute(
+        "UPDATE failures SET next_attempt_at = ?2
+         WHERE app_id = ?1 AND user_id != '' AND state != 'resolved' AND retry_exhausted = 0
+           AND COALESCE(next_attempt_at, 0) > ?2",
+        params![ci.app_id, now],
+    )?;
+    save_circuit(c, &Circuit::closed(&ci.app_id), now)
+}
+
+/// Opens the circuit of every app with an open `integration` failure (Okta reported the
+/// integration itself failing). Returns the apps opened.
+pub fn open_for_integration_failures(
+    c: &Connection,
+    cfg: &RetryConfig,
+    now: i64,
+    actor: &str,
+) -> Result<Vec<String>, StoreError> {
+    let mut opened = Vec::new();
+    for (app, id, reason) in crate::store::retry::integration_failures_without_open_circuit(c)? {
+        let ci = get_circuit(c, &app)?.unwrap_or_else(|| Circuit::closed(&app));
+        let cause = format!(
+            "integration failure reported: {}",
+            reason.as_deref().unwrap_or("no reason recorded")
+        );
+        failures::add_history(c, id, now, "circuit_opened", actor, Some(&cause))?;
+        open(c, cfg, ci, Some(id), &cause, now)?;
+        opened.push(app);
+    }
+    Ok(opened)
+}
+
+/// A probe of `app_id` is starting: no other probe until `until` (the claim's lease).
+pub fn reserve_probe(c: &Connection, app_id: &str, until: i64, now: i64) -> Result<(), StoreError> {
+    if let Some(mut ci) = get_circuit(c, app_id)? {
+        ci.next_probe_at = Some(until);
+        save_circuit(c, &ci, now)?;
+    }
+    Ok(())
+}
+
+/// A probe could not run (Okta call deferred, or every candidate busy): try again later
+/// without counting it as a failed probe.
+pub fn postpone_probe(
+    c: &Connection,
+    cfg: &RetryConfig,
+    app_id: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    if let Some(mut ci) = get_circuit(c, app_id)? {
+        if ci.open {
+            ci.next_probe_at = Some(probe_at(cfg, now, 0));
+            save_circuit(c, &ci, now)?;
+        }
+    }
+    Ok(())
+}
+
+/// An open circuit whose app has no unresolved user failure left to probe. If the breaker
+/// opened it from retries, the evidence is gone (the users were fixed some other way): close
+/// it. If Okta reported an integration failure, leave that to the detector and keep probing
+/// on the backoff schedule.
+pub fn nothing_to_probe(
+    c: &Connection,
+    cfg: &RetryConfig,
+    app_id: &str,
+    now: i64,
+    actor: &str,
+) -> Result<Option<Change>, StoreError> {
+    let Some(mut ci) = get_circuit(c, app_id)? else {
+        return Ok(None);
+    };
+    let reported_by_okta = match ci.failure_id {
+        Some(id) => failures::get(c, id)?.is_some_and(|f| {
+            f.state != failures::State::Resolved
+                && !f.reason.as_deref().is_some_and(|r| r.starts_with(REASON_PREFIX))
+        }),
+        None => false,
+    };
+    if reported_by_okta {
+        ci.probes = ci.probes.saturating_add(1);
+        ci.next_probe_at = Some(probe_at(cfg, now, ci.probes));
+        save_circuit(c, &ci, now)?;
+        return Ok(None);
+    }
+    close(
+        c,
+        ci,
+        now,
+        actor,
+        "circuit closed: no failed users of the app are left to retry",
+        false,
+    )?;
+    Ok(Some(Change::Closed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::failures::{apply, Applied, State};
+    use crate::store::Store;
+    use std::time::Duration;
+
+    fn cfg() -> RetryConfig {
+        RetryConfig {
+            enabled: true,
+            max_attempts: 5,
+            initial_backoff: Duration::from_secs(60),
+            max_backoff: Duration::from_secs(3600),
+            per_minute: 20,
+        }
+    }
+
+    fn failure(c: &Connection, user: &str, reason: &str) -> Failure {
+        let o = Observation {
+            app_id: "0oa1".into(),
+            app_label: Some("Sales".into()),
+            user_id: user.into(),
+            user_login: None,
+            operation: Operation::Create,
+            failed: true,
+            reason: Some(reason.into()),
+            event_uuid: None,
+            published_ms: None,
+            source: Source::Scan,
+        };
+        let Applied::Opened(id) = apply(c, &o, 0, "t").unwrap() else {
+            panic!()
+        };
+        failures::get(c, id).unwrap().unwrap()
+    }
+
+    #[test]
+    fn opens_after_three_different_users_and_closes_on_success() {
+        let s = Store::open_in_memory().unwrap();
+        s.blocking(|c| {
+            let down = "Unable to connect to the remote server.";
+            let (a, b, d) = (failure(c, "u1", down), failure(c, "u2", down), failure(c, "u3", down));
+            assert_eq!(on_failure(c, &cfg(), &a, false, 10, "t")?, None);
+            // The same user again does not make a streak of different users.
+            assert_eq!(on_failure(c, &cfg(), &a, false, 11, "t")?, None);
+            assert_eq!(on_failure(c, &cfg(), &b, false, 12, "t")?, None);
+            let Some(Change::Opened { cause }) = on_failure(c, &cfg(), &d, false, 13, "t")? else {
+                panic!("did not open")
+            };
+            assert!(cause.contains("cannot be reached"), "{cause}");
+            let app = failures::find(c, "0oa1", "", Operation::Integration)?.unwrap();
+            assert!(app.urgent);
+            assert_eq!(app.reason.as_deref(), Some(format!("{REASON_PREFIX}{cause}").as_str()));
+            let ci = get_circuit(c, "0oa1")?.unwrap();
+            assert!(ci.open);
+            let first_probe = ci.next_probe_at.unwrap();
+            assert!((13 + 48_000..=13 + 72_000).contains(&first_probe), "{first_probe}");
+            // A failed probe pushes the next one further out.
+            on_failure(c, &cfg(), &a, true, 100_000, "t")?;
+            let ci = get_circuit(c, "0oa1")?.unwrap();
+            assert_eq!(ci.probes, 1);
+            assert!(ci.next_probe_at.unwrap() >= 100_000 + 96_000);
+            assert_eq!(on_success(c, "0oa1", 200_000, "t")?, Some(Change::Closed));
+            assert!(!get_circuit(c, "0oa1")?.unwrap().open);
+            assert_eq!(failures::get(c, app.id)?.unwrap().state, State::Resolved);
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn a_success_breaks_the_streak_and_invalid_requests_do_not_count() {
+        let s = Store::open_in_memory().unwrap();
+        s.blocking(|c| {
+            let bad = "Bad Request. Errors reported by remote server: department is required";
+            let (a, b, d, e) = (
+                failure(c, "u1", "boom"),
+                failure(c, "u2", "boom"),
+                failure(c, "u3", bad),
+                failure(c, "u4", "boom"),
+            );
+            on_failure(c, &cfg(), &a, false, 1, "t")?;
+            on_failure(c, &cfg(), &b, false, 2, "t")?;
+            assert_eq!(on_failure(c, &cfg(), &d, false, 3, "t")?, None);
+            on_success(c, "0oa1", 4, "t")?;
+            assert_eq!(on_failure(c, &cfg(), &e, false, 5, "t")?, None);
+            assert!(!get_circuit(c, "0oa1")?.unwrap().open);
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn an_open_integration_failure_opens_the_circuit() {
+        let s = Store::open_in_memory().unwrap();
+        s.blocking(|c| {
+            let o = Observation {
+                app_id: "0oa9".into(),
+                app_label: None,
+                user_id: String::new(),
+                user_login: None,
+                operation: Operation::Integration,
+                failed: true,
+                reason: Some("Authentication failed".into()),
+                event_uuid: None,
+                published_ms: None,
+                source: Source::Log,
+            };
+            apply(c, &o, 0, "t")?;
+            assert_eq!(open_for_integration_failures(c, &cfg(), 5, "t")?, vec!["0oa9"]);
+            assert!(open_for_integration_failures(c, &cfg(), 6, "t")?.is_empty());
+            // Reported by Okta: not closed just because no user is waiting.
+            assert_eq!(nothing_to_probe(c, &cfg(), "0oa9", 7, "t")?, None);
+            assert!(get_circuit(c, "0oa9")?.unwrap().open);
+            Ok(())
+        })
+        .unwrap();
+    }
+}
