@@ -45,6 +45,10 @@ pub fn start(ctx: Context, shutdown: CancellationToken) -> Running {
     tracker.spawn(crate::detect::poller::run(ctx.clone(), shutdown.clone()));
     tracker.spawn(crate::detect::scanner::run(ctx.clone(), shutdown.clone()));
     // Components of later stages register here, one line each.
+    tracker.spawn(crate::retry::worker::run(ctx.clone(), shutdown.clone()));
+    tracker.spawn(crate::alert::policy::run(ctx.clone(), shutdown.clone()));
+    tracker.spawn(crate::alert::sender::run(ctx.clone(), shutdown.clone()));
+    tracker.spawn(crate::alert::digest::run(ctx.clone(), shutdown.clone()));
     tracker.close();
     Running { shutdown, tracker }
 }

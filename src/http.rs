@@ -155,7 +155,18 @@ pub async fn refresh_gauges(ctx: &Context) {
     );
     let now_ms = ctx.now_ms();
     let h = ctx.health.snapshot();
-    if let Some(newest) = h.newest_event_ms {
+    // After a restart the in-memory record is empty until the next event; the cursor row
+    // remembers the newest event applied before, so the lag survives restarts.
+    let newest = match h.newest_event_ms {
+        Some(n) => Some(n),
+        None => ctx
+            .store
+            .call(|c| Ok(crate::store::logcursor::get(c)?.and_then(|k| k.newest_published)))
+            .await
+            .unwrap_or(None)
+            .filter(|n| *n > 0),
+    };
+    if let Some(newest) = newest {
         m.set(
             "provwatch_poll_lag_seconds",
             &[],

@@ -14,6 +14,7 @@ pub mod http;
 pub mod metrics;
 pub mod okta;
 pub mod pacer;
+pub mod retry;
 pub mod store;
 pub mod systemd;
 pub mod telemetry;

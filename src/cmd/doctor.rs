@@ -164,21 +164,7 @@ fn check_store(config: &Config, r: &mut Report) {
 
 /// Alerts the outbox gave up on: people were not told about something.
 fn check_failed_deliveries(store: &Store, r: &mut Report) {
-    let rows = store.blocking(|c| {
-        let mut stmt = c.prepare(
-            "SELECT channel, COUNT(*), MAX(COALESCE(last_error, '')) FROM outbox
-             WHERE state = 'failed' GROUP BY channel ORDER BY channel",
-        )?;
-        let rows = stmt.query_map([], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, i64>(1)?,
-                row.get::<_, String>(2)?,
-            ))
-        })?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
-    });
-    match rows {
+    match store.blocking(|c| crate::alert::outbox::failed_deliveries(c)) {
         Ok(rows) if rows.is_empty() => r.add(
             "alert deliveries",
             Status::Pass,
@@ -187,13 +173,25 @@ fn check_failed_deliveries(store: &Store, r: &mut Report) {
         Ok(rows) => {
             let detail: Vec<String> = rows
                 .iter()
-                .map(|(ch, n, err)| format!("{ch}: {n} undelivered; last error: {err}"))
+                .rev()
+                .take(10)
+                .map(|d| {
+                    format!(
+                        "{} {} {:?} after {} attempt(s): {}",
+                        d.channel,
+                        d.kind,
+                        d.title.as_deref().unwrap_or("(unreadable message)"),
+                        d.attempts,
+                        d.error
+                    )
+                })
                 .collect();
             r.add(
                 "alert deliveries",
                 Status::Warn,
                 format!(
-                    "some alerts were never delivered (see `status`)\n{}",
+                    "{} alert(s) were never delivered (newest first, at most 10 shown); fix the channel, the alerts are not resent\n{}",
+                    rows.len(),
                     detail.join("\n")
                 ),
             );
@@ -298,10 +296,13 @@ fn check_apps_manage(config: &Config, r: &mut Report) {
     }
 }
 
+/// Whether the app object says it pushes users, by the same rule as the assignment scanner
+/// (`features` lists PUSH_* or a provisioning feature); `None` when Okta left it out.
 fn has_provisioning(app: &Application) -> Option<bool> {
-    app.features
-        .as_ref()
-        .map(|f| f.iter().any(|x| x == "USER_PROVISIONING"))
+    app.features.as_ref().map(|f| {
+        f.iter()
+            .any(|x| x.starts_with("PUSH_") || x == "USER_PROVISIONING" || x == "SCIM_PROVISIONING")
+    })
 }
 
 async fn check_provisioning(

@@ -259,6 +259,21 @@ impl Config {
                     || e.key.starts_with(&format!("{}[", o.key))
             }) {
                 e.message = format!("{} (set by environment variable {})", e.message, o.var);
+            } else if !e.key.is_empty() {
+                // Section-level errors (two sources, no destination) may come
+                // from a mix of file and environment; list the latter.
+                let inside: Vec<&str> = applied
+                    .iter()
+                    .filter(|o| o.key.starts_with(&format!("{}.", e.key)))
+                    .map(|o| o.var.as_str())
+                    .collect();
+                if !inside.is_empty() {
+                    e.message = format!(
+                        "{} (environment overrides in this section: {})",
+                        e.message,
+                        inside.join(", ")
+                    );
+                }
             }
             e
         })

@@ -139,6 +139,21 @@ fn errors_from_overrides_name_the_variable() {
 }
 
 #[test]
+fn section_errors_list_overrides_in_the_section() {
+    let env = Env::from_map([
+        ("OKTA_API_TOKEN", "tok"),
+        ("OKTA_PROVWATCH__OKTA__API_TOKEN_FILE", "/run/secrets/okta"),
+    ]);
+    let e = Config::from_toml_str(MINIMAL, &env).unwrap_err();
+    assert_eq!(e.key, "okta");
+    assert_eq!(
+        e.message,
+        "api_token_env and api_token_file are both set; choose one \
+         (environment overrides in this section: OKTA_PROVWATCH__OKTA__API_TOKEN_FILE)"
+    );
+}
+
+#[test]
 fn syntax_errors_give_line_and_column() {
     let text = "[okta]\norg_url = \"https://acme.okta.com\"\napi_token_env = \n";
     let e = Config::from_toml_str(text, &env()).unwrap_err();

@@ -200,17 +200,18 @@ pub async fn record(
                 }
                 Outcome::Failed(d) => {
                     let max = policy::max_attempts(&cfg, f.reason.as_deref());
-                    let exhausted = (attempts >= max && !claim.failure.retry_exhausted).then(|| {
-                        let why = if policy::is_invalid_request(f.reason.as_deref()) {
-                            "the request itself is invalid, so pushing it again will not help"
-                        } else {
-                            "giving up"
-                        };
-                        format!(
+                    let exhausted =
+                        (attempts >= max && !claim.failure.retry_exhausted).then(|| {
+                            let why = if policy::is_invalid_request(f.reason.as_deref()) {
+                                "the request itself is invalid, so pushing it again will not help"
+                            } else {
+                                "giving up"
+                            };
+                            format!(
                             "retries exhausted after {attempts} attempt(s), {why}; last reason: {}",
                             f.reason.as_deref().unwrap_or("none recorded")
                         )
-                    });
+                        });
                     let next = now.saturating_add(ms(policy::backoff_jittered(
                         cfg.initial_backoff,
                         cfg.max_backoff,
@@ -246,14 +247,9 @@ pub async fn record(
             if finished != Finished::NotHeld {
                 change = match &outcome {
                     Outcome::Succeeded(_) => circuit::on_success(&tx, &f.app_id, now, &actor)?,
-                    Outcome::Failed(_) => circuit::on_failure(
-                        &tx,
-                        &cfg,
-                        &f,
-                        trigger == Trigger::Probe,
-                        now,
-                        &actor,
-                    )?,
+                    Outcome::Failed(_) => {
+                        circuit::on_failure(&tx, &cfg, &f, trigger == Trigger::Probe, now, &actor)?
+                    }
                     Outcome::Deferred { .. } if trigger == Trigger::Probe => {
                         circuit::postpone_probe(&tx, &cfg, &f.app_id, now)?;
                         None

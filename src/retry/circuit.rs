@@ -49,7 +49,9 @@ pub fn cause_of(reason: Option<&str>, users: usize) -> String {
     let last = reason.unwrap_or("no reason recorded");
     match policy::app_cause(reason) {
         Some(c) => format!("{} ({last})", c.describe()),
-        None => format!("{users} retries in a row failed for different users (last reason: {last})"),
+        None => {
+            format!("{users} retries in a row failed for different users (last reason: {last})")
+        }
     }
 }
 
@@ -136,7 +138,14 @@ pub fn on_success(
         return Ok(None);
     };
     if ci.open {
-        close(c, ci, now, actor, "circuit closed: a retry for the app succeeded", true)?;
+        close(
+            c,
+            ci,
+            now,
+            actor,
+            "circuit closed: a retry for the app succeeded",
+            true,
+        )?;
         return Ok(Some(Change::Closed));
     }
     if ci.consecutive_failures > 0 || !ci.streak_users.is_empty() {
@@ -157,7 +166,10 @@ fn close(
 ) -> Result<(), StoreError> {
     if let Some(id) = ci.failure_id {
         if let Some(f) = failures::get(c, id)? {
-            let ours = f.reason.as_deref().is_some_and(|r| r.starts_with(REASON_PREFIX));
+            let ours = f
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with(REASON_PREFIX));
             if resolve_any || ours {
                 failures::resolve(c, id, now, None, actor, detail)?;
             }
@@ -193,6 +205,34 @@ pub fn open_for_integration_failures(
         opened.push(app);
     }
     Ok(opened)
+}
+
+/// Closes open circuits whose app-level failure someone else resolved (the poller saw a user
+/// of the app pushed successfully, which proves the integration works again). Returns the
+/// apps closed.
+pub fn close_where_resolved_elsewhere(
+    c: &Connection,
+    now: i64,
+    actor: &str,
+) -> Result<Vec<String>, StoreError> {
+    let mut closed = Vec::new();
+    for ci in crate::store::retry::open_circuits(c)? {
+        let Some(id) = ci.failure_id else { continue };
+        let resolved = failures::get(c, id)?.map_or(true, |f| f.state == failures::State::Resolved);
+        if resolved {
+            let app = ci.app_id.clone();
+            close(
+                c,
+                ci,
+                now,
+                actor,
+                "circuit closed: the app-level failure was resolved",
+                false,
+            )?;
+            closed.push(app);
+        }
+    }
+    Ok(closed)
 }
 
 /// A probe of `app_id` is starting: no other probe until `until` (the claim's lease).
@@ -238,7 +278,10 @@ pub fn nothing_to_probe(
     let reported_by_okta = match ci.failure_id {
         Some(id) => failures::get(c, id)?.is_some_and(|f| {
             f.state != failures::State::Resolved
-                && !f.reason.as_deref().is_some_and(|r| r.starts_with(REASON_PREFIX))
+                && !f
+                    .reason
+                    .as_deref()
+                    .is_some_and(|r| r.starts_with(REASON_PREFIX))
         }),
         None => false,
     };
@@ -300,7 +343,11 @@ mod tests {
         let s = Store::open_in_memory().unwrap();
         s.blocking(|c| {
             let down = "Unable to connect to the remote server.";
-            let (a, b, d) = (failure(c, "u1", down), failure(c, "u2", down), failure(c, "u3", down));
+            let (a, b, d) = (
+                failure(c, "u1", down),
+                failure(c, "u2", down),
+                failure(c, "u3", down),
+            );
             assert_eq!(on_failure(c, &cfg(), &a, false, 10, "t")?, None);
             // The same user again does not make a streak of different users.
             assert_eq!(on_failure(c, &cfg(), &a, false, 11, "t")?, None);
@@ -311,11 +358,17 @@ mod tests {
             assert!(cause.contains("cannot be reached"), "{cause}");
             let app = failures::find(c, "0oa1", "", Operation::Integration)?.unwrap();
             assert!(app.urgent);
-            assert_eq!(app.reason.as_deref(), Some(format!("{REASON_PREFIX}{cause}").as_str()));
+            assert_eq!(
+                app.reason.as_deref(),
+                Some(format!("{REASON_PREFIX}{cause}").as_str())
+            );
             let ci = get_circuit(c, "0oa1")?.unwrap();
             assert!(ci.open);
             let first_probe = ci.next_probe_at.unwrap();
-            assert!((13 + 48_000..=13 + 72_000).contains(&first_probe), "{first_probe}");
+            assert!(
+                (13 + 48_000..=13 + 72_000).contains(&first_probe),
+                "{first_probe}"
+            );
             // A failed probe pushes the next one further out.
             on_failure(c, &cfg(), &a, true, 100_000, "t")?;
             let ci = get_circuit(c, "0oa1")?.unwrap();
@@ -368,11 +421,22 @@ mod tests {
                 source: Source::Log,
             };
             apply(c, &o, 0, "t")?;
-            assert_eq!(open_for_integration_failures(c, &cfg(), 5, "t")?, vec!["0oa9"]);
+            assert_eq!(
+                open_for_integration_failures(c, &cfg(), 5, "t")?,
+                vec!["0oa9"]
+            );
             assert!(open_for_integration_failures(c, &cfg(), 6, "t")?.is_empty());
             // Reported by Okta: not closed just because no user is waiting.
             assert_eq!(nothing_to_probe(c, &cfg(), "0oa9", 7, "t")?, None);
             assert!(get_circuit(c, "0oa9")?.unwrap().open);
+            assert!(close_where_resolved_elsewhere(c, 8, "t")?.is_empty());
+            // The poller saw a user pushed fine and resolved it: the circuit closes.
+            let id = failures::find(c, "0oa9", "", Operation::Integration)?
+                .unwrap()
+                .id;
+            failures::resolve(c, id, 9, None, "poller", "success reported")?;
+            assert_eq!(close_where_resolved_elsewhere(c, 10, "t")?, vec!["0oa9"]);
+            assert!(!get_circuit(c, "0oa9")?.unwrap().open);
             Ok(())
         })
         .unwrap();

@@ -49,6 +49,9 @@ pub fn claim_next(
     for app in circuit::open_for_integration_failures(&tx, cfg, now, WORKER_ACTOR)? {
         tracing::warn!(app_id = %app, "integration failure reported: retries of the app's users stop until a probe succeeds");
     }
+    for app in circuit::close_where_resolved_elsewhere(&tx, now, WORKER_ACTOR)? {
+        tracing::info!(app_id = %app, "circuit closed: its app-level failure was resolved; retries resume");
+    }
     let until = now.saturating_add(ms(lease));
     let q = DueQuery {
         now,
@@ -60,7 +63,8 @@ pub fn claim_next(
         match sr::probe_candidate(&tx, &app, &q)? {
             Some(f) => {
                 let detail = format!("probe of the open circuit of the app (worker {owner})");
-                if let Ok(mut cl) = sr::claim(&tx, f.id, owner, now, until, WORKER_ACTOR, &detail)? {
+                if let Ok(mut cl) = sr::claim(&tx, f.id, owner, now, until, WORKER_ACTOR, &detail)?
+                {
                     cl.probe = true;
                     circuit::reserve_probe(&tx, &app, until, now)?;
                     taken = Some(cl);

@@ -193,7 +193,10 @@ mod tests {
         for n in 1..12 {
             let b = backoff_jittered(i, m, n);
             let nominal = backoff(i, m, n, 0.0);
-            assert!(b >= nominal.mul_f64(0.8) && b <= nominal.mul_f64(1.2).min(m), "{n}: {b:?}");
+            assert!(
+                b >= nominal.mul_f64(0.8) && b <= nominal.mul_f64(1.2).min(m),
+                "{n}: {b:?}"
+            );
         }
     }
 
@@ -287,7 +290,10 @@ mod tests {
             retryable(&failure(Operation::Integration, "")),
             Err(NotRetryable::AppWide)
         );
-        assert_eq!(retryable(&failure(Operation::Update, "")), Err(NotRetryable::AppWide));
+        assert_eq!(
+            retryable(&failure(Operation::Update, "")),
+            Err(NotRetryable::AppWide)
+        );
         assert_eq!(
             retryable(&failure(Operation::Import, "00u1")),
             Err(NotRetryable::Operation(Operation::Import))

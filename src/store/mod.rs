@@ -11,6 +11,7 @@
 pub mod alerts;
 pub mod failures;
 pub mod logcursor;
+pub mod retry;
 pub mod scan;
 
 use rusqlite::{Connection, OpenFlags};
@@ -20,7 +21,10 @@ use std::time::Duration;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
 /// Append only: never edit a migration that has shipped.
-const MIGRATIONS: &[(&str, &str)] = &[("0001_init", include_str!("migrations/0001_init.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_init", include_str!("migrations/0001_init.sql")),
+    ("0003_retry", include_str!("migrations/0003_retry.sql")),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

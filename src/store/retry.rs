@@ -59,8 +59,12 @@ pub fn next_due(c: &Connection, q: &DueQuery<'_>) -> Result<Option<Failure>, Sto
         cols = columns_of("f"),
         ops = op_list(q.ops)
     );
-    Ok(c.query_row(&sql, params![q.now, q.initial_backoff_ms], failures::from_row)
-        .optional()?)
+    Ok(c.query_row(
+        &sql,
+        params![q.now, q.initial_backoff_ms],
+        failures::from_row,
+    )
+    .optional()?)
 }
 
 /// When the next automatic retry or probe may become due (ms), for the worker's idle sleep.
@@ -107,17 +111,16 @@ pub fn probe_candidate(
         cols = columns_of("f"),
         ops = op_list(q.ops)
     );
-    Ok(c
-        .query_row(
-            &sql,
-            params![q.now, q.initial_backoff_ms, app_id],
-            failures::from_row,
-        )
-        .optional()?)
+    Ok(c.query_row(
+        &sql,
+        params![q.now, q.initial_backoff_ms, app_id],
+        failures::from_row,
+    )
+    .optional()?)
 }
 
 /// A held claim on one failure.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Claim {
     /// The failure as it was when claimed (its `state` is the state before the claim).
     pub failure: Failure,
@@ -133,7 +136,10 @@ pub enum NotClaimed {
     NotFound,
     Resolved,
     /// Someone else holds an unexpired claim.
-    Busy { by: String, until: i64 },
+    Busy {
+        by: String,
+        until: i64,
+    },
 }
 
 /// Claims failure `id` for `owner` until `until` if it is unresolved and unclaimed (or its
@@ -197,14 +203,13 @@ pub fn claim(
 
 /// Whether `owner` still holds the claim on `id`.
 pub fn holds(c: &Connection, id: i64, owner: &str) -> Result<bool, StoreError> {
-    Ok(c
-        .query_row(
-            "SELECT 1 FROM failures WHERE id = ?1 AND state = 'retrying' AND claimed_by = ?2",
-            params![id, owner],
-            |_| Ok(()),
-        )
-        .optional()?
-        .is_some())
+    Ok(c.query_row(
+        "SELECT 1 FROM failures WHERE id = ?1 AND state = 'retrying' AND claimed_by = ?2",
+        params![id, owner],
+        |_| Ok(()),
+    )
+    .optional()?
+    .is_some())
 }
 
 /// How a claimed retry ended, for [`finish`].
@@ -297,7 +302,12 @@ pub fn finish(
 
 /// Releases every claim `owner` still holds (shutdown with retries in flight), without
 /// counting an attempt. Returns how many were released.
-pub fn release_all(c: &Connection, owner: &str, now: i64, actor: &str) -> Result<usize, StoreError> {
+pub fn release_all(
+    c: &Connection,
+    owner: &str,
+    now: i64,
+    actor: &str,
+) -> Result<usize, StoreError> {
     let ids: Vec<i64> = {
         let mut stmt = c.prepare(
             "SELECT id FROM failures WHERE state = 'retrying' AND claimed_by = ?1 ORDER BY id",
@@ -411,7 +421,8 @@ pub fn save_circuit(c: &Connection, ci: &Circuit, now: i64) -> Result<(), StoreE
 /// Every open circuit.
 pub fn open_circuits(c: &Connection) -> Result<Vec<Circuit>, StoreError> {
     let apps: Vec<String> = {
-        let mut stmt = c.prepare("SELECT app_id FROM circuits WHERE state = 'open' ORDER BY app_id")?;
+        let mut stmt =
+            c.prepare("SELECT app_id FROM circuits WHERE state = 'open' ORDER BY app_id")?;
         let rows = stmt.query_map([], |r| r.get(0))?;
         rows.collect::<Result<Vec<_>, _>>()?
     };
@@ -534,7 +545,10 @@ mod tests {
             assert_eq!(finish(c, id, "b", 1_700, "t", &how)?, Finished::NotHeld);
             assert_eq!(finish(c, id, "a", 1_700, "t", &how)?, Finished::Requeued);
             let f = failures::get(c, id)?.unwrap();
-            assert_eq!((f.state, f.attempts, f.next_attempt_at), (State::Open, 1, Some(5_000)));
+            assert_eq!(
+                (f.state, f.attempts, f.next_attempt_at),
+                (State::Open, 1, Some(5_000))
+            );
             assert!(next_due(c, &q(4_999))?.is_none());
             assert!(next_due(c, &q(5_000))?.is_some());
             Ok(())
@@ -549,11 +563,23 @@ mod tests {
             let id = open(c, "00u1", Operation::Update, 0);
             c.execute("UPDATE failures SET state = 'alerted' WHERE id = ?1", [id])?;
             claim(c, id, "a", 10, 100, "t", "x")?.unwrap();
-            assert!(matches!(claim(c, id, "b", 99, 200, "t", "x")?, Err(NotClaimed::Busy { .. })));
+            assert!(matches!(
+                claim(c, id, "b", 99, 200, "t", "x")?,
+                Err(NotClaimed::Busy { .. })
+            ));
             let cl = claim(c, id, "b", 100, 200, "t", "x")?.unwrap();
             assert_eq!(cl.failure.state, State::Alerted);
             assert_eq!(
-                finish(c, id, "a", 150, "t", &Finish::Resolved { detail: "late".into() })?,
+                finish(
+                    c,
+                    id,
+                    "a",
+                    150,
+                    "t",
+                    &Finish::Resolved {
+                        detail: "late".into()
+                    }
+                )?,
                 Finished::NotHeld
             );
             assert_eq!(release_all(c, "b", 150, "t")?, 1);

@@ -220,7 +220,9 @@ impl FakeSlack {
     /// which the steady-state mode applies again.
     pub fn fail_next(&self, n: usize, kind: SlackMode) {
         let mut st = self.shared.lock();
-        st.fail_next.extend(std::iter::repeat(kind).take(n));
+        for _ in 0..n {
+            st.fail_next.push_back(kind.clone());
+        }
     }
 
     /// Every message accepted so far, oldest first.

@@ -1,0 +1,238 @@
+//! The outbox sender: delivers due outbox rows through their channel and records the outcome
+//! (sent; transient error → wait and retry; permanent error → `failed`, logged at error level).
+//!
+//! Rows of one channel go out oldest first. A transient error holds back the whole channel
+//! until the failed row's next attempt: when Slack answers 429 or the SMTP relay is down, the
+//! rows behind it would fail the same way, and hammering a rate-limited receiver only extends
+//! the limit. See [`super::outbox`] for the delivery guarantee.
+
+use super::email::EmailNotifier;
+use super::message::{AlertMessage, DeliveryError};
+use super::outbox::{self, CONSOLE, EMAIL, SLACK};
+use super::slack::SlackNotifier;
+use crate::config::Config;
+use crate::context::Context;
+use crate::metrics::Metrics;
+use crate::store::{alerts, Store, StoreError};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How often the sender looks for due rows.
+pub const SEND_INTERVAL: Duration = Duration::from_secs(1);
+/// Per-message timeout handed to the notifiers.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(15);
+/// Delivered rows are kept this long (for inspection), then pruned.
+pub const KEEP_SENT: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Rows fetched per channel per pass.
+const BATCH: usize = 20;
+
+/// One delivery channel.
+pub enum Channel {
+    Slack(SlackNotifier),
+    Email(EmailNotifier),
+    /// No channel configured: "deliver" by logging the message text.
+    Console,
+    /// A configured channel whose notifier could not be built; every row fails permanently
+    /// with this (secret-free) reason, so the problem shows in `status` and `doctor`.
+    Broken(String),
+}
+
+impl Channel {
+    pub async fn send(&self, msg: &AlertMessage) -> Result<(), DeliveryError> {
+        match self {
+            Channel::Slack(n) => n.send(msg).await,
+            Channel::Email(n) => n.send(msg).await,
+            Channel::Console => {
+                tracing::warn!(
+                    group = %msg.group_key,
+                    kind = msg.kind.label(),
+                    "alert (no channel configured):\n{}",
+                    msg.render_text()
+                );
+                Ok(())
+            }
+            Channel::Broken(why) => Err(DeliveryError::permanent(why.clone())),
+        }
+    }
+}
+
+/// Counts of one delivery pass.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Delivered {
+    pub sent: usize,
+    pub retry: usize,
+    pub failed: usize,
+}
+
+/// Delivers outbox rows for a set of channels.
+pub struct Sender {
+    channels: Vec<(&'static str, Channel)>,
+    /// Per channel: no attempts before this time (ms), after a transient error.
+    held_until: Mutex<HashMap<&'static str, i64>>,
+}
+
+impl Sender {
+    pub fn new(channels: Vec<(&'static str, Channel)>) -> Sender {
+        Sender {
+            channels,
+            held_until: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Notifiers for the channels [`outbox::channels`] writes rows for.
+    pub fn from_config(config: &Config) -> Sender {
+        let mut channels = Vec::new();
+        for name in outbox::channels(config) {
+            let channel = match name {
+                SLACK => config
+                    .slack
+                    .as_ref()
+                    .map(|c| SlackNotifier::new(c, SEND_TIMEOUT).map(Channel::Slack)),
+                EMAIL => config
+                    .email
+                    .as_ref()
+                    .map(|c| EmailNotifier::new(c, SEND_TIMEOUT).map(Channel::Email)),
+                CONSOLE => Some(Ok(Channel::Console)),
+                _ => None,
+            };
+            let channel = match channel {
+                Some(Ok(ch)) => ch,
+                Some(Err(e)) => {
+                    // The notifiers' errors never include the webhook URL, token or password.
+                    tracing::error!(channel = name, error = %e, "alert channel unusable; its alerts will be marked failed");
+                    Channel::Broken(format!("{name} channel unusable: {e}"))
+                }
+                None => continue,
+            };
+            channels.push((name, channel));
+        }
+        Sender::new(channels)
+    }
+
+    pub fn channel_names(&self) -> Vec<&'static str> {
+        self.channels.iter().map(|(n, _)| *n).collect()
+    }
+
+    /// Delivers every row due at `now`, channel by channel.
+    pub async fn deliver_due(
+        &self,
+        store: &Store,
+        metrics: &Metrics,
+        now: i64,
+    ) -> Result<Delivered, StoreError> {
+        let mut total = Delivered::default();
+        for (name, channel) in &self.channels {
+            let name: &'static str = name;
+            if self.held(name).is_some_and(|t| t > now) {
+                continue;
+            }
+            'rows: loop {
+                let rows = store
+                    .call(move |c| alerts::due_outbox(c, name, now, BATCH))
+                    .await?;
+                if rows.is_empty() {
+                    break;
+                }
+                let full = rows.len() == BATCH;
+                for row in rows {
+                    let result = match serde_json::from_str::<AlertMessage>(&row.payload) {
+                        Ok(msg) => channel.send(&msg).await,
+                        Err(e) => Err(DeliveryError::permanent(format!(
+                            "outbox payload is not a message this build understands: {e}"
+                        ))),
+                    };
+                    let id = row.id;
+                    match result {
+                        Ok(()) => {
+                            store.call(move |c| alerts::mark_sent(c, id, now)).await?;
+                            metrics.inc(
+                                "provwatch_alerts_total",
+                                &[("channel", name), ("result", "sent")],
+                            );
+                            tracing::info!(channel = name, outbox_id = id, kind = %row.kind, group = ?row.group_key, "alert delivered");
+                            total.sent += 1;
+                        }
+                        Err(DeliveryError::Transient {
+                            message,
+                            retry_after,
+                        }) => {
+                            let delay = outbox::backoff(row.attempts + 1, retry_after);
+                            let next = now.saturating_add(delay.as_millis() as i64);
+                            let err = message.clone();
+                            store
+                                .call(move |c| alerts::mark_retry(c, id, next, &err))
+                                .await?;
+                            self.hold(name, next);
+                            metrics.inc(
+                                "provwatch_alerts_total",
+                                &[("channel", name), ("result", "retry")],
+                            );
+                            tracing::warn!(channel = name, outbox_id = id, attempts = row.attempts + 1, retry_in = ?delay, error = %message, "alert delivery failed; will retry");
+                            total.retry += 1;
+                            break 'rows;
+                        }
+                        Err(DeliveryError::Permanent { message }) => {
+                            let err = message.clone();
+                            store
+                                .call(move |c| alerts::mark_failed(c, id, now, &err))
+                                .await?;
+                            metrics.inc(
+                                "provwatch_alerts_total",
+                                &[("channel", name), ("result", "failed")],
+                            );
+                            tracing::error!(channel = name, outbox_id = id, kind = %row.kind, group = ?row.group_key, error = %message, "ALERT NOT DELIVERED: the channel refused it permanently; fix the channel configuration (see `okta-provwatch doctor`)");
+                            total.failed += 1;
+                        }
+                    }
+                }
+                if !full {
+                    break;
+                }
+            }
+        }
+        Ok(total)
+    }
+
+    fn held(&self, name: &str) -> Option<i64> {
+        self.held_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .copied()
+    }
+
+    fn hold(&self, name: &'static str, until: i64) {
+        self.held_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name, until);
+    }
+}
+
+/// The sender loop: every [`SEND_INTERVAL`] until `shutdown`. A send in progress is allowed
+/// to finish (bounded by [`SEND_TIMEOUT`]) so its outcome is recorded.
+pub async fn run(ctx: Context, shutdown: CancellationToken) {
+    let sender = Sender::from_config(&ctx.config);
+    let mut tick = tokio::time::interval(SEND_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_prune = i64::MIN;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let now = ctx.clock.now_ms();
+        if let Err(e) = sender.deliver_due(&ctx.store, &ctx.metrics, now).await {
+            tracing::error!(error = %e, "alert delivery pass failed; retrying");
+        }
+        if now.saturating_sub(last_prune) >= 3_600_000 {
+            last_prune = now;
+            let before = now - KEEP_SENT.as_millis() as i64;
+            if let Err(e) = ctx.store.call(move |c| alerts::prune_sent(c, before)).await {
+                tracing::warn!(error = %e, "pruning delivered alerts failed");
+            }
+        }
+    }
+}

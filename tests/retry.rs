@@ -1,0 +1,836 @@
+//! Retries end to end against the Okta simulator over real HTTP: the worker's automatic
+//! retries and backoff, the circuit breaker, what is never retried, the manual command's
+//! selection, exclusive claims across store handles, and the retry rate under a storm.
+//!
+//! Time is tokio's paused clock ([`Clock::tokio`]), which the simulator follows too, so hours
+//! of backoff run in moments. Timers may fire while a test waits on a socket, so spacing is
+//! asserted as lower bounds of the gaps recorded in history.
+
+use okta_provwatch::clock::Clock;
+use okta_provwatch::config::{Config, Env};
+use okta_provwatch::context::Context;
+use okta_provwatch::retry::manual::{self, Options, Retried, Selector};
+use okta_provwatch::retry::worker::{self, Tuning};
+use okta_provwatch::store::failures::{self, Applied, Observation, Operation, Source, State};
+use okta_provwatch::store::retry as store_retry;
+use okta_sim::{Bucket, Downstream, OktaSim};
+use std::time::Duration;
+use tempfile::TempDir;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+const DOWN: &str = "Unable to connect to the remote server.";
+
+struct Harness {
+    sim: OktaSim,
+    ctx: Context,
+    dir: TempDir,
+}
+
+fn config_for(sim: &OktaSim, dir: &TempDir) -> Config {
+    let toml = format!(
+        r#"
+[okta]
+org_url = "{}"
+api_token_env = "OKTA_API_TOKEN"
+
+[state]
+path = "{}"
+
+[retry]
+enabled = true
+"#,
+        sim.base_url(),
+        dir.path().join("state.db").display()
+    );
+    Config::from_toml_str(&toml, &Env::from_map([("OKTA_API_TOKEN", sim.api_token())]))
+        .expect("test config")
+}
+
+async fn harness(tweak: impl FnOnce(&mut Config)) -> Harness {
+    let sim = OktaSim::start().await.expect("sim starts");
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config_for(&sim, &dir);
+    config.retry.max_attempts = 5;
+    config.retry.initial_backoff = Duration::from_secs(20);
+    config.retry.max_backoff = Duration::from_secs(120);
+    config.retry.per_minute = 60;
+    tweak(&mut config);
+    let ctx = Context::new(config, Clock::tokio()).expect("context");
+    Harness { sim, ctx, dir }
+}
+
+fn tuning(owner: &str) -> Tuning {
+    Tuning {
+        settle: Duration::from_secs(2),
+        lease: Duration::from_secs(300),
+        idle_poll: Duration::from_secs(1),
+        concurrency: 8,
+        auth_pause: Duration::from_secs(60),
+        drain_grace: Duration::from_secs(5),
+        owner: owner.to_string(),
+    }
+}
+
+fn spawn_worker(ctx: &Context, owner: &str) -> (CancellationToken, JoinHandle<()>) {
+    let token = CancellationToken::new();
+    let h = tokio::spawn(worker::run_with(ctx.clone(), token.clone(), tuning(owner)));
+    (token, h)
+}
+
+async fn stop(w: (CancellationToken, JoinHandle<()>)) {
+    w.0.cancel();
+    w.1.await.expect("worker task does not panic");
+}
+
+/// Opens a failure the way the detector would.
+fn observe(ctx: &Context, app: &str, user: &str, login: &str, op: Operation, reason: &str) -> i64 {
+    let o = Observation {
+        app_id: app.into(),
+        app_label: None,
+        user_id: user.into(),
+        user_login: Some(login.into()),
+        operation: op,
+        failed: true,
+        reason: Some(reason.into()),
+        event_uuid: None,
+        published_ms: None,
+        source: Source::Scan,
+    };
+    let now = ctx.now_ms();
+    ctx.store
+        .blocking(|c| match failures::apply(c, &o, now, "test")? {
+            Applied::Opened(id) => Ok(id),
+            other => panic!("{other:?}"),
+        })
+        .unwrap()
+}
+
+fn failure(ctx: &Context, id: i64) -> failures::Failure {
+    ctx.store
+        .blocking(|c| failures::get(c, id))
+        .unwrap()
+        .unwrap()
+}
+
+fn history(ctx: &Context, id: i64) -> Vec<failures::HistoryEntry> {
+    ctx.store.blocking(|c| failures::history(c, id)).unwrap()
+}
+
+fn starts(ctx: &Context, id: i64) -> Vec<i64> {
+    history(ctx, id)
+        .into_iter()
+        .filter(|h| h.kind == "retry_started")
+        .map(|h| h.at)
+        .collect()
+}
+
+fn posts(sim: &OktaSim, app: &str, user: &str) -> usize {
+    let path = format!("/api/v1/apps/{app}/users/{user}");
+    sim.requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.split('?').next() == Some(path.as_str()))
+        .count()
+}
+
+/// Sleeps in 1 s steps of (paused) time until `f` holds; panics after `limit`.
+async fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let start = tokio::time::Instant::now();
+    while !f() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// An app whose downstream is down, with `logins` assigned (their creates fail).
+fn failing_app(sim: &OktaSim, label: &str, logins: &[&str]) -> (String, Vec<String>) {
+    let app = sim.add_app(label);
+    sim.set_downstream(&app, Downstream::Down);
+    let users = logins
+        .iter()
+        .map(|l| {
+            let u = sim.add_user(l);
+            sim.assign(&app, &u);
+            u
+        })
+        .collect();
+    (app, users)
+}
+
+fn sync_state(sim: &OktaSim, app: &str, user: &str) -> Option<String> {
+    sim.app_user(app, user).and_then(|v| {
+        v.get("syncState")
+            .and_then(|s| s.as_str())
+            .map(str::to_owned)
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_transient_outage_heals_through_automatic_retries() {
+    let h = harness(|_| {}).await;
+    let (app, users) = failing_app(&h.sim, "Sales", &["alice@example.com"]);
+    assert_eq!(
+        sync_state(&h.sim, &app, &users[0]).as_deref(),
+        Some("ERROR")
+    );
+    let id = observe(
+        &h.ctx,
+        &app,
+        &users[0],
+        "alice@example.com",
+        Operation::Create,
+        DOWN,
+    );
+    let w = spawn_worker(&h.ctx, "w1");
+
+    wait_until("a failed retry", Duration::from_secs(600), || {
+        history(&h.ctx, id).iter().any(|e| e.kind == "retry_failed")
+    })
+    .await;
+    assert_eq!(failure(&h.ctx, id).state, State::Open);
+    h.sim.set_downstream(&app, Downstream::Healthy);
+    wait_until("the failure to resolve", Duration::from_secs(1800), || {
+        failure(&h.ctx, id).state == State::Resolved
+    })
+    .await;
+    stop(w).await;
+
+    let f = failure(&h.ctx, id);
+    assert!(!f.retry_exhausted);
+    assert!(f.attempts >= 2, "{f:?}");
+    let hist = history(&h.ctx, id);
+    let last = hist.last().unwrap();
+    assert_eq!(last.kind, "resolved");
+    assert!(
+        last.detail.as_deref().unwrap().contains("retry succeeded"),
+        "{last:?}"
+    );
+    assert_eq!(last.actor, "retry-worker");
+    assert_eq!(
+        sync_state(&h.sim, &app, &users[0]).as_deref(),
+        Some("SYNCHRONIZED")
+    );
+    assert_eq!(
+        h.ctx
+            .metrics
+            .get("provwatch_retries_total", &[("result", "succeeded")]),
+        Some(1.0)
+    );
+    assert!(
+        h.ctx
+            .metrics
+            .get("provwatch_retries_total", &[("result", "failed")])
+            .unwrap_or(0.0)
+            >= 1.0
+    );
+    // One user is no app-wide evidence: the circuit stayed closed.
+    let circuit = h
+        .ctx
+        .store
+        .blocking(|c| store_retry::get_circuit(c, &app))
+        .unwrap();
+    assert!(circuit.map_or(true, |c| !c.open));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_permanent_outage_exhausts_max_attempts_with_backoff() {
+    let h = harness(|c| {
+        c.retry.max_attempts = 4;
+        c.retry.initial_backoff = Duration::from_secs(20);
+        c.retry.max_backoff = Duration::from_secs(60);
+    })
+    .await;
+    let (app, users) = failing_app(&h.sim, "Sales", &["bob@example.com"]);
+    let id = observe(
+        &h.ctx,
+        &app,
+        &users[0],
+        "bob@example.com",
+        Operation::Create,
+        DOWN,
+    );
+    let first_seen = failure(&h.ctx, id).first_seen;
+    let w = spawn_worker(&h.ctx, "w1");
+    wait_until("retries to be exhausted", Duration::from_secs(3600), || {
+        failure(&h.ctx, id).retry_exhausted
+    })
+    .await;
+    // Exhausted failures are left alone afterwards.
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    stop(w).await;
+
+    let f = failure(&h.ctx, id);
+    assert_eq!((f.state, f.attempts), (State::Open, 4));
+    assert_eq!(f.reason.as_deref(), Some(DOWN));
+    let s = starts(&h.ctx, id);
+    assert_eq!(s.len(), 4, "{:?}", history(&h.ctx, id));
+    assert_eq!(posts(&h.sim, &app, &users[0]), 4);
+    // First attempt after initial_backoff, then 20 s, 40 s, 60 s (capped) apart, each -20 %.
+    assert!(s[0] >= first_seen + 20_000, "{s:?} first_seen {first_seen}");
+    for (i, min_gap) in [16_000, 32_000, 48_000].into_iter().enumerate() {
+        let gap = s[i + 1] - s[i];
+        assert!(gap >= min_gap, "gap {i} is {gap} ms < {min_gap}: {s:?}");
+    }
+    let hist = history(&h.ctx, id);
+    let last = hist.last().unwrap();
+    assert_eq!(last.kind, "retries_exhausted");
+    assert!(last.detail.as_deref().unwrap().contains(DOWN), "{last:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_circuit_opens_for_a_down_app_and_closes_when_it_recovers() {
+    let h = harness(|c| {
+        c.retry.max_attempts = 10;
+        c.retry.initial_backoff = Duration::from_secs(20);
+        c.retry.max_backoff = Duration::from_secs(60);
+    })
+    .await;
+    let logins = ["u1@x.com", "u2@x.com", "u3@x.com", "u4@x.com", "u5@x.com"];
+    let (app, users) = failing_app(&h.sim, "Payroll", &logins);
+    let ids: Vec<i64> = users
+        .iter()
+        .zip(logins)
+        .map(|(u, l)| observe(&h.ctx, &app, u, l, Operation::Create, DOWN))
+        .collect();
+    let circuit = |h: &Harness| {
+        h.ctx
+            .store
+            .blocking(|c| store_retry::get_circuit(c, &app))
+            .unwrap()
+    };
+    let w = spawn_worker(&h.ctx, "w1");
+    wait_until("the circuit to open", Duration::from_secs(900), || {
+        circuit(&h).is_some_and(|c| c.open)
+    })
+    .await;
+    let opened_at = circuit(&h).unwrap().opened_at.unwrap();
+    let app_failure = h
+        .ctx
+        .store
+        .blocking(|c| failures::find(c, &app, "", Operation::Integration))
+        .unwrap()
+        .expect("one app-level failure");
+    assert!(app_failure.urgent);
+    let reason = app_failure.reason.clone().unwrap();
+    assert!(reason.starts_with("retries keep failing: "), "{reason}");
+    assert!(reason.contains(DOWN), "{reason}");
+
+    // Still down for a while: only probes, one at a time, at backoff intervals.
+    tokio::time::sleep(Duration::from_secs(300)).await;
+    let mut after_open: Vec<(i64, String)> = ids
+        .iter()
+        .flat_map(|id| history(&h.ctx, *id))
+        .filter(|e| e.kind == "retry_started" && e.at > opened_at)
+        .map(|e| (e.at, e.detail.unwrap_or_default()))
+        .collect();
+    after_open.sort();
+    assert!(!after_open.is_empty(), "no probe while open");
+    for (_, d) in &after_open {
+        assert!(
+            d.contains("probe"),
+            "a non-probe retry while the circuit was open: {d}"
+        );
+    }
+    for pair in after_open.windows(2) {
+        assert!(
+            pair[1].0 - pair[0].0 >= 16_000,
+            "probes too close: {after_open:?}"
+        );
+    }
+    assert!(circuit(&h).unwrap().open);
+    assert!(ids
+        .iter()
+        .all(|id| failure(&h.ctx, *id).state != State::Resolved));
+
+    h.sim.set_downstream(&app, Downstream::Healthy);
+    wait_until("the circuit to close", Duration::from_secs(900), || {
+        circuit(&h).is_some_and(|c| !c.open)
+    })
+    .await;
+    assert_eq!(failure(&h.ctx, app_failure.id).state, State::Resolved);
+    wait_until("every user to be fixed", Duration::from_secs(900), || {
+        ids.iter()
+            .all(|id| failure(&h.ctx, *id).state == State::Resolved)
+    })
+    .await;
+    stop(w).await;
+    for u in &users {
+        assert_eq!(sync_state(&h.sim, &app, u).as_deref(), Some("SYNCHRONIZED"));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn deactivate_failures_are_never_pushed_again() {
+    let h = harness(|_| {}).await;
+    let app = h.sim.add_app("Sales");
+    let bob = h.sim.add_user("bob@example.com");
+    h.sim.assign(&app, &bob);
+    h.sim.set_downstream(&app, Downstream::Down);
+    h.sim.deactivate(&app, &bob);
+    assert_eq!(sync_state(&h.sim, &app, &bob).as_deref(), Some("ERROR"));
+    let carol = h.sim.add_user("carol@example.com");
+    h.sim.assign(&app, &carol);
+    let deact = observe(
+        &h.ctx,
+        &app,
+        &bob,
+        "bob@example.com",
+        Operation::Deactivate,
+        DOWN,
+    );
+    let create = observe(
+        &h.ctx,
+        &app,
+        &carol,
+        "carol@example.com",
+        Operation::Create,
+        DOWN,
+    );
+
+    let w = spawn_worker(&h.ctx, "w1");
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    stop(w).await;
+    // The worker was busy (carol was retried), but bob never.
+    assert!(posts(&h.sim, &app, &carol) >= 1);
+    assert!(!starts(&h.ctx, create).is_empty());
+    assert_eq!(posts(&h.sim, &app, &bob), 0);
+    assert!(starts(&h.ctx, deact).is_empty());
+    let f = failure(&h.ctx, deact);
+    assert_eq!(
+        (f.state, f.attempts, f.retry_exhausted),
+        (State::Open, 0, false)
+    );
+
+    // A person asking is refused, with what to do instead.
+    let opts = Options {
+        settle: Duration::from_secs(1),
+        ..Options::new("cli:tester".into(), false)
+    };
+    let summary = manual::run_manual(&h.ctx, &Selector::Failure(deact), &opts, |_| {})
+        .await
+        .unwrap();
+    assert!(summary.any_failed);
+    let Retried::Refused(why) = &summary.lines[0].result else {
+        panic!("{:?}", summary.lines)
+    };
+    assert!(why.contains("in the app itself"), "{why}");
+    assert_eq!(posts(&h.sim, &app, &bob), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_manual_command_retries_exactly_what_it_was_asked() {
+    let h = harness(|c| c.retry.enabled = false).await;
+    let (sales, s_users) = failing_app(&h.sim, "Sales", &["ann@x.com", "ben@x.com"]);
+    let (support, p_users) = failing_app(&h.sim, "Support", &["cat@x.com"]);
+    h.sim.set_downstream(&sales, Downstream::Healthy);
+    h.sim.set_downstream(&support, Downstream::Healthy);
+    let ann = observe(
+        &h.ctx,
+        &sales,
+        &s_users[0],
+        "ann@x.com",
+        Operation::Create,
+        DOWN,
+    );
+    let ben = observe(
+        &h.ctx,
+        &sales,
+        &s_users[1],
+        "ben@x.com",
+        Operation::Create,
+        DOWN,
+    );
+    let cat = observe(
+        &h.ctx,
+        &support,
+        &p_users[0],
+        "cat@x.com",
+        Operation::Create,
+        DOWN,
+    );
+    // Labels, as the detector records them.
+    h.ctx
+        .store
+        .blocking(|c| {
+            c.execute(
+                "UPDATE failures SET app_label = 'Sales' WHERE app_id = ?1",
+                [&sales],
+            )?;
+            c.execute(
+                "UPDATE failures SET app_label = 'Support' WHERE app_id = ?1",
+                [&support],
+            )?;
+            Ok(())
+        })
+        .unwrap();
+    let opts = Options {
+        settle: Duration::from_secs(1),
+        ..Options::new("cli:tester".into(), false)
+    };
+    let post_counts = |h: &Harness| {
+        [
+            posts(&h.sim, &sales, &s_users[0]),
+            posts(&h.sim, &sales, &s_users[1]),
+            posts(&h.sim, &support, &p_users[0]),
+        ]
+    };
+
+    // A user by login within an app (label, any case).
+    let sel = Selector::User {
+        user: "ANN@x.com".into(),
+        app: Some("sales".into()),
+    };
+    let s = manual::run_manual(&h.ctx, &sel, &opts, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(s.lines.len(), 1, "{:?}", s.lines);
+    assert_eq!(s.lines[0].failure.id, ann);
+    assert!(
+        matches!(s.lines[0].result, Retried::Succeeded(_)),
+        "{:?}",
+        s.lines
+    );
+    assert!(!s.any_failed);
+    assert_eq!(post_counts(&h), [1, 0, 0]);
+    assert_eq!(failure(&h.ctx, ann).state, State::Resolved);
+    let hist = history(&h.ctx, ann);
+    let started = hist.iter().find(|e| e.kind == "retry_started").unwrap();
+    assert_eq!(started.actor, "cli:tester");
+    assert_eq!(hist.last().unwrap().actor, "cli:tester");
+
+    // A dry run lists and touches nothing.
+    let dry = Options {
+        dry_run: true,
+        ..opts.clone()
+    };
+    let s = manual::run_manual(&h.ctx, &Selector::All, &dry, |_| {})
+        .await
+        .unwrap();
+    let listed: Vec<i64> = s.lines.iter().map(|l| l.failure.id).collect();
+    assert_eq!(listed.len(), 2);
+    assert!(listed.contains(&ben) && listed.contains(&cat));
+    assert!(s.lines.iter().all(|l| l.result == Retried::WouldRetry));
+    assert!(s.lines[0].render().contains("would retry"));
+    assert_eq!(post_counts(&h), [1, 0, 0]);
+
+    // An app by label.
+    let s = manual::run_manual(&h.ctx, &Selector::App("Support".into()), &opts, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        s.lines.iter().map(|l| l.failure.id).collect::<Vec<_>>(),
+        [cat]
+    );
+    assert_eq!(post_counts(&h), [1, 0, 1]);
+
+    // Held by someone else: busy, skipped, nothing pushed.
+    let now = h.ctx.now_ms();
+    h.ctx
+        .store
+        .blocking(|c| {
+            store_retry::claim(c, ben, "daemon-other", now, now + 60_000, "t", "x")?
+                .expect("claimable");
+            Ok(())
+        })
+        .unwrap();
+    let s = manual::run_manual(&h.ctx, &Selector::Failure(ben), &opts, |_| {})
+        .await
+        .unwrap();
+    let Retried::Busy(d) = &s.lines[0].result else {
+        panic!("{:?}", s.lines)
+    };
+    assert!(d.contains("daemon-other"), "{d}");
+    assert!(s.lines[0].render().contains("busy, skipped"));
+    assert_eq!(post_counts(&h), [1, 0, 1]);
+
+    // Once released, a manual retry ignores backoff and exhaustion.
+    h.ctx
+        .store
+        .blocking(|c| {
+            store_retry::release_all(c, "daemon-other", now, "t")?;
+            c.execute(
+                "UPDATE failures SET retry_exhausted = 1, next_attempt_at = ?2 WHERE id = ?1",
+                [ben, now + 86_400_000],
+            )?;
+            Ok(())
+        })
+        .unwrap();
+    let s = manual::run_manual(&h.ctx, &Selector::Failure(ben), &opts, |_| {})
+        .await
+        .unwrap();
+    assert!(
+        matches!(s.lines[0].result, Retried::Succeeded(_)),
+        "{:?}",
+        s.lines
+    );
+    assert_eq!(post_counts(&h), [1, 1, 1]);
+
+    // A failed manual retry makes the command fail.
+    let (down, d_users) = failing_app(&h.sim, "Down", &["dan@x.com"]);
+    let dan = observe(
+        &h.ctx,
+        &down,
+        &d_users[0],
+        "dan@x.com",
+        Operation::Create,
+        DOWN,
+    );
+    let s = manual::run_manual(&h.ctx, &Selector::Failure(dan), &opts, |_| {})
+        .await
+        .unwrap();
+    assert!(s.any_failed);
+    assert!(
+        matches!(s.lines[0].result, Retried::Failed(_)),
+        "{:?}",
+        s.lines
+    );
+    assert!(matches!(
+        manual::run_manual(&h.ctx, &Selector::Failure(9_999), &opts, |_| {}).await,
+        Err(manual::SelectError::NoSuchFailure(9_999))
+    ));
+    let _ = &h.dir;
+}
+
+#[test]
+fn two_claimers_on_two_connections_never_hold_the_same_failure() {
+    use okta_provwatch::store::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let a = Store::open(&path).unwrap();
+    let b = Store::open(&path).unwrap();
+    let n = 300;
+    a.blocking(|c| {
+        let tx = c.transaction()?;
+        for i in 0..n {
+            let o = Observation {
+                app_id: format!("0oa{}", i % 7),
+                app_label: None,
+                user_id: format!("00u{i}"),
+                user_login: None,
+                operation: Operation::Update,
+                failed: true,
+                reason: Some("boom".into()),
+                event_uuid: None,
+                published_ms: None,
+                source: Source::Scan,
+            };
+            failures::apply(&tx, &o, 0, "t")?;
+        }
+        tx.commit()?;
+        Ok(())
+    })
+    .unwrap();
+    let cfg = okta_provwatch::config::RetryConfig {
+        enabled: true,
+        max_attempts: 5,
+        initial_backoff: Duration::from_secs(1),
+        max_backoff: Duration::from_secs(60),
+        per_minute: 1000,
+    };
+    let claimer = |s: Store, owner: &'static str, cfg: okta_provwatch::config::RetryConfig| {
+        std::thread::spawn(move || {
+            let mut got = Vec::new();
+            loop {
+                let claimed = s
+                    .blocking(|c| {
+                        okta_provwatch::retry::claim_next(
+                            c,
+                            &cfg,
+                            owner,
+                            10_000,
+                            Duration::from_secs(600),
+                        )
+                    })
+                    .unwrap();
+                match claimed {
+                    Some(cl) => got.push(cl.failure.id),
+                    None => return got,
+                }
+            }
+        })
+    };
+    let ta = claimer(a.clone(), "proc-a", cfg.clone());
+    let tb = claimer(b.clone(), "proc-b", cfg);
+    let (ga, gb) = (ta.join().unwrap(), tb.join().unwrap());
+    let mut all: Vec<i64> = ga.iter().chain(gb.iter()).copied().collect();
+    all.sort();
+    let before = all.len();
+    all.dedup();
+    assert_eq!(before, all.len(), "a failure was claimed twice");
+    assert_eq!(all.len(), n);
+    // The store agrees on who holds what.
+    let held: Vec<(i64, String)> = a
+        .blocking(|c| {
+            let mut st =
+                c.prepare("SELECT id, claimed_by FROM failures WHERE state = 'retrying'")?;
+            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .unwrap();
+    assert_eq!(held.len(), n);
+    for (id, by) in held {
+        let expected = if ga.contains(&id) { "proc-a" } else { "proc-b" };
+        assert_eq!(by, expected);
+    }
+
+    // Racing for the same ids directly (a manual retry against the daemon): the conditional
+    // claim lets exactly one of them win each, until the lease expires.
+    let ids: Vec<i64> = all.clone();
+    let racer = |s: Store, owner: &'static str, ids: Vec<i64>| {
+        std::thread::spawn(move || {
+            let mut won = Vec::new();
+            for id in ids {
+                let r = s
+                    .blocking(|c| {
+                        let tx =
+                            c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                        // Past the first leases (10 s + 600 s), inside the next ones.
+                        let r =
+                            store_retry::claim(&tx, id, owner, 700_000, 1_300_000, "t", "race")?;
+                        tx.commit()?;
+                        Ok(r)
+                    })
+                    .unwrap();
+                if r.is_ok() {
+                    won.push(id);
+                }
+            }
+            won
+        })
+    };
+    let ra = racer(a.clone(), "race-a", ids.clone());
+    let rb = racer(b.clone(), "race-b", ids.clone());
+    let (wa, wb) = (ra.join().unwrap(), rb.join().unwrap());
+    assert_eq!(
+        wa.len() + wb.len(),
+        n,
+        "each failure has exactly one winner"
+    );
+    assert!(wa.iter().all(|id| !wb.contains(id)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_workers_on_two_connections_retry_each_failure_once() {
+    let h = harness(|_| {}).await;
+    let logins: Vec<String> = (0..12).map(|i| format!("p{i}@x.com")).collect();
+    let refs: Vec<&str> = logins.iter().map(String::as_str).collect();
+    let (app, users) = failing_app(&h.sim, "Sales", &refs);
+    h.sim.set_downstream(&app, Downstream::Healthy);
+    let ids: Vec<i64> = users
+        .iter()
+        .zip(&refs)
+        .map(|(u, l)| observe(&h.ctx, &app, u, l, Operation::Create, DOWN))
+        .collect();
+    // A second "process": its own store connection, Okta client and pacer.
+    let other = Context::new(config_for(&h.sim, &h.dir), Clock::tokio()).unwrap();
+    let mut cfg2 = (*other.config).clone();
+    cfg2.retry = h.ctx.config.retry.clone();
+    let other = Context {
+        config: std::sync::Arc::new(cfg2),
+        ..other
+    };
+    let w1 = spawn_worker(&h.ctx, "proc-a");
+    let w2 = spawn_worker(&other, "proc-b");
+    wait_until("every failure resolved", Duration::from_secs(900), || {
+        ids.iter()
+            .all(|id| failure(&h.ctx, *id).state == State::Resolved)
+    })
+    .await;
+    stop(w1).await;
+    stop(w2).await;
+    let mut by_worker = std::collections::HashSet::new();
+    for (id, u) in ids.iter().zip(&users) {
+        let hist = history(&h.ctx, *id);
+        let started: Vec<_> = hist.iter().filter(|e| e.kind == "retry_started").collect();
+        assert_eq!(started.len(), 1, "{hist:?}");
+        by_worker.insert(started[0].detail.clone().unwrap().contains("proc-a"));
+        assert_eq!(posts(&h.sim, &app, u), 1);
+    }
+    assert_eq!(by_worker.len(), 2, "both workers should have taken a share");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_storm_of_ten_thousand_failures_drains_at_the_configured_rate() {
+    let h = harness(|c| {
+        c.retry.per_minute = 20;
+        c.retry.initial_backoff = Duration::from_secs(1);
+    })
+    .await;
+    // Room in Okta's bucket, so that the retry pacer is what limits the rate.
+    h.sim.set_rate_limit(Bucket::Apps, 600);
+    let app = h.sim.add_app("Big");
+    h.sim.set_downstream(&app, Downstream::Down);
+    let mut real = Vec::new();
+    for i in 0..40 {
+        let u = h.sim.add_user(&format!("real{i}@x.com"));
+        h.sim.assign(&app, &u);
+        real.push(u);
+    }
+    h.sim.set_downstream(&app, Downstream::Healthy);
+    let now = h.ctx.now_ms();
+    let app2 = app.clone();
+    h.ctx
+        .store
+        .blocking(move |c| {
+            let tx = c.transaction()?;
+            for i in 0..10_000usize {
+                // Every 10th of the first 400 is a real app user in ERROR; the rest are
+                // gone (404), which resolves them after one read.
+                let (user, op) = if i % 10 == 0 && i < 400 {
+                    (real[i / 10].clone(), Operation::Create)
+                } else {
+                    (format!("00ughost{i}"), Operation::Update)
+                };
+                let o = Observation {
+                    app_id: app2.clone(),
+                    app_label: Some("Big".into()),
+                    user_id: user,
+                    user_login: None,
+                    operation: op,
+                    failed: true,
+                    reason: Some(DOWN.into()),
+                    event_uuid: None,
+                    published_ms: None,
+                    source: Source::Scan,
+                };
+                failures::apply(&tx, &o, now, "t")?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .unwrap();
+
+    let w = spawn_worker(&h.ctx, "w1");
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    stop(w).await;
+
+    let starts: Vec<i64> = h
+        .ctx
+        .store
+        .blocking(|c| {
+            let mut st = c.prepare(
+                "SELECT at FROM failure_history WHERE kind = 'retry_started' ORDER BY at",
+            )?;
+            let rows = st.query_map([], |r| r.get(0))?;
+            Ok(rows.collect::<Result<Vec<i64>, _>>()?)
+        })
+        .unwrap();
+    // Ten minutes at 20 a minute: about 200, never more than one cell over.
+    assert!(starts.len() >= 150, "only {} retries started", starts.len());
+    assert!(starts.len() <= 201, "{} retries started", starts.len());
+    for (i, t) in starts.iter().enumerate() {
+        let in_window = starts[i..].iter().take_while(|u| **u < t + 60_000).count();
+        assert!(
+            in_window <= 20,
+            "{in_window} retries started within 60 s of {t}"
+        );
+    }
+    let stats = h.sim.stats();
+    assert_eq!(stats.rate_limited, 0, "{stats:?}");
+    // Real re-pushes happened (not just reads of gone users).
+    assert!(real_posts(&h.sim) >= 5, "{}", real_posts(&h.sim));
+}
+
+fn real_posts(sim: &OktaSim) -> usize {
+    sim.requests().iter().filter(|r| r.method == "POST").count()
+}
