@@ -2,6 +2,7 @@
 //! (urgent deprovisioning failures first) or as JSON. Reads the store only, never Okta, so it is
 //! safe and instant to run at any time, also while the daemon runs.
 
+use crate::alert::outbox;
 use crate::cli::StatusArgs;
 use crate::store::failures::{self, Failure};
 use crate::store::Store;
@@ -16,17 +17,45 @@ pub fn run(config_path: &Path, args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let config = super::load_config(config_path)?;
     let store = Store::open(&config.state.path)
         .with_context(|| format!("opening the state store {}", config.state.path.display()))?;
-    let rows = store.blocking(|c| {
-        if args.all {
-            failures::list_all(c)
+    let (rows, undelivered, pending) = store.blocking(|c| {
+        let rows = if args.all {
+            failures::list_all(c)?
         } else {
-            failures::list_unresolved(c)
-        }
+            failures::list_unresolved(c)?
+        };
+        Ok((rows, outbox::failed_deliveries(c)?, outbox::pending_count(c)?))
     })?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&to_json(&rows))?);
+        let mut j = to_json(&rows);
+        j["pending_alerts"] = json!(pending);
+        j["failed_deliveries"] = json!(undelivered
+            .iter()
+            .map(|d| json!({
+                "id": d.id, "channel": d.channel, "kind": d.kind, "title": d.title,
+                "failed_at": ts(d.failed_at), "attempts": d.attempts, "error": d.error,
+            }))
+            .collect::<Vec<_>>());
+        println!("{}", serde_json::to_string_pretty(&j)?);
     } else {
         print!("{}", table(&rows, Utc::now()));
+        if pending > 0 {
+            println!("{pending} alert message(s) waiting to be delivered.");
+        }
+        if !undelivered.is_empty() {
+            println!(
+                "{} alert message(s) could NOT be delivered (permanent channel errors; run `okta-provwatch doctor`):",
+                undelivered.len()
+            );
+            for d in undelivered.iter().rev().take(10) {
+                println!(
+                    "  {} {:<6} {} — {}",
+                    ts(d.failed_at),
+                    d.channel,
+                    d.title.as_deref().unwrap_or(&d.kind),
+                    d.error
+                );
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -23,7 +23,7 @@ use std::time::Duration;
 /// Append only: never edit a migration that has shipped.
 const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_init", include_str!("migrations/0001_init.sql")),
-    ("0003_retry", include_str!("migrations/0003_retry.sql")),
+    ("0002_retry", include_str!("migrations/0002_retry.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]
