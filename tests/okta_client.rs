@@ -1,0 +1,249 @@
+//! The Okta client against the simulator over real sockets: pagination, the shared rate budget
+//! (429s, window ceilings), 5xx/timeout backoff, both auth modes and typed errors.
+//! Rate-limit windows are 60 s, so those tests run on tokio's paused clock (the simulator
+//! follows it), with connection reuse off as paused-time tests require.
+
+use okta_provwatch::clock::Clock;
+use okta_provwatch::okta::{Bucket as ClientBucket, ClientOptions, Credentials, OktaClient, OktaError};
+use okta_sim::{test_keys, Bucket, Fault, FaultKind, OktaSim};
+use secrecy::SecretString;
+use std::time::Duration;
+use tokio::time::Instant;
+
+fn options(sim: &OktaSim, credentials: Credentials) -> ClientOptions {
+    let mut o = ClientOptions::new(sim.base_url().parse().unwrap(), credentials);
+    o.clock = Clock::tokio();
+    o.keep_alive = false;
+    o
+}
+
+fn ssws(sim: &OktaSim) -> OktaClient {
+    OktaClient::new(options(sim, Credentials::ApiToken(SecretString::from(sim.api_token())))).unwrap()
+}
+
+fn count(sim: &OktaSim, bucket: Bucket, status: u16) -> usize {
+    sim.requests()
+        .iter()
+        .filter(|r| r.bucket == bucket && r.status == status)
+        .count()
+}
+
+#[tokio::test(start_paused = true)]
+async fn pages_follow_the_next_link() {
+    let sim = OktaSim::start().await.unwrap();
+    sim.set_rate_limit(Bucket::Apps, 1000);
+    let app = sim.add_app("Workday");
+    let mut ids = Vec::new();
+    for i in 0..1203 {
+        let u = sim.add_user(&format!("u{i}@acme.example"));
+        sim.assign(&app, &u);
+        ids.push(u);
+    }
+    let c = ssws(&sim);
+    let mut url = OktaClient::app_users_url(&app);
+    let mut got = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page = c.get_page(&url).await.unwrap();
+        pages += 1;
+        assert!(page.items.len() <= 500);
+        got.extend(page.items.iter().map(|v| v["id"].as_str().unwrap().to_owned()));
+        match page.next {
+            Some(n) => url = n,
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    got.sort();
+    ids.sort();
+    assert_eq!(got, ids, "every app user exactly once");
+}
+
+/// The ceiling: 200 calls against a bucket of 60 with share 0.5 never take more than 30
+/// of a window, and Okta answers no 429.
+#[tokio::test(start_paused = true)]
+async fn a_burst_of_200_calls_takes_at_most_half_of_each_window() {
+    let sim = OktaSim::start().await.unwrap();
+    sim.set_rate_limit(Bucket::Apps, 60);
+    let app = sim.add_app("Jira");
+    let c = ssws(&sim);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..200 {
+        let c = c.clone();
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move { c.get_app(&app).await.map(|_| ()) }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let stats = sim.stats();
+    assert_eq!(stats.rate_limited, 0, "Okta answered 429");
+    assert!(stats.max_per_window[&Bucket::Apps] <= 30, "{:?}", stats.max_per_window);
+    assert!(stats.max_in_flight <= 2, "{}", stats.max_in_flight);
+    // 200 calls at 30 a window need at least 6 full windows.
+    assert!(start.elapsed() >= Duration::from_secs(6 * 60), "{:?}", start.elapsed());
+    let snap = c.budget().snapshot();
+    let apps = snap.iter().find(|s| s.bucket == ClientBucket::Apps).unwrap();
+    assert_eq!(apps.limit, Some(60));
+    assert_eq!(apps.budget, 30);
+}
+
+/// Another integration drained the bucket: the client's call gets a 429, waits until the
+/// window resets (plus jitter) and then succeeds, without hammering in between.
+#[tokio::test(start_paused = true)]
+async fn a_429_waits_for_the_reset() {
+    let sim = OktaSim::start().await.unwrap();
+    sim.set_rate_limit(Bucket::Logs, 10);
+    let other = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    for _ in 0..10 {
+        other
+            .get(format!("{}/api/v1/logs?limit=1", sim.base_url()))
+            .header("Authorization", format!("SSWS {}", sim.api_token()))
+            .send()
+            .await
+            .unwrap();
+    }
+    let c = ssws(&sim);
+    let start = Instant::now();
+    c.get_page("/api/v1/logs?limit=1").await.unwrap();
+    let waited = start.elapsed();
+    assert_eq!(count(&sim, Bucket::Logs, 429), 1, "exactly one 429, then a wait");
+    assert!(waited >= Duration::from_secs(55) && waited <= Duration::from_secs(63), "{waited:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn server_errors_and_timeouts_back_off_then_succeed_or_fail_typed() {
+    let sim = OktaSim::start().await.unwrap();
+    let app = sim.add_app("Box");
+    let c = ssws(&sim);
+    sim.inject_fault(Fault {
+        bucket: Some(Bucket::Apps),
+        kind: FaultKind::ServerError(503),
+        times: 2,
+    });
+    let start = Instant::now();
+    c.get_app(&app).await.unwrap();
+    // Two backoffs: at least 0.5 s + 1 s with full jitter over 1 s and 2 s.
+    assert!(start.elapsed() >= Duration::from_millis(1500), "{:?}", start.elapsed());
+    assert_eq!(count(&sim, Bucket::Apps, 503), 2);
+
+    sim.inject_fault(Fault {
+        bucket: Some(Bucket::Apps),
+        kind: FaultKind::ServerError(500),
+        times: 4,
+    });
+    let e = c.get_app(&app).await.unwrap_err();
+    assert!(matches!(e, OktaError::Retryable { .. }), "{e}");
+    assert!(e.is_transient());
+    assert_eq!(count(&sim, Bucket::Apps, 500), 4, "gives up after 4 attempts");
+
+    // A response slower than the timeout is abandoned and retried.
+    let mut o = options(&sim, Credentials::ApiToken(SecretString::from(sim.api_token())));
+    o.request_timeout = Duration::from_secs(2);
+    let c = OktaClient::new(o).unwrap();
+    sim.inject_fault(Fault {
+        bucket: Some(Bucket::Apps),
+        kind: FaultKind::Slow(Duration::from_secs(30)),
+        times: 1,
+    });
+    c.get_app(&app).await.unwrap();
+}
+
+#[tokio::test]
+async fn errors_are_typed_and_never_carry_the_token() {
+    let sim = OktaSim::start().await.unwrap();
+    let c = ssws(&sim);
+    let e = c.get_app("0oanope").await.unwrap_err();
+    assert!(matches!(e, OktaError::NotFound { .. }), "{e}");
+    assert!(e.to_string().contains("E0000007"), "{e}");
+
+    let bad = OktaClient::new(options(&sim, Credentials::ApiToken(SecretString::from("00wrong-token-value")))).unwrap();
+    let e = bad.get_page("/api/v1/logs?limit=1").await.unwrap_err();
+    assert!(matches!(e, OktaError::Unauthorized { .. }), "{e}");
+    assert!(!e.to_string().contains("00wrong-token-value"));
+    assert!(!format!("{bad:?}").contains("00wrong-token-value"));
+    assert!(!format!("{c:?}").contains(&sim.api_token()));
+
+    let e = c.get_page("/api/v1/logs?limit=5000").await.unwrap_err();
+    assert!(matches!(e, OktaError::Permanent { status: 400, .. }), "{e}");
+}
+
+fn oauth(sim: &OktaSim, pem: &str, scopes: &[&str]) -> OktaClient {
+    OktaClient::new(options(
+        sim,
+        Credentials::OAuth {
+            client_id: "0oaservice".into(),
+            private_key_pem: SecretString::from(pem.to_owned()),
+            key_id: None,
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        },
+    ))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn oauth_private_key_jwt_token_is_fetched_once_and_used_as_bearer() {
+    let sim = OktaSim::start().await.unwrap();
+    sim.register_oauth_client(
+        "0oaservice",
+        test_keys::RSA_PUBLIC_PEM,
+        &["okta.logs.read", "okta.apps.read"],
+    );
+    let app = sim.add_app("Slack");
+    let c = oauth(&sim, test_keys::RSA_PRIVATE_PEM, &["okta.logs.read", "okta.apps.read"]);
+    for _ in 0..3 {
+        c.get_page("/api/v1/logs?limit=1").await.unwrap();
+        c.get_app(&app).await.unwrap();
+    }
+    assert_eq!(count(&sim, Bucket::OAuthToken, 200), 1, "the token is cached");
+    assert!(sim
+        .requests()
+        .iter()
+        .filter(|r| r.bucket != Bucket::OAuthToken)
+        .all(|r| r.auth == okta_sim::AuthKind::Bearer));
+
+    // Missing okta.apps.manage: the retry route is refused with a typed error.
+    let e = c
+        .update_app_user(&app, "00unope", &serde_json::json!({"profile": {}}))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, OktaError::Forbidden { .. }), "{e}");
+
+    // A key Okta does not know: the token request is refused.
+    let wrong = oauth(&sim, test_keys::RSA_OTHER_PRIVATE_PEM, &["okta.logs.read"]);
+    let e = wrong.get_page("/api/v1/logs?limit=1").await.unwrap_err();
+    assert!(matches!(e, OktaError::Unauthorized { .. }), "{e}");
+
+    // EC keys work too.
+    sim.register_oauth_client("0oaec", test_keys::EC_PUBLIC_PEM, &["okta.logs.read"]);
+    let ec = OktaClient::new(options(
+        &sim,
+        Credentials::OAuth {
+            client_id: "0oaec".into(),
+            private_key_pem: SecretString::from(test_keys::EC_PRIVATE_PEM.to_owned()),
+            key_id: None,
+            scopes: vec!["okta.logs.read".into()],
+        },
+    ))
+    .unwrap();
+    ec.get_page("/api/v1/logs?limit=1").await.unwrap();
+}
+
+#[test]
+fn a_garbage_private_key_is_a_config_error() {
+    let e = OktaClient::new(ClientOptions::new(
+        "https://acme.okta.com".parse().unwrap(),
+        Credentials::OAuth {
+            client_id: "x".into(),
+            private_key_pem: SecretString::from("not a key".to_owned()),
+            key_id: None,
+            scopes: vec![],
+        },
+    ))
+    .unwrap_err();
+    assert!(matches!(e, OktaError::Config(_)));
+}
