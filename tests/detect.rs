@@ -107,8 +107,8 @@ async fn poller_finds_a_failure_within_one_interval_and_a_success_resolves_it() 
     let app = sim.add_app("Salesforce");
     let ann = sim.add_user("ann@acme.example");
 
-    let stop = CancellationToken::new();
-    let poller = tokio::spawn(poller::run(ctx.clone(), stop.clone()));
+    // The whole daemon: poller, scanner, retry worker and alerting.
+    let running = okta_provwatch::daemon::start(ctx.clone(), CancellationToken::new());
     assert!(eventually(Duration::from_secs(5), || logs_requests(&sim) >= 1).await);
 
     sim.set_downstream(&app, Downstream::Down);
@@ -144,8 +144,7 @@ async fn poller_finds_a_failure_within_one_interval_and_a_success_resolves_it() 
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].state, State::Resolved);
 
-    stop.cancel();
-    poller.await.unwrap();
+    assert!(running.stop(Duration::from_secs(10)).await, "daemon did not stop in time");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,6 +7,7 @@
 //! paging (the rate budget paces it) instead of waiting a whole `poll_interval`.
 
 use super::classify::{classify, published_ms, Classified, LOG_FILTER};
+use super::DetectError;
 use crate::context::Context;
 use crate::okta::types::LogEvent;
 use crate::okta::OktaError;
@@ -33,14 +34,6 @@ pub struct PollOutcome {
     pub backlog: bool,
     /// Okta sent no usable `next` link (missing, or looping back on a non-empty page).
     pub bad_next: bool,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum PollError {
-    #[error(transparent)]
-    Okta(#[from] OktaError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
 }
 
 /// The first URL when no cursor is stored: `since` = now − `initial_lookback`.
@@ -70,7 +63,7 @@ pub fn watched(ctx: &Context, app_id: &str, app_label: Option<&str>) -> bool {
 }
 
 /// Fetches and applies one page.
-pub async fn poll_once(ctx: &Context) -> Result<PollOutcome, PollError> {
+pub async fn poll_once(ctx: &Context) -> Result<PollOutcome, DetectError> {
     let stored = {
         let s = ctx.store.clone();
         s.call(|c| logcursor::get(c)).await?
@@ -277,11 +270,11 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
                 }
             }
             Err(e) => {
-                let auth = matches!(&e, PollError::Okta(o) if o.is_auth());
+                let auth = matches!(&e, DetectError::Okta(o) if o.is_auth());
                 tracing::warn!(error = %e, "System Log poll failed; will retry");
                 ctx.health.poll_failed(e.to_string(), auth);
                 match &e {
-                    PollError::Okta(OktaError::RateLimited { retry_after, .. }) => {
+                    DetectError::Okta(OktaError::RateLimited { retry_after, .. }) => {
                         (*retry_after).max(interval)
                     }
                     _ => interval,

@@ -8,6 +8,7 @@
 //! an interrupted scan resumes where it stopped. Apps and logs are separate Okta buckets, and
 //! the client's budget paces every page, so a scan never takes the poller's budget.
 
+use super::DetectError;
 use crate::context::Context;
 use crate::okta::client::OktaClient;
 use crate::okta::types::{AppUser, Application};
@@ -29,16 +30,6 @@ pub struct ScanOutcome {
     pub resolved: usize,
     pub pages: usize,
     pub malformed: usize,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ScanError {
-    #[error(transparent)]
-    Okta(#[from] OktaError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("scan interrupted by shutdown")]
-    Cancelled,
 }
 
 /// The apps to scan: the configured ones (ids or labels), or every active app that provisions.
@@ -99,7 +90,7 @@ fn inferred_operation(au: &AppUser) -> Operation {
 pub async fn scan_once(
     ctx: &Context,
     shutdown: &CancellationToken,
-) -> Result<ScanOutcome, ScanError> {
+) -> Result<ScanOutcome, DetectError> {
     let apps = watched_apps(ctx).await?;
     let mut out = ScanOutcome {
         apps: apps.len(),
@@ -140,7 +131,7 @@ async fn scan_app(
     app: &Application,
     shutdown: &CancellationToken,
     out: &mut ScanOutcome,
-) -> Result<(), ScanError> {
+) -> Result<(), DetectError> {
     let app_id = app.id.clone();
     let resume = {
         let id = app_id.clone();
@@ -156,7 +147,7 @@ async fn scan_app(
     let mut present: HashSet<String> = HashSet::new();
     loop {
         if shutdown.is_cancelled() {
-            return Err(ScanError::Cancelled);
+            return Err(DetectError::Cancelled);
         }
         let fetched_at = ctx.now_ms();
         let page = ctx.okta.get_page(&url).await?;
@@ -362,7 +353,7 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
                 resolved = o.resolved,
                 "assignment scan done"
             ),
-            Err(ScanError::Cancelled) => return,
+            Err(DetectError::Cancelled) => return,
             Err(e) => {
                 tracing::warn!(error = %e, "assignment scan failed; it resumes at the next scheduled run")
             }
