@@ -5,7 +5,7 @@
 use crate::context::Context;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use tokio::task::JoinSet;
 
 /// How long `stop` waits for components to finish their in-flight work.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
@@ -13,7 +13,7 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 /// Handle to a running daemon.
 pub struct Running {
     pub shutdown: CancellationToken,
-    tracker: TaskTracker,
+    tasks: JoinSet<()>,
 }
 
 impl Running {
@@ -23,32 +23,35 @@ impl Running {
         self.wait(grace).await
     }
 
-    /// Waits (up to `grace` after cancellation) for components to finish.
-    pub async fn wait(self, grace: Duration) -> bool {
+    /// Waits (up to `grace` after cancellation) for components to finish. Components still
+    /// running then are aborted and awaited, so that by the time this returns none of them
+    /// can touch the store or Okta (a reload starts the next generation right after). Aborting
+    /// loses nothing: every piece of work commits in one transaction or not at all.
+    pub async fn wait(mut self, grace: Duration) -> bool {
         self.shutdown.cancelled().await;
-        let finished = tokio::time::timeout(grace, self.tracker.wait())
-            .await
-            .is_ok();
-        if !finished {
-            tracing::warn!(
-                ?grace,
-                "components did not stop in time; exiting anyway (state is durable)"
-            );
+        let drained = tokio::time::timeout(grace, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await
+        .is_ok();
+        if !drained {
+            tracing::warn!(?grace, "components did not stop in time; aborting them (state is durable)");
+            self.tasks.abort_all();
+            while self.tasks.join_next().await.is_some() {}
         }
-        finished
+        drained
     }
 }
 
 /// Starts every component on the current runtime.
 pub fn start(ctx: Context, shutdown: CancellationToken) -> Running {
-    let tracker = TaskTracker::new();
-    tracker.spawn(crate::detect::poller::run(ctx.clone(), shutdown.clone()));
-    tracker.spawn(crate::detect::scanner::run(ctx.clone(), shutdown.clone()));
+    let mut tasks = JoinSet::new();
+    tasks.spawn(crate::detect::poller::run(ctx.clone(), shutdown.clone()));
+    tasks.spawn(crate::detect::scanner::run(ctx.clone(), shutdown.clone()));
     // Components of later stages register here, one line each.
-    tracker.spawn(crate::retry::worker::run(ctx.clone(), shutdown.clone()));
-    tracker.spawn(crate::alert::policy::run(ctx.clone(), shutdown.clone()));
-    tracker.spawn(crate::alert::sender::run(ctx.clone(), shutdown.clone()));
-    tracker.spawn(crate::alert::digest::run(ctx.clone(), shutdown.clone()));
-    tracker.close();
-    Running { shutdown, tracker }
+    tasks.spawn(crate::retry::worker::run(ctx.clone(), shutdown.clone()));
+    tasks.spawn(crate::alert::policy::run(ctx.clone(), shutdown.clone()));
+    tasks.spawn(crate::alert::sender::run(ctx.clone(), shutdown.clone()));
+    tasks.spawn(crate::alert::digest::run(ctx.clone(), shutdown.clone()));
+    Running { shutdown, tasks }
 }

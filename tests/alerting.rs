@@ -898,3 +898,65 @@ async fn daemon_loops_deliver_and_stop_on_shutdown() {
         Some(1.0)
     );
 }
+
+#[tokio::test]
+async fn a_stopped_sender_starts_no_further_delivery() {
+    let h = Harness::new().await;
+    h.fail("Workday", "erin", Operation::Deactivate, T0);
+    h.fail("Salesforce", "sam", Operation::Deactivate, T0);
+    h.eval(T0);
+    assert_eq!(h.eval(T0 + secs(2)).rows, 4);
+    let stop = tokio_util::sync::CancellationToken::new();
+    stop.cancel();
+    let d = h
+        .sender
+        .deliver_due_until(&h.store, &h.metrics, T0 + secs(2), &stop)
+        .await
+        .unwrap();
+    assert_eq!(d, Delivered::default());
+    assert!(h.slack.messages().is_empty() && h.smtp.messages().is_empty());
+    let rows = h.store.blocking(|c| list_outbox(c)).unwrap();
+    assert!(
+        rows.iter().all(|r| r.state == "pending" && r.attempts == 0),
+        "{rows:?}"
+    );
+    // The next generation's sender delivers them, once.
+    assert_eq!(h.deliver(T0 + secs(3)).await.sent, 4);
+    assert_eq!(h.slack.messages().len(), 2);
+    assert_eq!(h.smtp.messages().len(), 2);
+}
+
+#[tokio::test]
+async fn a_failure_alerted_while_being_retried_stays_alerted_after_the_retry() {
+    use okta_provwatch::store::retry as store_retry;
+    let h = Harness::new().await;
+    let alice = h.fail("Salesforce", "alice", Operation::Create, T0);
+    let bob = h.fail("Salesforce", "bob", Operation::Create, T0);
+    h.store
+        .blocking(|c| {
+            store_retry::claim(c, alice, "w1", T0 + mins(9), T0 + mins(19), "t", "x")?.unwrap();
+            Ok(())
+        })
+        .unwrap();
+    h.eval(T0 + mins(10));
+    assert_eq!(h.eval(T0 + mins(10) + secs(30)).firing.len(), 1);
+    assert_eq!(h.failure_state(alice), State::Retrying);
+    assert_eq!(h.failure_state(bob), State::Alerted);
+    // The retry fails and is requeued: back to alerted, not open.
+    let how = store_retry::Finish::Requeue {
+        kind: "retry_failed",
+        detail: "ERROR".into(),
+        count_attempt: true,
+        next_attempt_at: Some(T0 + mins(30)),
+        exhausted: None,
+    };
+    assert_eq!(
+        h.store
+            .blocking(|c| store_retry::finish(c, alice, "w1", T0 + mins(11), "t", &how))
+            .unwrap(),
+        store_retry::Finished::Requeued
+    );
+    assert_eq!(h.failure_state(alice), State::Alerted);
+    // And the retry's state flips are no news to the group.
+    assert!(h.eval(T0 + mins(12)).is_empty());
+}

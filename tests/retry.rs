@@ -834,3 +834,277 @@ async fn a_storm_of_ten_thousand_failures_drains_at_the_configured_rate() {
 fn real_posts(sim: &OktaSim) -> usize {
     sim.requests().iter().filter(|r| r.method == "POST").count()
 }
+
+fn claimed_by(ctx: &Context, id: i64) -> Option<String> {
+    ctx.store
+        .blocking(|c| {
+            Ok(
+                c.query_row("SELECT claimed_by FROM failures WHERE id = ?1", [id], |r| {
+                    r.get(0)
+                })?,
+            )
+        })
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn claims_of_a_killed_claimer_are_released_when_their_lease_expires() {
+    let h = harness(|_| {}).await;
+    let (app, users) = failing_app(&h.sim, "Sales", &["ann@x.com", "ben@x.com"]);
+    h.sim.set_downstream(&app, Downstream::Healthy);
+    let ann = observe(
+        &h.ctx,
+        &app,
+        &users[0],
+        "ann@x.com",
+        Operation::Create,
+        DOWN,
+    );
+    let ben = observe(
+        &h.ctx,
+        &app,
+        &users[1],
+        "ben@x.com",
+        Operation::Create,
+        DOWN,
+    );
+    // ann: alerted and exhausted, then a `retry` command claimed her and was killed; ben: a
+    // daemon claimed him and was killed. Both leases end in a minute.
+    let now = h.ctx.now_ms();
+    let lease_end = now + 60_000;
+    h.ctx
+        .store
+        .blocking(|c| {
+            c.execute(
+                "UPDATE failures SET state = 'alerted', retry_exhausted = 1 WHERE id = ?1",
+                [ann],
+            )?;
+            store_retry::claim(c, ann, "cli-killed", now, lease_end, "t", "x")?.unwrap();
+            store_retry::claim(c, ben, "daemon-killed", now, lease_end, "t", "x")?.unwrap();
+            Ok(())
+        })
+        .unwrap();
+    let w = spawn_worker(&h.ctx, "w1");
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    // Not before the lease ends.
+    assert_eq!(failure(&h.ctx, ann).state, State::Retrying);
+    assert_eq!(failure(&h.ctx, ben).state, State::Retrying);
+    wait_until("ben to be retried", Duration::from_secs(300), || {
+        failure(&h.ctx, ben).state == State::Resolved
+    })
+    .await;
+    wait_until(
+        "ann's claim to be released",
+        Duration::from_secs(60),
+        || failure(&h.ctx, ann).state != State::Retrying,
+    )
+    .await;
+    stop(w).await;
+
+    // ann is exhausted, so no automatic retry takes her over: only the lease expiry frees
+    // her, back to the state she was claimed from, and nothing was pushed.
+    let f = failure(&h.ctx, ann);
+    assert_eq!((f.state, f.attempts), (State::Alerted, 0));
+    assert_eq!(claimed_by(&h.ctx, ann), None);
+    let expired = history(&h.ctx, ann)
+        .into_iter()
+        .find(|e| e.kind == "retry_lease_expired")
+        .expect("a lease-expiry history row");
+    assert!(expired.at >= lease_end, "{expired:?}");
+    assert!(
+        expired.detail.as_deref().unwrap().contains("cli-killed"),
+        "{expired:?}"
+    );
+    assert_eq!(posts(&h.sim, &app, &users[0]), 0);
+    // ben was retried once, after the lease.
+    let s = starts(&h.ctx, ben);
+    assert_eq!(s.len(), 2, "{:?}", history(&h.ctx, ben));
+    assert!(s[1] >= lease_end, "{s:?}");
+    assert_eq!(posts(&h.sim, &app, &users[1]), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_retries_disabled_expired_claims_are_still_released() {
+    let h = harness(|c| c.retry.enabled = false).await;
+    let id = observe(&h.ctx, "0oaX", "00uX", "x@x.com", Operation::Update, DOWN);
+    let now = h.ctx.now_ms();
+    h.ctx
+        .store
+        .blocking(|c| {
+            store_retry::claim(c, id, "cli-killed", now, now + 60_000, "t", "x")?.unwrap();
+            Ok(())
+        })
+        .unwrap();
+    let w = spawn_worker(&h.ctx, "w1");
+    wait_until("the claim to be released", Duration::from_secs(120), || {
+        failure(&h.ctx, id).state == State::Open
+    })
+    .await;
+    stop(w).await;
+    assert_eq!(claimed_by(&h.ctx, id), None);
+    assert_eq!(failure(&h.ctx, id).attempts, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_fixed_by_a_retry_is_not_reopened_by_an_older_log_event() {
+    let h = harness(|c| c.retry.enabled = false).await;
+    let (app, users) = failing_app(&h.sim, "Sales", &["ann@x.com"]);
+    h.sim.set_downstream(&app, Downstream::Healthy);
+    let id = observe(
+        &h.ctx,
+        &app,
+        &users[0],
+        "ann@x.com",
+        Operation::Create,
+        DOWN,
+    );
+    let opts = Options {
+        settle: Duration::from_secs(1),
+        ..Options::new("cli:tester".into(), false)
+    };
+    let s = manual::run_manual(&h.ctx, &Selector::Failure(id), &opts, |_| {})
+        .await
+        .unwrap();
+    assert!(matches!(s.lines[0].result, Retried::Succeeded(_)), "{s:?}");
+    let fixed_at = failure(&h.ctx, id).resolved_at.unwrap();
+
+    // The System Log is read with lag: a failure event published before the retry read the
+    // app user SYNCHRONIZED arrives afterwards. It is old news.
+    let event = |published: i64| Observation {
+        app_id: app.clone(),
+        app_label: None,
+        user_id: users[0].clone(),
+        user_login: Some("ann@x.com".into()),
+        operation: Operation::Create,
+        failed: true,
+        reason: Some(DOWN.into()),
+        event_uuid: Some(format!("ev{published}")),
+        published_ms: Some(published),
+        source: Source::Log,
+    };
+    let apply = |o: &Observation, now: i64| {
+        h.ctx
+            .store
+            .blocking(|c| failures::apply(c, o, now, "poller"))
+            .unwrap()
+    };
+    assert_eq!(
+        apply(&event(fixed_at - 1_000), fixed_at + 30_000),
+        Applied::Ignored
+    );
+    assert_eq!(failure(&h.ctx, id).state, State::Resolved);
+    // A failure published after the fix is news.
+    assert_eq!(
+        apply(&event(fixed_at + 1_000), fixed_at + 31_000),
+        Applied::Reopened(id)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_successful_probe_closes_the_circuit_even_when_its_failure_was_resolved_meanwhile() {
+    use okta_provwatch::retry::attempt::{self, Outcome, Trigger};
+    use okta_provwatch::retry::circuit::Change;
+    use okta_provwatch::store::retry::Finished;
+
+    let h = harness(|_| {}).await;
+    // Okta reported the integration failing, so "no user left to probe" keeps it open.
+    let app = "0oaC";
+    let o = Observation {
+        app_id: app.into(),
+        app_label: None,
+        user_id: String::new(),
+        user_login: None,
+        operation: Operation::Integration,
+        failed: true,
+        reason: Some("Authentication failed".into()),
+        event_uuid: None,
+        published_ms: None,
+        source: Source::Log,
+    };
+    let now = h.ctx.now_ms();
+    let integration = h
+        .ctx
+        .store
+        .blocking(|c| match failures::apply(c, &o, now, "test")? {
+            Applied::Opened(id) => Ok(id),
+            other => panic!("{other:?}"),
+        })
+        .unwrap();
+    let user = observe(&h.ctx, app, "00uP", "p@x.com", Operation::Update, DOWN);
+    let cfg = h.ctx.config.retry.clone();
+    let mut claim = h
+        .ctx
+        .store
+        .blocking(|c| {
+            okta_provwatch::retry::circuit::open_for_integration_failures(c, &cfg, now, "t")?;
+            Ok(store_retry::claim(c, user, "w1", now, now + 300_000, "t", "probe")?.unwrap())
+        })
+        .unwrap();
+    claim.probe = true;
+    // The scanner sees the user synchronized while the probe settles.
+    h.ctx
+        .store
+        .blocking(|c| failures::resolve(c, user, now + 1, None, "scanner", "SYNCHRONIZED"))
+        .unwrap();
+    let report = attempt::record(
+        &h.ctx,
+        &claim,
+        Trigger::Probe,
+        "retry-worker",
+        Outcome::Succeeded("retry succeeded: the app user is SYNCHRONIZED".into()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.finished, Finished::NotHeld);
+    assert_eq!(report.circuit, Some(Change::Closed));
+    let ci = h
+        .ctx
+        .store
+        .blocking(|c| store_retry::get_circuit(c, app))
+        .unwrap()
+        .unwrap();
+    assert!(!ci.open);
+    assert_eq!(failure(&h.ctx, integration).state, State::Resolved);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_never_outlives_its_claim() {
+    let h = harness(|_| {}).await;
+    let (app, users) = failing_app(&h.sim, "Sales", &["ann@x.com"]);
+    let id = observe(
+        &h.ctx,
+        &app,
+        &users[0],
+        "ann@x.com",
+        Operation::Create,
+        DOWN,
+    );
+    let now = h.ctx.now_ms();
+    // A lease too short to push and verify within: the retry gives up instead of running on
+    // after another claimer may have taken the failure.
+    let claim = h
+        .ctx
+        .store
+        .blocking(|c| Ok(store_retry::claim(c, id, "w1", now, now + 3_000, "t", "x")?.unwrap()))
+        .unwrap();
+    let report = okta_provwatch::retry::attempt::run(
+        &h.ctx,
+        &claim,
+        okta_provwatch::retry::attempt::Trigger::Automatic,
+        "retry-worker",
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(
+            report.outcome,
+            okta_provwatch::retry::attempt::Outcome::Deferred { .. }
+        ),
+        "{report:?}"
+    );
+    assert_eq!(posts(&h.sim, &app, &users[0]), 0);
+    let f = failure(&h.ctx, id);
+    assert_eq!((f.state, f.attempts), (State::Open, 0));
+    assert_eq!(claimed_by(&h.ctx, id), None);
+}

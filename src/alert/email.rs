@@ -177,7 +177,17 @@ impl EmailNotifier {
         if let Some(pw) = &self.password {
             let pw = pw.expose_secret();
             if !pw.is_empty() {
-                text = text.replace(pw, "[redacted]");
+                // A relay that echoes the AUTH exchange would show it base64-encoded.
+                use base64::Engine as _;
+                let b64 = base64::engine::general_purpose::STANDARD;
+                let user = self.username.as_deref().unwrap_or_default();
+                for form in [
+                    pw.to_owned(),
+                    b64.encode(pw),
+                    b64.encode(format!("\0{user}\0{pw}")),
+                ] {
+                    text = text.replace(&form, "[redacted]");
+                }
             }
         }
         // Permanent only when retrying cannot help: the relay said 5xx, the

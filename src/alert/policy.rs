@@ -290,29 +290,17 @@ fn evaluate_app(
     Ok(())
 }
 
-fn has_column(c: &Connection, table: &str, column: &str) -> Result<bool, StoreError> {
-    let n: i64 = c.query_row(
-        "SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name = ?2",
-        [table, column],
-        |r| r.get(0),
-    )?;
-    Ok(n > 0)
-}
-
 /// Records that a person was told about `f`. A failure the retry worker holds keeps its
-/// `retrying` state; where the schema remembers the state to return to after the claim, that
-/// becomes `alerted`, so the retry does not make the alerter's mark disappear.
+/// `retrying` state, and the state it returns to when the claim ends becomes `alerted`, so the
+/// retry does not make the alerter's mark disappear.
 fn mark_alerted(c: &Connection, f: &Failure, now: i64, detail: &str) -> Result<(), StoreError> {
     c.execute(
-        "UPDATE failures SET state = 'alerted' WHERE id = ?1 AND state = 'open'",
+        "UPDATE failures SET
+            state = CASE WHEN state = 'open' THEN 'alerted' ELSE state END,
+            claim_prev_state = CASE WHEN state = 'retrying' THEN 'alerted' ELSE claim_prev_state END
+         WHERE id = ?1",
         [f.id],
     )?;
-    if has_column(c, "failures", "claim_prev_state")? {
-        c.execute(
-            "UPDATE failures SET claim_prev_state = 'alerted' WHERE id = ?1 AND state = 'retrying'",
-            [f.id],
-        )?;
-    }
     failures::add_history(c, f.id, now, "alerted", ACTOR, Some(detail))
 }
 

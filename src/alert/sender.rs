@@ -122,6 +122,21 @@ impl Sender {
         metrics: &Metrics,
         now: i64,
     ) -> Result<Delivered, StoreError> {
+        self.deliver_due_until(store, metrics, now, &CancellationToken::new())
+            .await
+    }
+
+    /// [`Self::deliver_due`], stopping before the next row once `stop` is cancelled: a backlog
+    /// behind a slow channel can take minutes, and a pass that outlives shutdown (a reload
+    /// starts the next generation's sender after the grace) would deliver the same rows as
+    /// its successor.
+    pub async fn deliver_due_until(
+        &self,
+        store: &Store,
+        metrics: &Metrics,
+        now: i64,
+        stop: &CancellationToken,
+    ) -> Result<Delivered, StoreError> {
         let mut total = Delivered::default();
         for (name, channel) in &self.channels {
             let name: &'static str = name;
@@ -137,6 +152,9 @@ impl Sender {
                 }
                 let full = rows.len() == BATCH;
                 for row in rows {
+                    if stop.is_cancelled() {
+                        return Ok(total);
+                    }
                     let result = match serde_json::from_str::<AlertMessage>(&row.payload) {
                         Ok(msg) => channel.send(&msg).await,
                         Err(e) => Err(DeliveryError::permanent(format!(
@@ -212,7 +230,7 @@ impl Sender {
 }
 
 /// The sender loop: every [`SEND_INTERVAL`] until `shutdown`. A send in progress is allowed
-/// to finish (bounded by [`SEND_TIMEOUT`]) so its outcome is recorded.
+/// to finish (bounded by [`SEND_TIMEOUT`]) so its outcome is recorded; no further row starts.
 pub async fn run(ctx: Context, shutdown: CancellationToken) {
     let sender = Sender::from_config(&ctx.config);
     let mut tick = tokio::time::interval(SEND_INTERVAL);
@@ -224,7 +242,10 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
             _ = tick.tick() => {}
         }
         let now = ctx.clock.now_ms();
-        if let Err(e) = sender.deliver_due(&ctx.store, &ctx.metrics, now).await {
+        if let Err(e) = sender
+            .deliver_due_until(&ctx.store, &ctx.metrics, now, &shutdown)
+            .await
+        {
             tracing::error!(error = %e, "alert delivery pass failed; retrying");
         }
         if now.saturating_sub(last_prune) >= 3_600_000 {

@@ -108,10 +108,14 @@ pub(crate) fn read_secret(
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
                 .ok_or_else(|| {
-                    ConfigError::new(
-                        key,
-                        format!("environment variable {value} is not set or empty"),
-                    )
+                    // Variable names are conventionally upper case; anything else may be a
+                    // pasted secret that happens to be alphanumeric, so it is not repeated.
+                    let named = if is_conventional_env_name(value) {
+                        format!("environment variable {value}")
+                    } else {
+                        "the environment variable named here".to_string()
+                    };
+                    ConfigError::new(key, format!("{named} is not set or empty"))
                 })?;
             Ok((
                 SecretString::from(secret.to_string()),
@@ -134,10 +138,11 @@ pub(crate) fn read_secret(
             Ok((secret, SecretSource::File { path }))
         }
         Via::Credential => {
-            if value.contains('/') || value == "." || value == ".." {
+            // Never echo the value when it is not a plausible name: it may be a pasted secret.
+            if !is_credential_name(value) {
                 return Err(ConfigError::new(
                     key,
-                    format!("{value:?} is not a credential name (use the name given to LoadCredential=, not a path)"),
+                    "must be a credential name (the name given to LoadCredential=, e.g. \"okta-api-token\"), not a path or the secret itself",
                 ));
             }
             let dir = env
@@ -163,6 +168,22 @@ pub(crate) fn read_secret(
             ))
         }
     }
+}
+
+fn is_conventional_env_name(s: &str) -> bool {
+    is_env_name(s) && !s.chars().any(|c| c.is_ascii_lowercase())
+}
+
+/// A systemd credential name as people write them: short, of name characters, and not shaped
+/// like a token (Okta API tokens start with "00", Slack's with "xox").
+fn is_credential_name(s: &str) -> bool {
+    (1..=40).contains(&s.len())
+        && s != "."
+        && s != ".."
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'))
+        && !s.starts_with("xox")
+        && !(s.starts_with("00") && s.len() >= 30)
 }
 
 fn is_env_name(s: &str) -> bool {
@@ -195,6 +216,23 @@ fn read_file(key: &str, path: &Path, what: &str) -> Result<SecretString, ConfigE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credential_names_that_look_like_secrets_are_refused_without_echo() {
+        assert!(is_credential_name("okta-api-token"));
+        assert!(is_credential_name("slack.webhook"));
+        for pasted in [
+            "00aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789abcd",
+            "xoxb-1234-5678-abcdef",
+            "https://hooks.slack.com/services/T/B/X",
+            "../etc/passwd",
+            "",
+        ] {
+            assert!(!is_credential_name(pasted), "{pasted}");
+        }
+        assert!(is_conventional_env_name("OKTA_API_TOKEN"));
+        assert!(!is_conventional_env_name("hunter2password"));
+    }
     use secrecy::ExposeSecret;
     use std::io::Write;
 

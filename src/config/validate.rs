@@ -223,7 +223,7 @@ fn org_url(s: &str) -> Result<Url, ConfigError> {
         return Err(ConfigError::new(
             KEY,
             format!(
-                "must be the org's base URL with no path, e.g. \"{}://{}\", got {s:?}",
+                "must be the org's base URL with no path, query or fragment, e.g. \"{}://{}\"",
                 url.scheme(),
                 url.host_str().unwrap_or("acme.okta.com"),
             ),

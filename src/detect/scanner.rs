@@ -235,6 +235,17 @@ fn apply_page(
                     }
                 }
                 None => {
+                    // Resolved after this page was fetched (a retry or a success event got
+                    // there first): the page is older news, and its guessed operation could
+                    // open a second, false failure.
+                    let fixed_since: bool = c.query_row(
+                        "SELECT EXISTS (SELECT 1 FROM failures WHERE app_id = ?1 AND user_id = ?2 AND resolved_at >= ?3)",
+                        rusqlite::params![app_id, au.id, fetched_at],
+                        |r| r.get(0),
+                    )?;
+                    if fixed_since {
+                        continue;
+                    }
                     let obs = Observation {
                         app_id: app_id.to_owned(),
                         app_label: app_label.map(str::to_owned),

@@ -267,8 +267,18 @@ impl RateBudget {
 
     /// A 429: nothing goes to this bucket until its window resets, plus jitter so that
     /// several clients released by the same reset do not stampede.
+    /// A 429 for too many requests in flight carries the concurrency ceiling in its headers,
+    /// not the bucket's, so a limit we already know is kept.
     pub fn on_rate_limited(&self, bucket: Bucket, h: Option<RateHeaders>, now: Instant) {
-        self.observe(bucket, h, now);
+        let known = self.lock().get(&bucket).is_some_and(|st| st.limit.is_some());
+        if known {
+            if let Some(st) = self.lock().get_mut(&bucket) {
+                st.probing = false;
+            }
+        } else {
+            // The next successful response corrects a limit learnt from a concurrency 429.
+            self.observe(bucket, h, now);
+        }
         let mut map = self.lock();
         let st = map.entry(bucket).or_insert_with(BucketState::new);
         let wait = h.map(|h| h.reset_in).unwrap_or(Duration::from_secs(60));
@@ -423,6 +433,23 @@ mod tests {
         );
         let later = now + wait;
         assert!(rb.try_acquire(Bucket::Logs, later).is_ok());
+    }
+
+    /// Okta's concurrency 429 reports the in-flight ceiling (e.g. 75) in X-Rate-Limit-Limit:
+    /// it must not replace the bucket's per-minute limit.
+    #[tokio::test(start_paused = true)]
+    async fn concurrency_429_keeps_the_known_limit() {
+        let rb = RateBudget::new(0.5);
+        let now = Instant::now();
+        rb.try_acquire(Bucket::Logs, now).unwrap();
+        rb.observe(Bucket::Logs, headers(60, 59, 50), now);
+        rb.try_acquire(Bucket::Logs, now).unwrap();
+        rb.on_rate_limited(Bucket::Logs, headers(75, 0, 1), now);
+        let snap = rb.snapshot();
+        assert_eq!(snap[0].limit, Some(60));
+        assert_eq!(snap[0].budget, 30);
+        let wait = rb.try_acquire(Bucket::Logs, now).unwrap_err();
+        assert!(wait <= Duration::from_secs(3), "{wait:?}");
     }
 
     #[tokio::test(start_paused = true)]

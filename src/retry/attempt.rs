@@ -146,6 +146,9 @@ fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// A retry is abandoned this long before its claim's lease ends, leaving time to record it.
+const LEASE_MARGIN_MS: i64 = 5_000;
+
 /// Runs one retry of a held claim and records its result.
 pub async fn run(
     ctx: &Context,
@@ -154,7 +157,24 @@ pub async fn run(
     actor: &str,
     settle: Duration,
 ) -> Result<Report, StoreError> {
-    let outcome = push_again(&ctx.okta, &claim.failure, settle).await;
+    // Give up before the claim's lease ends: after it another claimer may take the failure
+    // over and push the same user while this push is still going (the Okta budget can hold a
+    // call back for a minute at a time, so a retry under rate-limit pressure can run long).
+    let left = claim
+        .until
+        .saturating_sub(ctx.clock.now_ms())
+        .saturating_sub(LEASE_MARGIN_MS)
+        .max(0);
+    let limit = Duration::from_millis(u64::try_from(left).unwrap_or(0));
+    let outcome = match tokio::time::timeout(limit, push_again(&ctx.okta, &claim.failure, settle))
+        .await
+    {
+        Ok(outcome) => outcome,
+        Err(_) => Outcome::Deferred {
+            detail: "the retry did not finish within its claim's lease and was abandoned".into(),
+            auth: false,
+        },
+    };
     let report = record(ctx, claim, trigger, actor, outcome).await?;
     ctx.metrics.inc(
         "provwatch_retries_total",
@@ -183,21 +203,15 @@ pub async fn record(
             let f = failures::get(&tx, claim.failure.id)?.unwrap_or_else(|| claim.failure.clone());
             let id = f.id;
             let attempts = claim.failure.attempts.saturating_add(1);
-            let (how, circuit_change) = match &outcome {
-                Outcome::Succeeded(d) | Outcome::Gone(d) => {
-                    let how = Finish::Resolved { detail: d.clone() };
-                    (how, None)
-                }
-                Outcome::Failed(d) if trigger == Trigger::Probe => {
-                    let how = Finish::Requeue {
-                        kind: "probe_failed",
-                        detail: format!("probe of the open circuit failed: {d}"),
-                        count_attempt: false,
-                        next_attempt_at: None,
-                        exhausted: None,
-                    };
-                    (how, None)
-                }
+            let how = match &outcome {
+                Outcome::Succeeded(d) | Outcome::Gone(d) => Finish::Resolved { detail: d.clone() },
+                Outcome::Failed(d) if trigger == Trigger::Probe => Finish::Requeue {
+                    kind: "probe_failed",
+                    detail: format!("probe of the open circuit failed: {d}"),
+                    count_attempt: false,
+                    next_attempt_at: None,
+                    exhausted: None,
+                },
                 Outcome::Failed(d) => {
                     let max = policy::max_attempts(&cfg, f.reason.as_deref());
                     let exhausted =
@@ -217,14 +231,13 @@ pub async fn record(
                         cfg.max_backoff,
                         attempts,
                     )));
-                    let how = Finish::Requeue {
+                    Finish::Requeue {
                         kind: "retry_failed",
                         detail: d.clone(),
                         count_attempt: true,
                         next_attempt_at: Some(next),
                         exhausted,
-                    };
-                    (how, None)
+                    }
                 }
                 Outcome::Deferred { detail, .. } => {
                     let next = now.saturating_add(ms(policy::backoff_jittered(
@@ -232,30 +245,32 @@ pub async fn record(
                         cfg.max_backoff,
                         1,
                     )));
-                    let how = Finish::Requeue {
+                    Finish::Requeue {
                         kind: "retry_deferred",
                         detail: format!("not counted as an attempt: {detail}"),
                         count_attempt: false,
                         next_attempt_at: (trigger != Trigger::Manual).then_some(next),
                         exhausted: None,
-                    };
-                    (how, None::<Change>)
+                    }
                 }
             };
             let finished = finish(&tx, id, &claim.owner, now, &actor, &how)?;
-            let mut change = circuit_change;
-            if finished != Finished::NotHeld {
-                change = match &outcome {
-                    Outcome::Succeeded(_) => circuit::on_success(&tx, &f.app_id, now, &actor)?,
-                    Outcome::Failed(_) => {
-                        circuit::on_failure(&tx, &cfg, &f, trigger == Trigger::Probe, now, &actor)?
-                    }
-                    Outcome::Deferred { .. } if trigger == Trigger::Probe => {
-                        circuit::postpone_probe(&tx, &cfg, &f.app_id, now)?;
-                        None
-                    }
-                    _ => None,
-                };
+            let held = finished != Finished::NotHeld;
+            let change = match &outcome {
+                // A push that went through proves the app's integration works, even when the
+                // failure was resolved meanwhile by someone else (the scanner, say) and the
+                // claim is no longer ours: otherwise the circuit stays open.
+                Outcome::Succeeded(_) => circuit::on_success(&tx, &f.app_id, now, &actor)?,
+                Outcome::Failed(_) if held => {
+                    circuit::on_failure(&tx, &cfg, &f, trigger == Trigger::Probe, now, &actor)?
+                }
+                _ => None,
+            };
+            // A probe that neither closed the circuit nor counted as a failed probe (deferred,
+            // user gone, claim lost) frees the reservation it made up to its lease's end.
+            let probe_counted = held && matches!(outcome, Outcome::Failed(_));
+            if trigger == Trigger::Probe && change.is_none() && !probe_counted {
+                circuit::postpone_probe(&tx, &cfg, &f.app_id, now)?;
             }
             tx.commit()?;
             let attempts = match (&outcome, trigger) {

@@ -35,8 +35,8 @@ fn ms(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// Takes the next automatic retry in one `BEGIN IMMEDIATE` transaction: first opens circuits
-/// of apps with a reported integration failure, then a due probe of an open circuit if any,
+/// Takes the next automatic retry in one `BEGIN IMMEDIATE` transaction: first releases claims
+/// whose lease expired, opens circuits of apps with a reported integration failure, then a due probe of an open circuit if any,
 /// else the failure whose next attempt is most overdue. `None` when nothing is due.
 pub fn claim_next(
     c: &mut Connection,
@@ -46,6 +46,12 @@ pub fn claim_next(
     lease: std::time::Duration,
 ) -> Result<Option<Claim>, StoreError> {
     let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    for id in sr::expire_leases(&tx, now, WORKER_ACTOR)? {
+        tracing::warn!(
+            failure_id = id,
+            "a retry claim expired before its retry finished (claimer stopped?); released"
+        );
+    }
     for app in circuit::open_for_integration_failures(&tx, cfg, now, WORKER_ACTOR)? {
         tracing::warn!(app_id = %app, "integration failure reported: retries of the app's users stop until a probe succeeds");
     }

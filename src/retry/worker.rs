@@ -70,8 +70,32 @@ pub async fn run_with(ctx: Context, shutdown: CancellationToken, tuning: Tuning)
     let cfg = ctx.config.retry.clone();
     if !cfg.enabled {
         tracing::info!("automatic retries are disabled ([retry] enabled = false)");
-        shutdown.cancelled().await;
-        return;
+        // Manual retries still claim failures: release the claims of any that died mid-way,
+        // which the claiming loop below would otherwise do.
+        loop {
+            let clock = ctx.clock;
+            let swept = ctx
+                .store
+                .call(move |c| {
+                    let tx =
+                        c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                    let ids = sr::expire_leases(&tx, clock.now_ms(), WORKER_ACTOR)?;
+                    tx.commit()?;
+                    Ok(ids)
+                })
+                .await;
+            match swept {
+                Ok(ids) if !ids.is_empty() => {
+                    tracing::warn!(failures = ?ids, "released retry claims whose lease expired")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "could not release expired retry claims"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(tuning.idle_poll.max(Duration::from_secs(1))) => {}
+            }
+        }
     }
     tracing::info!(
         owner = %tuning.owner,

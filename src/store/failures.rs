@@ -302,7 +302,7 @@ pub fn apply(
                     reason = COALESCE(?4, reason), event_uuid = COALESCE(?5, event_uuid),
                     event_published = COALESCE(?6, event_published), first_seen = ?7, last_seen = ?7,
                     attempts = 0, next_attempt_at = NULL, retry_exhausted = 0, claimed_by = NULL,
-                    claimed_until = NULL, resolved_at = NULL,
+                    claimed_until = NULL, claim_prev_state = NULL, resolved_at = NULL,
                     app_label = COALESCE(?8, app_label), user_login = COALESCE(?9, user_login)
                  WHERE id = ?1",
                 params![
@@ -366,7 +366,9 @@ pub fn resolve(
 ) -> Result<bool, StoreError> {
     let n = c.execute(
         "UPDATE failures SET state = 'resolved', resolved_at = ?2, claimed_by = NULL,
-            claimed_until = NULL, event_published = COALESCE(?3, event_published)
+            claimed_until = NULL, claim_prev_state = NULL,
+            event_published = CASE WHEN ?3 IS NULL THEN event_published
+                                   ELSE MAX(COALESCE(event_published, ?3), ?3) END
          WHERE id = ?1 AND state != 'resolved'",
         params![id, now, published_ms],
     )?;

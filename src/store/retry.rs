@@ -265,7 +265,16 @@ pub fn finish(
                 "UPDATE failures SET attempts = attempts + 1, claim_prev_state = NULL WHERE id = ?1",
                 [id],
             )?;
-            failures::resolve(c, id, now, None, actor, detail)?;
+            // The retry just read the app user fixed (or gone): that observation is as new as
+            // `now`, so a failure event published before it (the System Log is read with lag)
+            // is stale and must not reopen the failure.
+            let seen: Option<i64> = c.query_row(
+                "SELECT event_published FROM failures WHERE id = ?1",
+                [id],
+                |r| r.get(0),
+            )?;
+            let observed = seen.map_or(now, |p| p.max(now));
+            failures::resolve(c, id, now, Some(observed), actor, detail)?;
             Ok(Finished::Resolved)
         }
         Finish::Requeue {
@@ -298,6 +307,36 @@ pub fn finish(
             Ok(Finished::Requeued)
         }
     }
+}
+
+/// Ends every claim whose lease expired (its claimer was killed, crashed or hung mid-retry):
+/// the failure goes back to the state it was claimed from, without counting an attempt, and
+/// a `retry_lease_expired` history row names the lost claimer. Without this a failure the
+/// automatic selection skips (exhausted, claimed by a `retry` command, retries disabled)
+/// would stay `retrying` forever. Returns the failures released.
+pub fn expire_leases(c: &Connection, now: i64, actor: &str) -> Result<Vec<i64>, StoreError> {
+    let expired: Vec<(i64, Option<String>)> = {
+        let mut stmt = c.prepare(
+            "SELECT id, claimed_by FROM failures
+             WHERE state = 'retrying' AND COALESCE(claimed_until, 0) <= ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<Vec<_>, _>>()?
+    };
+    for (id, by) in &expired {
+        c.execute(
+            "UPDATE failures SET state = COALESCE(claim_prev_state, 'open'),
+                claim_prev_state = NULL, claimed_by = NULL, claimed_until = NULL
+             WHERE id = ?1",
+            [id],
+        )?;
+        let detail = format!(
+            "the claim of {} expired before its retry finished; not counted as an attempt",
+            by.as_deref().unwrap_or("an unknown claimer")
+        );
+        add_history(c, *id, now, "retry_lease_expired", actor, Some(&detail))?;
+    }
+    Ok(expired.into_iter().map(|(id, _)| id).collect())
 }
 
 /// Releases every claim `owner` still holds (shutdown with retries in flight), without

@@ -19,7 +19,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{any, post};
 use axum::Router;
 use serde_json::{json, Map, Value};
 
@@ -48,7 +48,8 @@ pub const MAX_BUTTON_URL: usize = 3000;
 pub enum SlackMode {
     /// Normal operation.
     Up,
-    /// HTTP 500, as during a Slack incident.
+    /// HTTP 500, as during a Slack incident: plain-text `rollup_error` on the webhook (the
+    /// body Slack documents for webhook 500s), `internal_error` on the Web API.
     Down,
     /// HTTP 503 `service_unavailable`.
     Unavailable,
@@ -146,6 +147,7 @@ impl FakeSlack {
             .route("/services/{team}/{bot}/{secret}", post(webhook))
             .route("/api/chat.postMessage", post(chat_post_message))
             .route("/api/auth.test", post(auth_test).get(auth_test))
+            .route("/api/{method}", any(unknown_method))
             .fallback(not_found)
             .with_state(shared.clone());
         let server = tokio::spawn(async move {
@@ -279,6 +281,7 @@ fn webhook_status(code: &str) -> StatusCode {
         }
         "no_service" | "channel_not_found" | "no_team" => StatusCode::NOT_FOUND,
         "channel_is_archived" | "team_disabled" => StatusCode::GONE,
+        "rollup_error" => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::BAD_REQUEST,
     }
 }
@@ -286,7 +289,8 @@ fn webhook_status(code: &str) -> StatusCode {
 fn webhook_failure(mode: SlackMode) -> Response {
     match mode {
         SlackMode::Up => text_response(StatusCode::OK, "ok"),
-        SlackMode::Down => text_response(StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+        // Slack's webhook error table: HTTP 500 answers `rollup_error`.
+        SlackMode::Down => text_response(StatusCode::INTERNAL_SERVER_ERROR, "rollup_error"),
         SlackMode::Unavailable => {
             text_response(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable")
         }
@@ -318,6 +322,15 @@ fn api_failure(mode: SlackMode) -> Response {
 
 async fn not_found() -> Response {
     text_response(StatusCode::NOT_FOUND, "not_found")
+}
+
+/// A Web API method this fake does not implement: Slack answers any unknown method with HTTP
+/// 200 and `{"ok":false,"error":"unknown_method"}`, like every other Web API error.
+async fn unknown_method(State(shared): State<Arc<Shared>>) -> Response {
+    if let Some(mode) = shared.admit() {
+        return api_failure(mode);
+    }
+    api_error("unknown_method")
 }
 
 // ---------------------------------------------------------------------------

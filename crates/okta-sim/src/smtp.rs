@@ -26,6 +26,9 @@ use tokio::task::JoinSet;
 const SERVER_NAME: &str = "sink.okta-sim.test";
 const SERVICE_NOT_AVAILABLE: &[u8] =
     b"421 4.3.2 sink.okta-sim.test Service not available, closing transmission channel\r\n";
+/// RFC 4954 §6: the reply to MAIL (or any command but AUTH, EHLO, HELO, NOOP, RSET, QUIT) when
+/// policy requires authentication and none is in force. `mailin` alone would answer 503.
+const AUTHENTICATION_REQUIRED: &[u8] = b"530 5.7.0 Authentication required\r\n";
 /// RFC 5321 §4.5.3.1.6 caps a text line at 1000 octets; allow generous slack
 /// but never let one client grow a buffer without bound.
 const MAX_LINE: usize = 64 * 1024;
@@ -77,6 +80,9 @@ struct SinkHandler {
     to: Vec<String>,
     data: Vec<u8>,
     auth_user: Option<String>,
+    /// Set once AUTH succeeds; read by the session loop, which cannot reach the handler
+    /// inside `mailin`'s session.
+    authenticated: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl SinkHandler {
@@ -88,6 +94,8 @@ impl SinkHandler {
         };
         if ok {
             self.auth_user = Some(user.to_string());
+            self.authenticated
+                .store(true, std::sync::atomic::Ordering::SeqCst);
             mailin::response::AUTH_OK
         } else {
             mailin::response::INVALID_CREDENTIALS
@@ -256,6 +264,16 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
+/// Commands that RFC 4954 §6 answers with 530 while authentication is required but absent.
+fn needs_auth(line: &[u8]) -> bool {
+    let verb: Vec<u8> = line
+        .iter()
+        .take_while(|b| b.is_ascii_alphabetic())
+        .map(u8::to_ascii_uppercase)
+        .collect();
+    matches!(verb.as_slice(), b"MAIL" | b"RCPT" | b"DATA")
+}
+
 async fn write_response(w: &mut TcpStream, res: &Response) -> io::Result<()> {
     let mut buf = Vec::with_capacity(64);
     res.write_to(&mut buf)?;
@@ -280,13 +298,17 @@ async fn serve_session(stream: TcpStream, peer: IpAddr, shared: Arc<Shared>) -> 
             .enable_auth(AuthMechanism::Login)
             .insecure_enable_plaintext_auth();
     }
+    let authenticated = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let handler = SinkHandler {
         shared: shared.clone(),
         from: String::new(),
         to: Vec::new(),
         data: Vec::new(),
         auth_user: None,
+        authenticated: authenticated.clone(),
     };
+    let mut in_data = false;
+    let mut in_sasl = false;
     let mut session = builder.build(peer, handler);
     write_response(stream.get_mut(), &session.greeting()).await?;
 
@@ -304,7 +326,24 @@ async fn serve_session(stream: TcpStream, peer: IpAddr, shared: Arc<Shared>) -> 
             stream.get_mut().write_all(SERVICE_NOT_AVAILABLE).await?;
             return stream.get_mut().shutdown().await;
         }
+        // Lines after a 334 challenge are SASL data, not commands.
+        if auth
+            && !in_data
+            && !in_sasl
+            && !authenticated.load(std::sync::atomic::Ordering::SeqCst)
+            && needs_auth(&line)
+        {
+            stream.get_mut().write_all(AUTHENTICATION_REQUIRED).await?;
+            continue;
+        }
         let res = session.process(&line);
+        // 354 opens the message text, whose lines are not commands; its end gets a reply.
+        if res.code == 354 {
+            in_data = true;
+        } else if in_data && res.action == Action::Reply {
+            in_data = false;
+        }
+        in_sasl = res.code == 334;
         match res.action {
             Action::Reply => write_response(stream.get_mut(), &res).await?,
             Action::NoReply => {}

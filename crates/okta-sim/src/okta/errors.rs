@@ -91,7 +91,9 @@ pub(crate) fn invalid_search() -> Reply {
     okta_error(400, "E0000031", "Invalid search criteria.")
 }
 
-pub(crate) fn forbidden_scope(scope: &str) -> Reply {
+/// 403 for a Bearer token without the scope a route needs. As Okta sends it: the realm and
+/// `authorization_uri` are the org's own URL, `resource` is the path that was requested.
+pub(crate) fn forbidden_scope(scope: &str, org: &str, path: &str) -> Reply {
     okta_error(
         403,
         "E0000006",
@@ -100,7 +102,7 @@ pub(crate) fn forbidden_scope(scope: &str) -> Reply {
     .with_header(
         "WWW-Authenticate",
         format!(
-            "Bearer authorization_uri=\"http://okta-sim/oauth2/v1/authorize\", realm=\"http://okta-sim\", scope=\"{scope}\", error=\"insufficient_scope\", error_description=\"The access token provided does not contain the required scopes.\", resource=\"/api/v1\""
+            "Bearer authorization_uri=\"{org}/oauth2/v1/authorize\", realm=\"{org}\", scope=\"{scope}\", error=\"insufficient_scope\", error_description=\"The access token provided does not contain the required scopes.\", resource=\"{path}\""
         ),
     )
 }

@@ -186,7 +186,24 @@ fn admit(inner: &Inner, bucket: Bucket, in_flight: usize) -> (Limits, bool) {
     let reset_at = w.start_sim + chrono::Duration::seconds(60);
     // Round up: a client sleeping until Reset must land in the next window.
     let reset = reset_at.timestamp() + i64::from(reset_at.timestamp_subsec_nanos() > 0);
-    let admitted = in_flight <= st.concurrency_limit && w.served < limit;
+    if in_flight > st.concurrency_limit {
+        // Okta: when a request exceeds the concurrent limit, the three headers "report the
+        // concurrent values" instead of the per-minute bucket: the concurrency ceiling, none
+        // remaining, and an estimated (not guaranteed) time by which requests in flight finish.
+        st.stats.rate_limited += 1;
+        let soon = now + chrono::Duration::seconds(1);
+        let reset = soon.timestamp() + i64::from(soon.timestamp_subsec_nanos() > 0);
+        let limit = u32::try_from(st.concurrency_limit).unwrap_or(u32::MAX);
+        return (
+            Limits {
+                limit,
+                remaining: 0,
+                reset,
+            },
+            false,
+        );
+    }
+    let admitted = w.served < limit;
     if admitted {
         w.served += 1;
         let m = st.stats.max_per_window.entry(bucket).or_insert(0);
@@ -269,7 +286,10 @@ fn authenticate(
                 if need.is_empty() || need.iter().any(|s| tok.scopes.contains(*s)) {
                     return Ok(AuthKind::Bearer);
                 }
-                return Err((AuthKind::Bearer, errors::forbidden_scope(need[0])));
+                return Err((
+                    AuthKind::Bearer,
+                    errors::forbidden_scope(need[0], &inner.base, path),
+                ));
             }
         }
     }
