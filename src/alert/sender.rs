@@ -233,6 +233,17 @@ impl Sender {
 /// to finish (bounded by [`SEND_TIMEOUT`]) so its outcome is recorded; no further row starts.
 pub async fn run(ctx: Context, shutdown: CancellationToken) {
     let sender = Sender::from_config(&ctx.config);
+    let configured: Vec<&'static str> = sender.channels.iter().map(|(n, _)| *n).collect();
+    let now = ctx.clock.now_ms();
+    match ctx
+        .store
+        .call(move |c| alerts::fail_unconfigured(c, &configured, now))
+        .await
+    {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(rows = n, "alerts queued for channels that are no longer configured were given up"),
+        Err(e) => tracing::warn!(error = %e, "checking queued alerts of removed channels failed"),
+    }
     let mut tick = tokio::time::interval(SEND_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_prune = i64::MIN;

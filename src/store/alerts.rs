@@ -218,6 +218,25 @@ pub fn prune_sent(c: &Connection, before: i64) -> Result<usize, StoreError> {
     )?)
 }
 
+/// Gives up on pending rows of channels that are no longer configured (the config changed
+/// since they were queued); without this they would wait forever. Returns how many.
+pub fn fail_unconfigured(c: &Connection, configured: &[&str], now: i64) -> Result<usize, StoreError> {
+    let mut n = 0;
+    let mut stmt = c.prepare("SELECT DISTINCT channel FROM outbox WHERE state = 'pending'")?;
+    let pending: Vec<String> = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for ch in pending.iter().filter(|ch| !configured.contains(&ch.as_str())) {
+        n += c.execute(
+            "UPDATE outbox SET state = 'failed', next_attempt_at = ?2,
+                last_error = 'channel no longer configured'
+             WHERE state = 'pending' AND channel = ?1",
+            rusqlite::params![ch, now],
+        )?;
+    }
+    Ok(n)
+}
+
 // ---------------------------------------------------------------- silences
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -331,6 +350,30 @@ pub fn app_name(c: &Connection, app_id: &str) -> Result<Option<String>, StoreErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rows_of_removed_channels_are_failed_not_left_pending() {
+        let s = crate::store::Store::open_in_memory().unwrap();
+        s.blocking(|c| {
+            for ch in ["slack", "email", "console"] {
+                c.execute(
+                    "INSERT INTO outbox (channel, kind, payload, created_at, next_attempt_at) VALUES (?1, 'firing', '{}', 1, 1)",
+                    [ch],
+                )?;
+            }
+            assert_eq!(fail_unconfigured(c, &["slack", "email"], 5)?, 1);
+            let states: Vec<(String, String)> = c
+                .prepare("SELECT channel, state FROM outbox ORDER BY channel")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            assert_eq!(
+                states,
+                [("console".into(), "failed".into()), ("email".into(), "pending".into()), ("slack".into(), "pending".into())]
+            );
+            Ok(())
+        })
+        .unwrap();
+    }
     use crate::store::Store;
 
     #[test]

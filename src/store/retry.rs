@@ -255,7 +255,12 @@ pub fn finish(
             Finish::Resolved { detail } => ("retry_succeeded", detail.as_str()),
             Finish::Requeue { kind, detail, .. } => (*kind, detail.as_str()),
         };
-        let detail = format!("{detail} (claim no longer held; not applied)");
+        let resolved = failures::get(c, id)?.is_some_and(|f| f.state == failures::State::Resolved);
+        let detail = if resolved {
+            format!("{detail} (the failure had already been resolved meanwhile)")
+        } else {
+            format!("{detail} (claim no longer held; not applied)")
+        };
         add_history(c, id, now, kind, actor, Some(&detail))?;
         return Ok(Finished::NotHeld);
     }
