@@ -46,7 +46,9 @@ fn event_of(types: &[&str], i: usize, published: &str) -> Value {
 fn bench_classify() {
     let n = 200_000;
     let published = "2026-11-23T10:00:00.000Z";
-    let raw: Vec<String> = (0..n).map(|i| event_of(&TYPES, i, published).to_string()).collect();
+    let raw: Vec<String> = (0..n)
+        .map(|i| event_of(&TYPES, i, published).to_string())
+        .collect();
     let start = Instant::now();
     let mut failures = 0usize;
     for r in &raw {

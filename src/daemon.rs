@@ -4,8 +4,8 @@
 
 use crate::context::Context;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 /// How long `stop` waits for components to finish their in-flight work.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
@@ -35,7 +35,10 @@ impl Running {
         .await
         .is_ok();
         if !drained {
-            tracing::warn!(?grace, "components did not stop in time; aborting them (state is durable)");
+            tracing::warn!(
+                ?grace,
+                "components did not stop in time; aborting them (state is durable)"
+            );
             self.tasks.abort_all();
             while self.tasks.join_next().await.is_some() {}
         }

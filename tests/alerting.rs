@@ -442,6 +442,37 @@ async fn partial_recovery_updates_and_resolved_waits_for_all() {
     assert_eq!(h.eval(T0 + mins(30) + secs(2)).resolved.len(), 1);
 }
 
+/// Alertmanager's group_interval: once a group was notified, users fixed (or added) one by one
+/// are batched into one update at most every `group_interval`; a new urgent failure is not held.
+#[tokio::test]
+async fn changes_to_a_notified_group_wait_for_the_group_interval() {
+    let h = Harness::new().await;
+    assert_eq!(h.config.alert.group_interval, Duration::from_secs(300));
+    let ids: Vec<i64> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|u| h.fail("Box", u, Operation::Create, T0))
+        .collect();
+    h.eval(T0 + mins(10));
+    assert_eq!(h.eval(T0 + mins(11)).firing.len(), 1);
+    // Three users are fixed a minute apart: nothing goes out until 5 minutes after the last
+    // message, then one update lists the one user left.
+    for (i, id) in ids.iter().take(3).enumerate() {
+        let at = T0 + mins(12 + i as i64);
+        h.resolve(*id, at);
+        assert!(h.eval(at + secs(31)).is_empty(), "update {i} not batched");
+    }
+    assert!(h.eval(T0 + mins(16) - secs(1)).is_empty());
+    let o = h.eval(T0 + mins(16));
+    assert_eq!(o.firing.len(), 1);
+    let latest = payloads(&h.store).pop().unwrap();
+    assert_eq!(latest.lines.len(), 1);
+    assert_eq!(latest.lines[0].user_login, "d@example.com");
+    // A deprovisioning failure joins the group: urgent, so it does not wait.
+    h.fail("Box", "e", Operation::Deactivate, T0 + mins(17));
+    h.eval(T0 + mins(17) + secs(1));
+    assert_eq!(h.eval(T0 + mins(17) + secs(4)).firing.len(), 1);
+}
+
 #[tokio::test]
 async fn repeats_after_repeat_interval_not_before() {
     let h = Harness::with(|c, _| c.alert.repeat_interval = Duration::from_secs(3600)).await;

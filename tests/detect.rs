@@ -144,7 +144,10 @@ async fn poller_finds_a_failure_within_one_interval_and_a_success_resolves_it() 
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].state, State::Resolved);
 
-    assert!(running.stop(Duration::from_secs(10)).await, "daemon did not stop in time");
+    assert!(
+        running.stop(Duration::from_secs(10)).await,
+        "daemon did not stop in time"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,9 @@
 //! follows it), with connection reuse off as paused-time tests require.
 
 use okta_provwatch::clock::Clock;
-use okta_provwatch::okta::{Bucket as ClientBucket, ClientOptions, Credentials, OktaClient, OktaError};
+use okta_provwatch::okta::{
+    Bucket as ClientBucket, ClientOptions, Credentials, OktaClient, OktaError,
+};
 use okta_sim::{test_keys, Bucket, Fault, FaultKind, OktaSim};
 use secrecy::SecretString;
 use std::time::Duration;
@@ -18,7 +20,11 @@ fn options(sim: &OktaSim, credentials: Credentials) -> ClientOptions {
 }
 
 fn ssws(sim: &OktaSim) -> OktaClient {
-    OktaClient::new(options(sim, Credentials::ApiToken(SecretString::from(sim.api_token())))).unwrap()
+    OktaClient::new(options(
+        sim,
+        Credentials::ApiToken(SecretString::from(sim.api_token())),
+    ))
+    .unwrap()
 }
 
 fn count(sim: &OktaSim, bucket: Bucket, status: u16) -> usize {
@@ -47,7 +53,11 @@ async fn pages_follow_the_next_link() {
         let page = c.get_page(&url).await.unwrap();
         pages += 1;
         assert!(page.items.len() <= 500);
-        got.extend(page.items.iter().map(|v| v["id"].as_str().unwrap().to_owned()));
+        got.extend(
+            page.items
+                .iter()
+                .map(|v| v["id"].as_str().unwrap().to_owned()),
+        );
         match page.next {
             Some(n) => url = n,
             None => break,
@@ -72,19 +82,32 @@ async fn a_burst_of_200_calls_takes_at_most_half_of_each_window() {
     for _ in 0..200 {
         let c = c.clone();
         let app = app.clone();
-        tasks.push(tokio::spawn(async move { c.get_app(&app).await.map(|_| ()) }));
+        tasks.push(tokio::spawn(
+            async move { c.get_app(&app).await.map(|_| ()) },
+        ));
     }
     for t in tasks {
         t.await.unwrap().unwrap();
     }
     let stats = sim.stats();
     assert_eq!(stats.rate_limited, 0, "Okta answered 429");
-    assert!(stats.max_per_window[&Bucket::Apps] <= 30, "{:?}", stats.max_per_window);
+    assert!(
+        stats.max_per_window[&Bucket::Apps] <= 30,
+        "{:?}",
+        stats.max_per_window
+    );
     assert!(stats.max_in_flight <= 2, "{}", stats.max_in_flight);
     // 200 calls at 30 a window need at least 6 full windows.
-    assert!(start.elapsed() >= Duration::from_secs(6 * 60), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() >= Duration::from_secs(6 * 60),
+        "{:?}",
+        start.elapsed()
+    );
     let snap = c.budget().snapshot();
-    let apps = snap.iter().find(|s| s.bucket == ClientBucket::Apps).unwrap();
+    let apps = snap
+        .iter()
+        .find(|s| s.bucket == ClientBucket::Apps)
+        .unwrap();
     assert_eq!(apps.limit, Some(60));
     assert_eq!(apps.budget, 30);
 }
@@ -111,8 +134,15 @@ async fn a_429_waits_for_the_reset() {
     let start = Instant::now();
     c.get_page("/api/v1/logs?limit=1").await.unwrap();
     let waited = start.elapsed();
-    assert_eq!(count(&sim, Bucket::Logs, 429), 1, "exactly one 429, then a wait");
-    assert!(waited >= Duration::from_secs(55) && waited <= Duration::from_secs(63), "{waited:?}");
+    assert_eq!(
+        count(&sim, Bucket::Logs, 429),
+        1,
+        "exactly one 429, then a wait"
+    );
+    assert!(
+        waited >= Duration::from_secs(55) && waited <= Duration::from_secs(63),
+        "{waited:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -128,7 +158,11 @@ async fn server_errors_and_timeouts_back_off_then_succeed_or_fail_typed() {
     let start = Instant::now();
     c.get_app(&app).await.unwrap();
     // Two backoffs: at least 0.5 s + 1 s with full jitter over 1 s and 2 s.
-    assert!(start.elapsed() >= Duration::from_millis(1500), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        start.elapsed()
+    );
     assert_eq!(count(&sim, Bucket::Apps, 503), 2);
 
     sim.inject_fault(Fault {
@@ -139,10 +173,17 @@ async fn server_errors_and_timeouts_back_off_then_succeed_or_fail_typed() {
     let e = c.get_app(&app).await.unwrap_err();
     assert!(matches!(e, OktaError::Retryable { .. }), "{e}");
     assert!(e.is_transient());
-    assert_eq!(count(&sim, Bucket::Apps, 500), 4, "gives up after 4 attempts");
+    assert_eq!(
+        count(&sim, Bucket::Apps, 500),
+        4,
+        "gives up after 4 attempts"
+    );
 
     // A response slower than the timeout is abandoned and retried.
-    let mut o = options(&sim, Credentials::ApiToken(SecretString::from(sim.api_token())));
+    let mut o = options(
+        &sim,
+        Credentials::ApiToken(SecretString::from(sim.api_token())),
+    );
     o.request_timeout = Duration::from_secs(2);
     let c = OktaClient::new(o).unwrap();
     sim.inject_fault(Fault {
@@ -161,7 +202,11 @@ async fn errors_are_typed_and_never_carry_the_token() {
     assert!(matches!(e, OktaError::NotFound { .. }), "{e}");
     assert!(e.to_string().contains("E0000007"), "{e}");
 
-    let bad = OktaClient::new(options(&sim, Credentials::ApiToken(SecretString::from("00wrong-token-value")))).unwrap();
+    let bad = OktaClient::new(options(
+        &sim,
+        Credentials::ApiToken(SecretString::from("00wrong-token-value")),
+    ))
+    .unwrap();
     let e = bad.get_page("/api/v1/logs?limit=1").await.unwrap_err();
     assert!(matches!(e, OktaError::Unauthorized { .. }), "{e}");
     assert!(!e.to_string().contains("00wrong-token-value"));
@@ -194,12 +239,20 @@ async fn oauth_private_key_jwt_token_is_fetched_once_and_used_as_bearer() {
         &["okta.logs.read", "okta.apps.read"],
     );
     let app = sim.add_app("Slack");
-    let c = oauth(&sim, test_keys::RSA_PRIVATE_PEM, &["okta.logs.read", "okta.apps.read"]);
+    let c = oauth(
+        &sim,
+        test_keys::RSA_PRIVATE_PEM,
+        &["okta.logs.read", "okta.apps.read"],
+    );
     for _ in 0..3 {
         c.get_page("/api/v1/logs?limit=1").await.unwrap();
         c.get_app(&app).await.unwrap();
     }
-    assert_eq!(count(&sim, Bucket::OAuthToken, 200), 1, "the token is cached");
+    assert_eq!(
+        count(&sim, Bucket::OAuthToken, 200),
+        1,
+        "the token is cached"
+    );
     assert!(sim
         .requests()
         .iter()

@@ -7,7 +7,9 @@
 //!   an app-wide `integration` failure). Failures that resolve earlier never alert.
 //! - One group per app (`app:<app_id>`). Its first firing message goes out `group_wait` after
 //!   the group first had something to send (urgent groups: [`URGENT_GROUP_WAIT`]); a changed
-//!   failure set is batched the same way; an unchanged one repeats every `repeat_interval`.
+//!   failure set is batched the same way and, once the group has been notified, goes out no
+//!   sooner than `group_interval` after the last message unless it adds an urgent failure; an
+//!   unchanged one repeats every `repeat_interval`.
 //! - While an app-wide failure fires, every unresolved failure of that app is folded into the
 //!   app's message (the integration explains them) instead of alerting on its own later.
 //! - A failure sent as firing stays in the group until it resolves; when all have, a resolved
@@ -49,6 +51,7 @@ pub struct Settings {
     pub persist_after_ms: i64,
     pub repeat_interval_ms: i64,
     pub group_wait_ms: i64,
+    pub group_interval_ms: i64,
     pub send_resolved: bool,
     /// Outbox channels to write rows for (see [`outbox::channels`]).
     pub channels: Vec<&'static str>,
@@ -68,6 +71,7 @@ impl Settings {
             persist_after_ms: ms(cfg.alert.persist_after),
             repeat_interval_ms: ms(cfg.alert.repeat_interval),
             group_wait_ms: ms(cfg.alert.group_wait),
+            group_interval_ms: ms(cfg.alert.group_interval),
             send_resolved: cfg.alert.send_resolved,
             channels: outbox::channels(cfg),
             admin_base: admin_base(&cfg.okta.org_url),
@@ -255,7 +259,14 @@ fn evaluate_app(
     let changed = !g.firing || g.fingerprint.as_deref() != Some(fp.as_str());
     let due = if changed {
         let since = *g.pending_since.get_or_insert(now);
-        now >= since.saturating_add(wait)
+        let mut at = since.saturating_add(wait);
+        let adds_urgent = set.iter().any(|f| f.urgent && !sent.contains(&f.id));
+        if g.firing && !adds_urgent {
+            if let Some(last) = g.last_sent_at {
+                at = at.max(last.saturating_add(s.group_interval_ms));
+            }
+        }
+        now >= at
     } else {
         g.pending_since = None;
         g.last_sent_at

@@ -241,7 +241,10 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
         .await
     {
         Ok(0) => {}
-        Ok(n) => tracing::warn!(rows = n, "alerts queued for channels that are no longer configured were given up"),
+        Ok(n) => tracing::warn!(
+            rows = n,
+            "alerts queued for channels that are no longer configured were given up"
+        ),
         Err(e) => tracing::warn!(error = %e, "checking queued alerts of removed channels failed"),
     }
     let mut tick = tokio::time::interval(SEND_INTERVAL);

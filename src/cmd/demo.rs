@@ -220,6 +220,7 @@ max_backoff = "4s"
 [alert]
 persist_after = "5s"
 group_wait = "1s"
+group_interval = "5s"
 repeat_interval = "1h"
 
 [slack]
@@ -242,6 +243,7 @@ fn shorten(c: &mut Config) -> anyhow::Result<()> {
     c.retry.initial_backoff = Duration::from_secs(2);
     c.alert.persist_after = Duration::from_secs(5);
     c.alert.group_wait = Duration::from_secs(1);
+    c.alert.group_interval = Duration::from_secs(5);
     Ok(())
 }
 

@@ -23,7 +23,11 @@ pub fn run(config_path: &Path, args: &StatusArgs) -> anyhow::Result<ExitCode> {
         } else {
             failures::list_unresolved(c)?
         };
-        Ok((rows, outbox::failed_deliveries(c)?, outbox::pending_count(c)?))
+        Ok((
+            rows,
+            outbox::failed_deliveries(c)?,
+            outbox::pending_count(c)?,
+        ))
     })?;
     if args.json {
         let mut j = to_json(&rows);

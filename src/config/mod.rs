@@ -137,6 +137,9 @@ pub struct AlertConfig {
     pub repeat_interval: Duration,
     /// Batch alerts that open within this window into one message.
     pub group_wait: Duration,
+    /// Changes to a group that was already notified are batched this long (Alertmanager's
+    /// `group_interval`), so users resolving one by one do not each send a message.
+    pub group_interval: Duration,
     /// Also notify when an alert resolves.
     pub send_resolved: bool,
     /// When to send the digest of open alerts.

@@ -94,6 +94,7 @@ pub(crate) struct RawAlert {
     pub persist_after: Option<Text>,
     pub repeat_interval: Option<Text>,
     pub group_wait: Option<Text>,
+    pub group_interval: Option<Text>,
     pub send_resolved: Option<bool>,
     pub digest_schedule: Option<Text>,
 }

@@ -89,6 +89,7 @@ impl Config {
         put("alert.persist_after", dur(a.persist_after));
         put("alert.repeat_interval", dur(a.repeat_interval));
         put("alert.group_wait", dur(a.group_wait));
+        put("alert.group_interval", dur(a.group_interval));
         put("alert.send_resolved", a.send_resolved.to_string());
         put("alert.digest_schedule", a.digest_schedule.to_string());
 

@@ -53,6 +53,7 @@ fn minimal_config_gets_every_default() {
     assert_eq!(c.alert.persist_after, Duration::from_secs(1800));
     assert_eq!(c.alert.repeat_interval, Duration::from_secs(4 * 3600));
     assert_eq!(c.alert.group_wait, Duration::from_secs(30));
+    assert_eq!(c.alert.group_interval, Duration::from_secs(300));
     assert!(c.alert.send_resolved);
     assert_eq!(c.alert.digest_schedule.to_string(), "0 0 9 * * Mon-Fri");
     assert!(c.slack.is_none() && c.email.is_none());

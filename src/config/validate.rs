@@ -45,6 +45,7 @@ pub(crate) const DEFAULT_PER_MINUTE: i64 = 20;
 pub(crate) const DEFAULT_PERSIST_AFTER: &str = "30m";
 pub(crate) const DEFAULT_REPEAT_INTERVAL: &str = "4h";
 pub(crate) const DEFAULT_GROUP_WAIT: &str = "30s";
+pub(crate) const DEFAULT_GROUP_INTERVAL: &str = "5m";
 pub(crate) const DEFAULT_SEND_RESOLVED: bool = true;
 pub(crate) const DEFAULT_DIGEST_SCHEDULE: &str = "0 0 9 * * Mon-Fri";
 pub(crate) const DEFAULT_SLACK_API_URL: &str = "https://slack.com/api/";
@@ -448,6 +449,11 @@ fn alert(raw: RawAlert) -> Result<AlertConfig, ConfigError> {
             DEFAULT_REPEAT_INTERVAL,
         )?,
         group_wait: duration("alert.group_wait", &raw.group_wait, DEFAULT_GROUP_WAIT)?,
+        group_interval: duration(
+            "alert.group_interval",
+            &raw.group_interval,
+            DEFAULT_GROUP_INTERVAL,
+        )?,
         send_resolved: raw.send_resolved.unwrap_or(DEFAULT_SEND_RESOLVED),
         digest_schedule: parse_schedule(
             "alert.digest_schedule",

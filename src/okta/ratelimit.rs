@@ -270,7 +270,10 @@ impl RateBudget {
     /// A 429 for too many requests in flight carries the concurrency ceiling in its headers,
     /// not the bucket's, so a limit we already know is kept.
     pub fn on_rate_limited(&self, bucket: Bucket, h: Option<RateHeaders>, now: Instant) {
-        let known = self.lock().get(&bucket).is_some_and(|st| st.limit.is_some());
+        let known = self
+            .lock()
+            .get(&bucket)
+            .is_some_and(|st| st.limit.is_some());
         if known {
             if let Some(st) = self.lock().get_mut(&bucket) {
                 st.probing = false;

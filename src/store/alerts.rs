@@ -220,13 +220,20 @@ pub fn prune_sent(c: &Connection, before: i64) -> Result<usize, StoreError> {
 
 /// Gives up on pending rows of channels that are no longer configured (the config changed
 /// since they were queued); without this they would wait forever. Returns how many.
-pub fn fail_unconfigured(c: &Connection, configured: &[&str], now: i64) -> Result<usize, StoreError> {
+pub fn fail_unconfigured(
+    c: &Connection,
+    configured: &[&str],
+    now: i64,
+) -> Result<usize, StoreError> {
     let mut n = 0;
     let mut stmt = c.prepare("SELECT DISTINCT channel FROM outbox WHERE state = 'pending'")?;
     let pending: Vec<String> = stmt
         .query_map([], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
-    for ch in pending.iter().filter(|ch| !configured.contains(&ch.as_str())) {
+    for ch in pending
+        .iter()
+        .filter(|ch| !configured.contains(&ch.as_str()))
+    {
         n += c.execute(
             "UPDATE outbox SET state = 'failed', next_attempt_at = ?2,
                 last_error = 'channel no longer configured'
