@@ -378,6 +378,54 @@ mod tests {
         read_reply(r).await
     }
 
+    /// RFC 4954 §6: while the server requires authentication and none is in force, MAIL (and the
+    /// rest of the transaction) is answered `530 5.7.0 Authentication required`, not a generic
+    /// 503 bad sequence; after AUTH the same transaction goes through.
+    #[tokio::test]
+    async fn smtp_mail_before_auth_is_530() {
+        let sink = SmtpSink::start_with_auth("alerts", "s3cret").await.unwrap();
+        let mut c = BufReader::new(TcpStream::connect(sink.addr()).await.unwrap());
+        assert!(read_reply(&mut c).await.starts_with("220 "));
+        let ehlo = send(&mut c, "EHLO client.test\r\n").await;
+        assert!(ehlo.contains("AUTH"), "{ehlo}");
+        let r = send(&mut c, "MAIL FROM:<a@x.test>\r\n").await;
+        assert!(r.starts_with("530 5.7.0 "), "{r}");
+        let r = send(&mut c, "rcpt to:<b@y.test>\r\n").await;
+        assert!(r.starts_with("530 "), "{r}");
+        assert!(send(&mut c, "NOOP\r\n").await.starts_with("250"));
+        // AUTH LOGIN: the lines after each 334 are SASL data, however they read.
+        assert!(send(&mut c, "AUTH LOGIN\r\n").await.starts_with("334"));
+        assert!(send(&mut c, "YWxlcnRz\r\n").await.starts_with("334")); // "alerts"
+        assert!(send(&mut c, "czNjcmV0\r\n").await.starts_with("235")); // "s3cret"
+
+        assert!(send(&mut c, "MAIL FROM:<a@x.test>\r\n")
+            .await
+            .starts_with("250"));
+        assert!(send(&mut c, "RCPT TO:<b@y.test>\r\n")
+            .await
+            .starts_with("250"));
+        assert!(send(&mut c, "DATA\r\n").await.starts_with("354"));
+        // A message line that reads like a command is message text, not a command.
+        assert!(
+            send(&mut c, "Subject: t\r\n\r\nMAIL FROM is text here\r\n.\r\n")
+                .await
+                .starts_with("250")
+        );
+        let msgs = sink.messages();
+        assert_eq!(msgs.len(), 1);
+        assert_eq!(msgs[0].auth_user.as_deref(), Some("alerts"));
+        assert!(msgs[0].data.contains("MAIL FROM is text here"));
+
+        // Without AUTH configured nothing changes: an open relay takes MAIL at once.
+        let open = SmtpSink::start().await.unwrap();
+        let mut c = BufReader::new(TcpStream::connect(open.addr()).await.unwrap());
+        read_reply(&mut c).await;
+        send(&mut c, "EHLO client.test\r\n").await;
+        assert!(send(&mut c, "MAIL FROM:<a@x.test>\r\n")
+            .await
+            .starts_with("250"));
+    }
+
     #[tokio::test]
     async fn raw_session_with_dot_unstuffing_and_rset() {
         let sink = SmtpSink::start().await.unwrap();
