@@ -229,7 +229,7 @@ async fn a_transient_outage_heals_through_automatic_retries() {
         .store
         .blocking(|c| store_retry::get_circuit(c, &app))
         .unwrap();
-    assert!(circuit.map_or(true, |c| !c.open));
+    assert!(circuit.is_none_or(|c| !c.open));
 }
 
 #[tokio::test(start_paused = true)]

@@ -218,7 +218,7 @@ pub fn close_where_resolved_elsewhere(
     let mut closed = Vec::new();
     for ci in crate::store::retry::open_circuits(c)? {
         let Some(id) = ci.failure_id else { continue };
-        let resolved = failures::get(c, id)?.map_or(true, |f| f.state == failures::State::Resolved);
+        let resolved = failures::get(c, id)?.is_none_or(|f| f.state == failures::State::Resolved);
         if resolved {
             let app = ci.app_id.clone();
             close(

@@ -171,7 +171,7 @@ fn admit(inner: &Inner, bucket: Bucket, in_flight: usize) -> (Limits, bool) {
     let expired = st
         .windows
         .get(&bucket)
-        .map_or(true, |w| now_i.duration_since(w.start) >= WINDOW);
+        .is_none_or(|w| now_i.duration_since(w.start) >= WINDOW);
     if expired {
         st.windows.insert(
             bucket,
@@ -303,7 +303,7 @@ fn take_fault(inner: &Inner, bucket: Bucket, method: &Method, path: &str) -> Opt
     let lists =
         is_get && (is_logs || path.starts_with("/api/v1/apps")) && !path.contains("/features");
     let idx = st.faults.iter().position(|f| {
-        f.bucket.map_or(true, |b| b == bucket)
+        f.bucket.is_none_or(|b| b == bucket)
             && match f.kind {
                 FaultKind::LogNextLoop => is_logs,
                 FaultKind::MissingFields => lists,
@@ -539,7 +539,7 @@ fn list_logs(st: &State, p: &Params, base: &str, now: DateTime<Utc>) -> Reply {
         return errors::validation("q: at most 10 keywords of at most 40 characters");
     }
     let matches = |ev: &Value| {
-        filter.as_ref().map_or(true, |f| f.matches(ev))
+        filter.as_ref().is_none_or(|f| f.matches(ev))
             && (keywords.is_empty() || {
                 let text = ev.to_string().to_lowercase();
                 keywords.iter().all(|k| text.contains(k.as_str()))
