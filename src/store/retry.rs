@@ -54,6 +54,11 @@ pub fn next_due(c: &Connection, q: &DueQuery<'_>) -> Result<Option<Failure>, Sto
            AND (f.claimed_until IS NULL OR f.claimed_until <= ?1)
            AND COALESCE(f.next_attempt_at, f.first_seen + ?2) <= ?1
            AND NOT EXISTS (SELECT 1 FROM circuits ci WHERE ci.app_id = f.app_id AND ci.state = 'open')
+           -- One push of a user at a time: another failure of the same app user (say its
+           -- create and its update) may be in the middle of a retry.
+           AND NOT EXISTS (SELECT 1 FROM failures g
+                            WHERE g.app_id = f.app_id AND g.user_id = f.user_id AND g.id != f.id
+                              AND g.claimed_until > ?1)
          ORDER BY COALESCE(f.next_attempt_at, f.first_seen + ?2), f.id
          LIMIT 1",
         cols = columns_of("f"),
@@ -551,6 +556,32 @@ mod tests {
     }
 
     const OPS: [Operation; 2] = [Operation::Create, Operation::Update];
+
+    #[test]
+    fn one_retry_per_app_user_at_a_time() {
+        let s = Store::open_in_memory().unwrap();
+        s.blocking(|c| {
+            let create = open(c, "00u1", Operation::Create, 1_000);
+            let update = open(c, "00u1", Operation::Update, 1_000);
+            let other = open(c, "00u2", Operation::Update, 1_000);
+            let q = DueQuery {
+                now: 2_000,
+                initial_backoff_ms: 0,
+                ops: &OPS,
+            };
+            assert_eq!(next_due(c, &q)?.unwrap().id, create);
+            claim(c, create, "a", 2_000, 9_000, "t", "attempt")?.unwrap();
+            // The same user's update waits; another user's does not.
+            assert_eq!(next_due(c, &q)?.unwrap().id, other);
+            claim(c, other, "a", 2_000, 9_000, "t", "attempt")?.unwrap();
+            assert!(next_due(c, &q)?.is_none());
+            failures::resolve(c, create, 3_000, None, "t", "fixed")?;
+            let q = DueQuery { now: 3_000, ..q };
+            assert_eq!(next_due(c, &q)?.unwrap().id, update);
+            Ok(())
+        })
+        .unwrap();
+    }
 
     #[test]
     fn due_claim_finish_cycle() {
