@@ -14,9 +14,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 pub async fn run(config: &Path, args: &SilenceArgs) -> anyhow::Result<ExitCode> {
-    let config = super::load_config(config)?;
-    let store = Store::open(&config.state.path)
-        .with_context(|| format!("opening the state store {}", config.state.path.display()))?;
+    let store = super::open_store_only(config)?;
     let out = execute(
         &store,
         Clock::system().now_ms(),

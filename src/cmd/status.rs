@@ -5,8 +5,6 @@
 use crate::alert::outbox;
 use crate::cli::StatusArgs;
 use crate::store::failures::{self, Failure};
-use crate::store::Store;
-use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use std::fmt::Write as _;
@@ -14,9 +12,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 pub fn run(config_path: &Path, args: &StatusArgs) -> anyhow::Result<ExitCode> {
-    let config = super::load_config(config_path)?;
-    let store = Store::open(&config.state.path)
-        .with_context(|| format!("opening the state store {}", config.state.path.display()))?;
+    let store = super::open_store_only(config_path)?;
     let (rows, undelivered, pending) = store.blocking(|c| {
         let rows = if args.all {
             failures::list_all(c)?
@@ -188,7 +184,7 @@ mod tests {
 
     #[test]
     fn table_and_json() {
-        let s = Store::open_in_memory().unwrap();
+        let s = crate::store::Store::open_in_memory().unwrap();
         let now = Utc::now();
         let rows = s
             .blocking(|c| {

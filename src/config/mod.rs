@@ -240,6 +240,27 @@ impl Config {
         })
     }
 
+    /// Only `[state]` of the file at `path` (with environment overrides), for commands that
+    /// read or write the state store and nothing else (`status`, `silence`): they must work
+    /// for an operator who can read the config and the state file but holds none of the
+    /// daemon's secrets. The rest of the file is still parsed, so a typo is still reported.
+    pub fn load_state(path: &Path) -> Result<StateConfig, ConfigError> {
+        Self::load_state_with_env(path, &Env::system())
+    }
+
+    pub fn load_state_with_env(path: &Path, env: &Env) -> Result<StateConfig, ConfigError> {
+        let shown = path.display();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new("", format!("config file {shown} cannot be read: {e}"))
+        })?;
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            ConfigError::new("", format!("{shown}: invalid TOML: {}", e.message()))
+        })?;
+        env::apply_overrides(&mut table, env)?;
+        let raw = raw::from_table(table)?;
+        validate::state(raw.state)
+    }
+
     /// Parses and validates a TOML document, taking overrides and secrets from `env`.
     pub fn from_toml_str(text: &str, env: &Env) -> Result<Config, ConfigError> {
         let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {

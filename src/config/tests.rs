@@ -219,3 +219,28 @@ fn summary_shows_sources_not_secrets() {
         assert!(!all.contains(secret), "summary leaks {secret}");
     }
 }
+
+#[test]
+fn state_alone_loads_without_any_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        "[okta]\norg_url = \"https://acme.okta.com\"\napi_token_env = \"UNSET_TOKEN\"\n[state]\npath = \"/srv/pw/state.db\"\n",
+    )
+    .unwrap();
+    // The full config needs the token; the state section alone does not.
+    assert!(Config::load_with_env(&path, &Env::empty()).is_err());
+    let st = Config::load_state_with_env(&path, &Env::empty()).unwrap();
+    assert_eq!(st.path, std::path::PathBuf::from("/srv/pw/state.db"));
+    // Environment overrides apply, and typos are still errors.
+    let st = Config::load_state_with_env(
+        &path,
+        &Env::from_map([("OKTA_PROVWATCH__STATE__PATH", "/tmp/other.db")]),
+    )
+    .unwrap();
+    assert_eq!(st.path, std::path::PathBuf::from("/tmp/other.db"));
+    std::fs::write(&path, "[stat]\npath = \"x\"\n").unwrap();
+    let e = Config::load_state_with_env(&path, &Env::empty()).unwrap_err();
+    assert_eq!(e.key(), "stat");
+}

@@ -338,7 +338,7 @@ fn oauth(
 
 // ---------------------------------------------------------------- [state], [detect], [retry], [alert]
 
-fn state(raw: RawState) -> Result<StateConfig, ConfigError> {
+pub(crate) fn state(raw: RawState) -> Result<StateConfig, ConfigError> {
     let path = text_or(&raw.path, DEFAULT_STATE_PATH).trim();
     if path.is_empty() {
         return Err(ConfigError::new("state.path", "must not be empty"));
