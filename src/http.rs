@@ -16,7 +16,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -30,11 +31,18 @@ pub const MAX_CONSECUTIVE_POLL_FAILURES: u32 = 3;
 /// ... or when the last successful poll is older than this many poll intervals.
 pub const STALE_POLL_INTERVALS: u32 = 3;
 
+/// Scrapes share the daemon's one store connection, so the store-backed gauges are recomputed
+/// at most this often, by one scrape at a time; scrapes in between render the registry as is.
+pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+
 #[derive(Clone)]
 struct AppState {
     ctx: watch::Receiver<Context>,
     /// When the daemon started (ms): the staleness rule only applies after a grace period.
     started_ms: i64,
+    /// When the gauges were last recomputed; the lock makes concurrent scrapes queue here
+    /// (costing no thread) instead of on the store connection.
+    last_refresh: Arc<tokio::sync::Mutex<Option<Instant>>>,
 }
 
 /// Binds the listener. Done before READY=1, so a port clash fails `systemctl start`.
@@ -47,7 +55,11 @@ pub fn router(ctx: watch::Receiver<Context>, started_ms: i64) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
-        .with_state(AppState { ctx, started_ms })
+        .with_state(AppState {
+            ctx,
+            started_ms,
+            last_refresh: Arc::default(),
+        })
 }
 
 /// Serves until `shutdown` is cancelled.
@@ -65,7 +77,14 @@ pub async fn serve(
 
 async fn metrics(State(st): State<AppState>) -> Response {
     let ctx = st.ctx.borrow().clone();
-    let body = render_metrics(&ctx).await;
+    {
+        let mut last = st.last_refresh.lock().await;
+        if last.is_none_or(|t| t.elapsed() >= MIN_REFRESH_INTERVAL) {
+            refresh_gauges(&ctx).await;
+            *last = Some(Instant::now());
+        }
+    }
+    let body = ctx.metrics.render();
     ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], body).into_response()
 }
 
@@ -226,7 +245,7 @@ async fn open_failures(
         .call(|c| {
             let mut stmt = c.prepare(
                 "SELECT COALESCE(app_label, app_id) AS app, operation, COUNT(*)
-                 FROM failures WHERE state != 'resolved'
+                 FROM failures WHERE state IN ('open', 'retrying', 'alerted')
                  GROUP BY app, operation ORDER BY app, operation",
             )?;
             let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;

@@ -13,7 +13,7 @@ fn main() -> ExitCode {
         Command::Man { ref out_dir } => cmd::generate::man(out_dir),
         Command::Completions { shell } => cmd::generate::completions(shell),
         _ => runtime().and_then(|rt| {
-            rt.block_on(async {
+            let result = rt.block_on(async {
                 match &cli.command {
                     Command::Run => cmd::run::run(&cli.config, cli.log_format).await,
                     Command::Retry(a) => cmd::retry::run(&cli.config, a).await,
@@ -22,7 +22,11 @@ fn main() -> ExitCode {
                     Command::Demo(a) => cmd::demo::run(a).await,
                     _ => unreachable!("handled above"),
                 }
-            })
+            });
+            // A blocking task still running (a SQLite call in its busy timeout, a DNS lookup)
+            // must not hold the exit past systemd's TimeoutStopSec.
+            rt.shutdown_timeout(std::time::Duration::from_secs(2));
+            result
         }),
     };
     match result {

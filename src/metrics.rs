@@ -129,6 +129,13 @@ fn escape_label(v: &str) -> String {
 }
 
 fn fmt_value(v: f64) -> String {
+    // The exposition format spells these +Inf, -Inf and NaN; Rust would print "inf".
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "+Inf" } else { "-Inf" }.into();
+    }
     if v.fract() == 0.0 && v.abs() < 1e15 {
         format!("{}", v as i64)
     } else {
@@ -151,5 +158,9 @@ mod tests {
         assert!(t.contains("# TYPE x_total counter"));
         assert!(t.contains("x_total{app=\"a\\\"b\"} 2"));
         assert!(t.contains("g 1.5"));
+        m.set("h", &[], f64::INFINITY);
+        m.set("n", &[], f64::NAN);
+        let t = m.render();
+        assert!(t.contains("h +Inf") && t.contains("n NaN"), "{t}");
     }
 }

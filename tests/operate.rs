@@ -236,6 +236,21 @@ fn parse_exposition(text: &str) -> Result<Exposition, String> {
         ..Exposition::default()
     };
     let mut seen = std::collections::HashSet::new();
+    let mut helps = std::collections::HashSet::new();
+    // Families whose lines are over: a family's HELP, TYPE and samples must be contiguous.
+    let mut closed = std::collections::HashSet::new();
+    let mut current: Option<String> = None;
+    let mut enter = |name: &str, n: usize| -> Result<(), String> {
+        if current.as_deref() != Some(name) {
+            if closed.contains(name) {
+                return Err(format!("line {n}: {name} split into several groups"));
+            }
+            if let Some(prev) = current.replace(name.to_string()) {
+                closed.insert(prev);
+            }
+        }
+        Ok(())
+    };
     for (i, line) in text.lines().enumerate() {
         let n = i + 1;
         if line.trim().is_empty() {
@@ -251,6 +266,10 @@ fn parse_exposition(text: &str) -> Result<Exposition, String> {
                     if !valid_name(name) {
                         return Err(format!("line {n}: bad metric name {name:?}"));
                     }
+                    if !helps.insert(name.to_string()) {
+                        return Err(format!("line {n}: second HELP for {name}"));
+                    }
+                    enter(name, n)?;
                 }
                 Some("TYPE") => {
                     let name = parts
@@ -262,6 +281,7 @@ fn parse_exposition(text: &str) -> Result<Exposition, String> {
                     if !["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind) {
                         return Err(format!("line {n}: unknown type {kind:?}"));
                     }
+                    enter(name, n)?;
                     if out
                         .types
                         .insert(name.to_string(), kind.to_string())
@@ -352,6 +372,7 @@ fn parse_exposition(text: &str) -> Result<Exposition, String> {
         if !out.types.contains_key(name) {
             return Err(format!("line {n}: sample of {name} before its # TYPE"));
         }
+        enter(name, n)?;
         if !seen.insert((name.to_string(), labels.clone())) {
             return Err(format!("line {n}: duplicate series {name}{labels:?}"));
         }
@@ -371,12 +392,14 @@ fn the_parser_rejects_what_prometheus_rejects() {
     assert_eq!(e.sum("a_total"), 3.0);
     assert_eq!(e.samples[0].labels["y"], "q\"");
     for bad in [
-        "a 1\n",                                   // no TYPE
-        "# TYPE a gauge\na{x=1} 1\n",              // unquoted label
-        "# TYPE a gauge\na one\n",                 // bad value
-        "# TYPE a gauge\na 1\na 2\n",              // duplicate series
-        "# TYPE a wibble\na 1\n",                  // unknown type
-        "# TYPE 1a gauge\n# TYPE a gauge\n1a 1\n", // bad name
+        "a 1\n",                                                             // no TYPE
+        "# TYPE a gauge\na{x=1} 1\n",                                        // unquoted label
+        "# TYPE a gauge\na one\n",                                           // bad value
+        "# TYPE a gauge\na 1\na 2\n",                                        // duplicate series
+        "# TYPE a wibble\na 1\n",                                            // unknown type
+        "# TYPE 1a gauge\n# TYPE a gauge\n1a 1\n",                           // bad name
+        "# HELP a A.\n# HELP a A.\n# TYPE a gauge\na 1\n",                   // second HELP
+        "# TYPE a gauge\na{x=\"1\"} 1\n# TYPE b gauge\nb 1\na{x=\"2\"} 1\n", // split family
     ] {
         assert!(parse_exposition(bad).is_err(), "accepted {bad:?}");
     }
@@ -598,7 +621,7 @@ async fn doctor_fails_on_disabled_create_or_deactivate_and_hides_the_token() {
     sim.set_provisioning(&payroll, false, true, true);
     let badge = sim.add_app("Badge");
     sim.set_provisioning(&badge, true, true, false);
-    sim.add_app("Fine");
+    let fine = sim.add_app("Fine");
     let token = sim.api_token();
     let s = Setup::new(&sim, "");
 
@@ -642,16 +665,21 @@ async fn doctor_fails_on_disabled_create_or_deactivate_and_hides_the_token() {
     assert_eq!(status_of("okta logs read"), ["pass"]);
     assert!(checks.iter().all(|c| c["detail"].is_string()));
 
-    // Watching only the healthy app, the same org passes.
+    // Watching only the healthy app, the same org passes. Labels match in any case, as the
+    // scanner matches them, and an app listed by label and by id is checked once.
     let healthy = Setup::new(&sim, "");
     let text = std::fs::read_to_string(&healthy.config).unwrap().replace(
         "scan_schedule = \"0 0 3 * * *\"",
-        "scan_schedule = \"0 0 3 * * *\"\napps = [\"Fine\"]",
+        &format!("scan_schedule = \"0 0 3 * * *\"\napps = [\"fine\", \"{fine}\"]"),
     );
     std::fs::write(&healthy.config, text).unwrap();
     let (code, out, _) = doctor(&healthy, &token, false).await;
     assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains("Fine"), "{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.contains("\"Fine\"")).count(),
+        1,
+        "{out}"
+    );
 
     // A wrong token is a failure that says so, without echoing either token.
     let (code, out, err) = doctor(&s, "00WrongTokenWrongToken", false).await;
@@ -835,4 +863,34 @@ async fn speaks_sd_notify_and_reloads_on_sighup() {
         wait_exit(&mut child, Duration::from_secs(30)).await.code(),
         Some(0)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_finishes_in_time_and_cleans_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = Command::new(BIN)
+        .args(["demo", "--seconds", "10"])
+        .env("TMPDIR", tmp.path())
+        .env_remove("NOTIFY_SOCKET")
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    // 10 s of scenario plus start-up and a stop; a minute is the promise even when loaded.
+    let out = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the demo did not finish within a minute")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("Stopped"), "{stdout}");
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "the demo left {left:?} behind");
 }

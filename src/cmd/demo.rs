@@ -26,6 +26,9 @@ use tokio_util::sync::CancellationToken;
 const REJECT_REASON: &str = "Bad Request. Errors reported by remote server: department is required";
 const TOKEN_VAR: &str = "DEMO_OKTA_API_TOKEN";
 const WEBHOOK_VAR: &str = "DEMO_SLACK_WEBHOOK_URL";
+/// The simulator answers at once, so the demo's daemon stops in well under a second; this
+/// bounds a stuck one without stretching the demo by the production grace of 20 s.
+const DEMO_STOP_GRACE: Duration = Duration::from_secs(5);
 
 pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     // The daemon's own logs would drown the narration; warnings and errors still show.
@@ -36,10 +39,15 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         println!("[{:>5.1}s] {what:<9} {line}", t0.elapsed().as_secs_f64());
     };
 
+    // Installed once, before anything else: a Ctrl-C between two polls of a fresh
+    // `ctrl_c()` future would be swallowed (the handler is installed, nobody is listening).
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let sim = OktaSim::start().await?;
     let slack = FakeSlack::start().await?;
     let smtp = SmtpSink::start().await?;
-    let dir = tempfile_dir()?;
+    // Removed when this function returns, by any path (an error with `?` included).
+    let dir = TempDir::create()?;
+    let dir = dir.path();
     let config_path = dir.join("config.toml");
     std::fs::write(
         &config_path,
@@ -125,7 +133,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     while t0.elapsed() < end {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = tokio::signal::ctrl_c() => {
+            _ = interrupt.recv() => {
                 say("demo", "interrupted".into());
                 break;
             }
@@ -150,9 +158,10 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     }
 
     say("daemon", "stopping (as on SIGTERM)".into());
-    let clean = running.stop(daemon::SHUTDOWN_GRACE).await;
+    let clean = running.stop(DEMO_STOP_GRACE).await;
     stop.cancel();
-    let _ = http.await;
+    // Graceful shutdown waits for open connections (a browser keeping /metrics alive).
+    let _ = tokio::time::timeout(Duration::from_secs(2), http).await;
     for (what, line) in watcher.poll(&ctx, &slack, &smtp).await {
         say(what, line);
     }
@@ -184,18 +193,32 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     }
     println!("Try it on your org: see README.md, then `okta-provwatch doctor`.");
     sim.shutdown();
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(ExitCode::SUCCESS)
 }
 
-fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!(
-        "okta-provwatch-demo-{}-{}",
-        std::process::id(),
-        chrono::Utc::now().timestamp_millis()
-    ));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
+/// The demo's working directory (config and state), removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn create() -> anyhow::Result<TempDir> {
+        let dir = std::env::temp_dir().join(format!(
+            "okta-provwatch-demo-{}-{}",
+            std::process::id(),
+            chrono::Utc::now().timestamp_millis()
+        ));
+        std::fs::create_dir_all(&dir)?;
+        Ok(TempDir(dir))
+    }
+
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 fn demo_config(org: &str, smtp_url: &str, state: &std::path::Path) -> String {

@@ -328,10 +328,15 @@ async fn check_provisioning(
         }
     } else {
         for want in &config.detect.apps {
-            match apps
-                .iter()
-                .find(|a| &a.id == want || a.label.as_deref() == Some(want.as_str()))
-            {
+            // The same match as the scanner's (`watched_apps`): id, or label in any case.
+            match apps.iter().find(|a| {
+                &a.id == want
+                    || a.label
+                        .as_deref()
+                        .is_some_and(|l| l.eq_ignore_ascii_case(want))
+            }) {
+                // Listed twice (by id and by label): one check, one features call.
+                Some(a) if watched.iter().any(|(w, _)| w.id == a.id) => {}
                 Some(a) => watched.push((a.clone(), true)),
                 None => r.add(
                     format!("app {want:?}"),

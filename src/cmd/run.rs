@@ -33,6 +33,28 @@ pub const EXIT_CONFIG: u8 = 78;
 /// kept under the unit's `TimeoutStartSec=`.
 pub const STARTUP_OKTA_DEADLINE: Duration = Duration::from_secs(60);
 
+/// Upper bound on everything a stop does before the HTTP server is closed: the components'
+/// grace plus a little for aborting stragglers, under the unit's `TimeoutStopSec=30`.
+pub const STOP_DEADLINE: Duration = Duration::from_secs(daemon::SHUTDOWN_GRACE.as_secs() + 5);
+
+/// Exit status for a failure to build the context: [`EXIT_CONFIG`] only for what a restart
+/// cannot fix (an unusable OAuth key, a state file from a newer version); anything else (a
+/// busy or briefly unwritable database) exits 1 so that systemd restarts the service.
+fn startup_exit_code(e: &anyhow::Error) -> u8 {
+    let permanent = e.chain().any(|c| {
+        matches!(c.downcast_ref::<OktaError>(), Some(OktaError::Config(_)))
+            || matches!(
+                c.downcast_ref::<crate::store::StoreError>(),
+                Some(crate::store::StoreError::TooNew { .. })
+            )
+    });
+    if permanent {
+        EXIT_CONFIG
+    } else {
+        1
+    }
+}
+
 /// The System Log is what the daemon cannot work without, so it is what start-up proves.
 pub const PROBE_PATH: &str = "/api/v1/logs?limit=1";
 
@@ -63,7 +85,7 @@ pub async fn run(config_path: &Path, log_format: Option<LogFormatArg>) -> anyhow
         Ok(c) => c,
         Err(e) => {
             tracing::error!("cannot start: {e:#}");
-            return Ok(ExitCode::from(EXIT_CONFIG));
+            return Ok(ExitCode::from(startup_exit_code(&e)));
         }
     };
     tracing::info!(org = %ctx.okta.org_url(), state = %ctx.store.path().display(), "okta-provwatch starting");
@@ -114,6 +136,9 @@ pub async fn run(config_path: &Path, log_format: Option<LogFormatArg>) -> anyhow
     wd_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut reload: Option<std::pin::Pin<Box<dyn std::future::Future<Output = Reloaded> + Send>>> =
         None;
+    // The liveness check behind each watchdog ping, while it runs.
+    let mut wd_check: Option<std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>> =
+        None;
 
     loop {
         tokio::select! {
@@ -146,10 +171,25 @@ pub async fn run(config_path: &Path, log_format: Option<LogFormatArg>) -> anyhow
                         tracing::error!("reload rejected, keeping the running configuration: {e:#}");
                         running = Some(r);
                     }
+                    Reloaded::Stopped => unreachable!("root is cancelled only after the loop"),
                 }
                 crate::systemd::ready(&format!("watching {}", current.okta.org_url()));
             }
-            _ = wd_tick.tick(), if watchdog.is_some() => crate::systemd::watchdog(),
+            // This loop runs on the thread that called `block_on`, so it would keep ticking
+            // with every worker wedged; each ping therefore waits for proof that a worker can
+            // still run a task and get the store, as every component needs to.
+            _ = wd_tick.tick(), if watchdog.is_some() && wd_check.is_none() => {
+                let within = watchdog.expect("guarded");
+                wd_check = Some(Box::pin(alive(current.clone(), within)));
+            }
+            ok = async { wd_check.as_mut().expect("guarded").await }, if wd_check.is_some() => {
+                wd_check = None;
+                if ok {
+                    crate::systemd::watchdog();
+                } else {
+                    tracing::error!("liveness check failed: no watchdog ping (systemd restarts a wedged daemon)");
+                }
+            }
         }
     }
 
@@ -158,9 +198,11 @@ pub async fn run(config_path: &Path, log_format: Option<LogFormatArg>) -> anyhow
     root.cancel();
     let stop = async {
         if let Some(pending) = reload.take() {
-            // Cancelled by `root`, the reload ends quickly and hands back a stopped daemon.
+            // Cancelled by `root`, the reload ends without starting a new generation; at most
+            // it finishes stopping the old one, whose grace began before the signal.
             match pending.await {
                 Reloaded::Applied(_, r) | Reloaded::Rejected(r, _) => running = Some(r),
+                Reloaded::Stopped => {}
             }
         }
         match running.take() {
@@ -168,8 +210,13 @@ pub async fn run(config_path: &Path, log_format: Option<LogFormatArg>) -> anyhow
             None => true,
         }
     };
+    // `Running::stop` aborts after its grace, but an aborted task only ends at its next await
+    // point; this bound keeps the exit inside the unit's TimeoutStopSec= whatever happens.
     let clean = tokio::select! {
-        clean = stop => clean,
+        clean = tokio::time::timeout(STOP_DEADLINE, stop) => clean.unwrap_or_else(|_| {
+            tracing::warn!(?STOP_DEADLINE, "in-flight work did not stop in time; exiting anyway");
+            false
+        }),
         _ = sigs.stop() => {
             tracing::warn!("second signal: exiting without waiting for in-flight work");
             false
@@ -208,7 +255,16 @@ pub async fn probe_okta(okta: &OktaClient, deadline: Duration) -> Result<(), Okt
     let until = tokio::time::Instant::now() + deadline;
     let mut wait = Duration::from_secs(2);
     loop {
-        match okta.get_page(PROBE_PATH).await {
+        // One `get_page` retries 5xx and timeouts itself (several request timeouts in all), so
+        // the deadline bounds each attempt too, not just the decision to try again.
+        let attempt = tokio::time::timeout_at(until, okta.get_page(PROBE_PATH)).await;
+        let attempt = attempt.unwrap_or_else(|_| {
+            Err(OktaError::Retryable {
+                path: PROBE_PATH.to_string(),
+                detail: format!("no answer within {deadline:?}"),
+            })
+        });
+        match attempt {
             Ok(_) => return Ok(()),
             Err(e) if e.is_transient() && tokio::time::Instant::now() + wait < until => {
                 tracing::warn!(error = %e, "Okta not answering yet; retrying in {wait:?}");
@@ -221,9 +277,22 @@ pub async fn probe_okta(okta: &OktaClient, deadline: Duration) -> Result<(), Okt
     }
 }
 
+/// Whether the daemon can still make progress: a task spawned on the runtime's workers takes
+/// the store connection and runs a query within `within`.
+async fn alive(ctx: Context, within: Duration) -> bool {
+    let check = tokio::spawn(async move {
+        ctx.store
+            .call(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
+            .await
+    });
+    matches!(tokio::time::timeout(within, check).await, Ok(Ok(Ok(1))))
+}
+
 enum Reloaded {
     Applied(Context, Running),
     Rejected(Running, anyhow::Error),
+    /// Shutdown began while the old generation was being stopped: nothing is running.
+    Stopped,
 }
 
 async fn reload_daemon(
@@ -241,6 +310,11 @@ async fn reload_daemon(
         Ok(ctx) => {
             // Strictly one generation at a time: two pollers on one cursor would race.
             old.stop(daemon::SHUTDOWN_GRACE).await;
+            if root.is_cancelled() {
+                // A stop signal arrived meanwhile: starting (and then stopping) a new
+                // generation would only push the exit past TimeoutStopSec=.
+                return Reloaded::Stopped;
+            }
             let r = daemon::start(ctx.clone(), root.child_token());
             Reloaded::Applied(ctx, r)
         }
@@ -278,4 +352,59 @@ fn context_reusing(config: Config, old: &Context) -> anyhow::Result<Context> {
         health: old.health.clone(),
         clock: old.clock,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Env;
+
+    fn ctx(dir: &Path, org: &str) -> Context {
+        let text = format!(
+            "[okta]\norg_url = \"{org}\"\napi_token_env = \"T\"\n[state]\npath = \"{}\"\n",
+            dir.join("state.db").display()
+        );
+        let config = Config::from_toml_str(&text, &Env::from_map([("T", "secret-token")])).unwrap();
+        Context::new(config, Clock::system()).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn watchdog_liveness_needs_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = ctx(dir.path(), "http://127.0.0.1:9");
+        assert!(alive(c.clone(), Duration::from_secs(30)).await);
+        // A component wedged while holding the connection: no proof of life, so no ping.
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let store = c.store.clone();
+        let wedged = std::thread::spawn(move || {
+            store
+                .blocking(|_| {
+                    held_tx.send(()).unwrap();
+                    let _ = release_rx.recv();
+                    Ok(())
+                })
+                .unwrap()
+        });
+        held_rx.recv().unwrap();
+        assert!(!alive(c.clone(), Duration::from_millis(300)).await);
+        release_tx.send(()).unwrap();
+        wedged.join().unwrap();
+        assert!(alive(c, Duration::from_secs(30)).await);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_startup_probe_keeps_its_deadline_when_okta_never_answers() {
+        // Accepts connections (the kernel does, into the backlog) but never answers, like a
+        // black-holed proxy: each request would wait out the 30 s request timeout, retried.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let org = format!("http://{}", silent.local_addr().unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let c = ctx(dir.path(), &org);
+        let t = std::time::Instant::now();
+        let r = probe_okta(&c.okta, Duration::from_secs(1)).await;
+        assert!(matches!(r, Err(OktaError::Retryable { .. })), "{r:?}");
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+        drop(silent);
+    }
 }

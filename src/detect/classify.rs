@@ -54,9 +54,9 @@ pub fn operation_for(event_type: &str) -> Option<(Operation, Scope)> {
         "application.provision.user.reactivate" | "application.provision.user.activate" => {
             (Reactivate, User)
         }
-        "application.provision.user.password" | "application.provision.user.push_password" => {
-            (Password, User)
-        }
+        "application.provision.user.password"
+        | "application.provision.user.push_password"
+        | "application.provision.user.push_okta_password" => (Password, User),
         "application.provision.user.import"
         | "application.provision.user.import_profile"
         | "app.user_management.update_from_master_failed" => (Import, User),
@@ -75,9 +75,13 @@ pub enum Scope {
     App,
 }
 
-/// Event types whose name is itself the failure, whatever `outcome.result` says.
+/// Event types whose name is itself the failure, whatever `outcome.result` says. Every
+/// `application.integration.*` type reports an error (`api_query` is "Unable to query remote
+/// API", `transfer_files` "Unable to transfer files"): none of them may resolve anything.
 fn type_means_failure(t: &str) -> bool {
-    t.ends_with("_failure")
+    t.starts_with("application.integration.")
+        || t.ends_with("_failure")
+        || t.ends_with("_failed")
         || t.ends_with(".failed")
         || t.ends_with("failed.with.error")
         || t.ends_with("rate_limit_exceeded")
@@ -266,6 +270,22 @@ mod tests {
         assert_eq!(o.operation, Operation::Integration);
         assert!(o.failed);
         assert_eq!(o.user_id, "");
+    }
+
+    /// These types are failures by name; Okta may log them with `outcome.result` SUCCESS, which
+    /// must not resolve an open failure of the app.
+    #[test]
+    fn failure_named_types_never_resolve() {
+        for t in [
+            "application.integration.api_query",
+            "application.integration.transfer_files",
+            "app.user_management.update_from_master_failed",
+        ] {
+            let Classified::Observation(o) = classify(&push(t, "SUCCESS")) else {
+                panic!("{t}")
+            };
+            assert!(o.failed, "{t}");
+        }
     }
 
     #[test]

@@ -272,12 +272,14 @@ fn apply_page(
         } else if au.is_synchronized() {
             for f in known.into_iter().flatten() {
                 // A failure seen after this page was fetched is newer than what the page shows.
+                // The page is as new as `fetched_at`: a failure event published before it
+                // (the System Log is read with lag) must not reopen what the page shows fixed.
                 if f.last_seen <= fetched_at
                     && failures::resolve(
                         c,
                         f.id,
                         fetched_at,
-                        None,
+                        Some(fetched_at),
                         "scanner",
                         "app user is SYNCHRONIZED",
                     )?
@@ -299,8 +301,11 @@ fn resolve_absent(
 ) -> Result<usize, StoreError> {
     let mut n = 0;
     for f in failures::list_unresolved_for_app(c, app_id)? {
+        // A failed deprovisioning is exactly a user Okta no longer assigns whose access in the
+        // app was not removed: absence from the list proves nothing about it.
         if f.user_id.is_empty()
             || f.operation == Operation::GroupPush
+            || f.operation.is_deprovisioning()
             || present.contains(&f.user_id)
             || f.last_seen > started
         {
@@ -310,7 +315,7 @@ fn resolve_absent(
             c,
             f.id,
             started,
-            None,
+            Some(started),
             "scanner",
             "user is no longer assigned to the app",
         )? {
@@ -370,5 +375,77 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
             }
         }
         delay = until_next(&ctx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    fn log_failure(user: &str, op: Operation, published: i64) -> Observation {
+        Observation {
+            app_id: "0oa1".into(),
+            app_label: Some("Sales".into()),
+            user_id: user.into(),
+            user_login: None,
+            operation: op,
+            failed: true,
+            reason: Some("remote down".into()),
+            event_uuid: Some(format!("e{published}")),
+            published_ms: Some(published),
+            source: Source::Log,
+        }
+    }
+
+    fn app_user(id: &str, status: &str, sync: &str) -> AppUser {
+        serde_json::from_value(serde_json::json!({"id": id, "status": status, "syncState": sync}))
+            .unwrap()
+    }
+
+    /// A user unassigned in Okta whose deprovisioning push failed is absent from the app's
+    /// users: the scan must not call that resolved.
+    #[test]
+    fn absence_does_not_resolve_a_failed_deprovisioning() {
+        let s = Store::open_in_memory().unwrap();
+        s.blocking(|c| {
+            failures::apply(c, &log_failure("00u1", Operation::Deactivate, 100), 1_000, "t")?;
+            failures::apply(c, &log_failure("00u2", Operation::Update, 100), 1_000, "t")?;
+            let n = resolve_absent(c, "0oa1", &HashSet::new(), 2_000)?;
+            assert_eq!(n, 1);
+            let open = failures::list_unresolved(c)?;
+            assert_eq!(open.len(), 1);
+            assert_eq!(open[0].operation, Operation::Deactivate);
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    /// The scan saw the user SYNCHRONIZED at 5 000; the poller (reading with lag) then applies a
+    /// failure event published at 3 000, before the scan: it must not reopen.
+    #[test]
+    fn a_failure_event_older_than_the_scan_does_not_reopen() {
+        let s = Store::open_in_memory().unwrap();
+        s.blocking(|c| {
+            failures::apply(c, &log_failure("00u1", Operation::Update, 1_000), 1_500, "t")?;
+            let (_, resolved, _) = apply_page(
+                c,
+                "0oa1",
+                Some("Sales"),
+                &[app_user("00u1", "PROVISIONED", "SYNCHRONIZED")],
+                5_000,
+            )?;
+            assert_eq!(resolved, 1);
+            let late = log_failure("00u1", Operation::Update, 3_000);
+            assert_eq!(failures::apply(c, &late, 6_000, "poller")?, Applied::Ignored);
+            assert!(failures::list_unresolved(c)?.is_empty());
+            let newer = log_failure("00u1", Operation::Update, 7_000);
+            assert!(matches!(
+                failures::apply(c, &newer, 7_500, "poller")?,
+                Applied::Reopened(_)
+            ));
+            Ok(())
+        })
+        .unwrap();
     }
 }

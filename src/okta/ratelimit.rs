@@ -106,6 +106,8 @@ struct BucketState {
     /// Our estimate of what is left in the current window for the whole org.
     remaining: Option<u32>,
     window_ends: Option<Instant>,
+    /// `window_ends` is our guess (no response has told us the real reset yet).
+    window_assumed: bool,
     /// Requests this daemon sent in the current window.
     used: u32,
     blocked_until: Option<Instant>,
@@ -114,12 +116,28 @@ struct BucketState {
     probing: bool,
 }
 
+/// Okta's windows are about a minute long: the longest a window we have not been told about
+/// can last.
+const ASSUMED_WINDOW: Duration = Duration::from_secs(60);
+
 impl BucketState {
+    /// Counts one request in the current window. Without a known window (no response with
+    /// rate-limit headers yet, or the last one ended) one is assumed to start now, so that
+    /// `used` is reset some time even if Okta never sends `X-Rate-Limit-*`.
+    fn count_one(&mut self, now: Instant) {
+        if self.window_ends.is_none() {
+            self.window_ends = Some(now + ASSUMED_WINDOW);
+            self.window_assumed = true;
+        }
+        self.used += 1;
+    }
+
     fn new() -> Self {
         Self {
             limit: None,
             remaining: None,
             window_ends: None,
+            window_assumed: false,
             used: 0,
             blocked_until: None,
             pacer: None,
@@ -189,6 +207,7 @@ impl RateBudget {
         if let Some(end) = st.window_ends {
             if now >= end {
                 st.window_ends = None;
+                st.window_assumed = false;
                 st.used = 0;
                 st.remaining = None;
             }
@@ -199,7 +218,7 @@ impl RateBudget {
                 return Err(Duration::from_millis(50));
             }
             st.probing = true;
-            st.used += 1;
+            st.count_one(now);
             return Ok(());
         };
         let budget = budget_for(limit, self.share);
@@ -220,7 +239,7 @@ impl RateBudget {
             .get_or_insert_with(|| Arc::new(Self::pacer_for(budget)))
             .clone();
         pacer.try_take()?;
-        st.used += 1;
+        st.count_one(now);
         if let Some(r) = st.remaining.as_mut() {
             *r = r.saturating_sub(1);
         }
@@ -251,10 +270,20 @@ impl RateBudget {
         let ends = now + h.reset_in;
         let new_window = match st.window_ends {
             // Okta's reset moves by a whole window; a difference of a second is rounding.
-            Some(old) => ends > old + Duration::from_secs(2),
-            None => true,
+            Some(old) if !st.window_assumed => ends > old + Duration::from_secs(2),
+            _ => true,
         };
+        let older_window = match st.window_ends {
+            Some(old) if !st.window_assumed => ends + Duration::from_secs(2) < old,
+            _ => false,
+        };
+        if older_window {
+            // A late answer from the window before this one: its remaining is not about the
+            // current window, and taking it would stall us until this window ends.
+            return;
+        }
         if new_window {
+            st.window_assumed = false;
             // `used` keeps counting: it was reset when our view of the old window ended, and if
             // Okta's window rolled over first, over-counting only makes us more careful.
             st.window_ends = Some(ends);
@@ -287,6 +316,11 @@ impl RateBudget {
         let wait = h.map(|h| h.reset_in).unwrap_or(Duration::from_secs(60));
         st.blocked_until = Some(now + wait + Duration::from_millis(200) + jitter(800));
         st.remaining = Some(0);
+        if st.window_ends.is_none() {
+            // Without an end, `remaining = 0` would outlive the block and stall the bucket
+            // for good: no request goes out to tell us otherwise.
+            st.window_ends = st.blocked_until;
+        }
     }
 
     /// A request was not sent after all (e.g. the auth token could not be had): give back the probe.
@@ -453,6 +487,77 @@ mod tests {
         assert_eq!(snap[0].budget, 30);
         let wait = rb.try_acquire(Bucket::Logs, now).unwrap_err();
         assert!(wait <= Duration::from_secs(3), "{wait:?}");
+    }
+
+    /// A bucket whose responses never carry `X-Rate-Limit-*` must not stall for good once
+    /// the assumed budget is spent: the count has to start over after a window.
+    #[tokio::test(start_paused = true)]
+    async fn no_rate_limit_headers_does_not_stall_forever() {
+        let rb = RateBudget::new(0.5);
+        let budget = budget_for(ASSUMED_LIMIT, 0.5);
+        let start = Instant::now();
+        rb.try_acquire(Bucket::Other, start).unwrap();
+        rb.observe(Bucket::Other, None, start);
+        let mut ok = 1;
+        while Instant::now() < start + Duration::from_secs(180) {
+            match rb.try_acquire(Bucket::Other, Instant::now()) {
+                Ok(()) => ok += 1,
+                Err(w) => tokio::time::sleep(w).await,
+            }
+        }
+        assert!(ok > budget, "stalled after {ok} requests");
+        assert!(ok <= 3 * budget, "{ok}");
+    }
+
+    /// A 429 that arrives after our view of the window ended (e.g. the last request of a
+    /// window): once its block is over, the bucket must be usable again.
+    #[tokio::test(start_paused = true)]
+    async fn a_429_after_the_window_rolled_over_does_not_stall_forever() {
+        let rb = RateBudget::new(0.5);
+        let t0 = Instant::now();
+        rb.try_acquire(Bucket::Logs, t0).unwrap();
+        rb.observe(Bucket::Logs, headers(60, 59, 10), t0);
+        // Our window ends at t0 + 10 s; a request goes out just after.
+        let t1 = t0 + Duration::from_secs(11);
+        rb.try_acquire(Bucket::Logs, t1).unwrap();
+        // ...and comes back 429 (other integrations spent the new window), reset in 30 s.
+        rb.on_rate_limited(Bucket::Logs, headers(60, 0, 30), t1);
+        let mut t = t1;
+        let mut waited = Duration::ZERO;
+        loop {
+            match rb.try_acquire(Bucket::Logs, t) {
+                Ok(()) => break,
+                Err(w) => {
+                    t += w;
+                    waited += w;
+                    assert!(waited < Duration::from_secs(300), "still blocked after {waited:?}");
+                }
+            }
+        }
+        assert!(waited >= Duration::from_secs(30), "{waited:?}");
+    }
+
+    /// Two requests in flight across Okta's reset: the answer from the new window comes first,
+    /// the late one from the old window must not make us wait out the whole new window.
+    #[tokio::test(start_paused = true)]
+    async fn a_late_answer_from_the_previous_window_is_ignored() {
+        let rb = RateBudget::new(0.5);
+        let t0 = Instant::now();
+        rb.try_acquire(Bucket::Logs, t0).unwrap();
+        rb.observe(Bucket::Logs, headers(60, 40, 5), t0);
+        let t1 = t0 + Duration::from_secs(4);
+        rb.try_acquire(Bucket::Logs, t1).unwrap();
+        rb.try_acquire(Bucket::Logs, t1).unwrap();
+        // Okta resets at t0 + 5 s; one request lands in the new window and answers first.
+        let t2 = t0 + Duration::from_secs(6);
+        rb.observe(Bucket::Logs, headers(60, 59, 59), t2);
+        // The other was counted in the old window, which others had nearly used up.
+        rb.observe(Bucket::Logs, headers(60, 30, 0), t2);
+        let wait = rb.try_acquire(Bucket::Logs, t2).err();
+        assert!(
+            wait.is_none_or(|w| w < Duration::from_secs(5)),
+            "waits {wait:?} on a stale remaining"
+        );
     }
 
     #[tokio::test(start_paused = true)]

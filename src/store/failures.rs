@@ -346,7 +346,19 @@ pub fn apply(
             Ok(Applied::Refreshed(f.id))
         }
         (Some(f), false) => {
-            if f.state == State::Resolved || stale(&f) {
+            if stale(&f) {
+                return Ok(Applied::Ignored);
+            }
+            if f.state == State::Resolved {
+                // Already resolved (by a scan or a retry), but remember that Okta saw a success
+                // this late, so that a late failure event published before it cannot reopen.
+                if let Some(p) = obs.published_ms {
+                    c.execute(
+                        "UPDATE failures SET event_published = MAX(COALESCE(event_published, ?2), ?2)
+                         WHERE id = ?1",
+                        params![f.id, p],
+                    )?;
+                }
                 return Ok(Applied::Ignored);
             }
             resolve(c, f.id, now, obs.published_ms, actor, "success reported")?;
@@ -475,6 +487,26 @@ mod tests {
             let kinds: Vec<_> = history(c, id)?.into_iter().map(|h| h.kind).collect();
             assert_eq!(kinds, ["detected", "resolved", "reopened"]);
             assert_eq!(list_unresolved(c)?.len(), 1);
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    /// A row resolved without an event (scan, retry), then a success event, then a failure
+    /// event published between the two that Okta persisted late: the success is newer.
+    #[test]
+    fn late_failure_older_than_a_success_on_a_resolved_row_does_not_reopen() {
+        let s = Store::open_in_memory().unwrap();
+        s.blocking(|c| {
+            let Applied::Opened(id) = apply(c, &obs(true, 100), 1000, "t")? else {
+                panic!()
+            };
+            assert!(resolve(c, id, 1100, None, "scanner", "synchronized")?);
+            assert_eq!(apply(c, &obs(false, 300), 1200, "t")?, Applied::Ignored);
+            assert_eq!(apply(c, &obs(true, 200), 1300, "t")?, Applied::Ignored);
+            assert_eq!(get(c, id)?.unwrap().state, State::Resolved);
+            // A failure after the success still reopens.
+            assert_eq!(apply(c, &obs(true, 400), 1400, "t")?, Applied::Reopened(id));
             Ok(())
         })
         .unwrap();
