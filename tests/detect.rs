@@ -114,15 +114,19 @@ async fn poller_finds_a_failure_within_one_interval_and_a_success_resolves_it() 
     sim.set_downstream(&app, Downstream::Down);
     sim.assign(&app, &ann);
     let t0 = tokio::time::Instant::now();
+    let polls_before = logs_requests(&sim);
     assert!(
-        eventually(interval * 3, || !open_failures(&ctx).is_empty()).await,
+        eventually(interval * 5, || !open_failures(&ctx).is_empty()).await,
         "failure not detected"
     );
     let took = t0.elapsed();
-    assert!(
-        took <= interval + Duration::from_millis(700),
-        "took {took:?}"
-    );
+    // Found by the poll in flight at injection or the next one, which starts one
+    // poll_interval after the previous ended: the structural form of "within one interval",
+    // immune to a loaded CI machine slowing the processing.
+    let polls = logs_requests(&sim) - polls_before;
+    assert!(polls <= 2, "took {polls} polls");
+    // And in wall time, with slack for a busy 2-core machine.
+    assert!(took <= interval + Duration::from_secs(2), "took {took:?}");
     let f = &open_failures(&ctx)[0];
     assert_eq!(f.operation, Operation::Create);
     assert_eq!(f.user_id, ann);

@@ -300,3 +300,72 @@ fn a_garbage_private_key_is_a_config_error() {
     .unwrap_err();
     assert!(matches!(e, OktaError::Config(_)));
 }
+
+/// A request waiting out its bucket's window holds no in-flight slot: with a single slot, a
+/// call to another bucket still goes through at once.
+#[tokio::test(start_paused = true)]
+async fn a_blocked_bucket_does_not_hold_the_in_flight_slots() {
+    let sim = OktaSim::start().await.unwrap();
+    sim.set_rate_limit(Bucket::Logs, 10);
+    let app = sim.add_app("Box");
+    let mut o = options(
+        &sim,
+        Credentials::ApiToken(SecretString::from(sim.api_token())),
+    );
+    o.max_in_flight = 1;
+    let c = OktaClient::new(o).unwrap();
+    // Learn the logs bucket, then let another integration drain it.
+    c.get_page("/api/v1/logs?limit=1").await.unwrap();
+    let other = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    for _ in 0..9 {
+        other
+            .get(format!("{}/api/v1/logs?limit=1", sim.base_url()))
+            .header("Authorization", format!("SSWS {}", sim.api_token()))
+            .send()
+            .await
+            .unwrap();
+    }
+    let logs = {
+        let c = c.clone();
+        tokio::spawn(async move { c.get_page("/api/v1/logs?limit=1").await.map(|_| ()) })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let start = Instant::now();
+    c.get_app(&app).await.unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        !logs.is_finished(),
+        "the logs call should still be waiting for its window"
+    );
+    logs.await.unwrap().unwrap();
+}
+
+/// A first request to a bucket that is dropped before its answer (a shutdown, a caller's
+/// timeout) gives the bucket's probe back, so the next request is not blocked forever.
+#[tokio::test(start_paused = true)]
+async fn a_dropped_probe_does_not_block_its_bucket() {
+    let sim = OktaSim::start().await.unwrap();
+    let app = sim.add_app("Box");
+    let c = ssws(&sim);
+    sim.inject_fault(Fault {
+        bucket: Some(Bucket::Apps),
+        kind: FaultKind::Slow(Duration::from_secs(20)),
+        times: 1,
+    });
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), c.get_app(&app))
+            .await
+            .is_err()
+    );
+    tokio::time::timeout(Duration::from_secs(10), c.get_app(&app))
+        .await
+        .expect("the bucket stayed blocked by the dropped probe")
+        .unwrap();
+}

@@ -30,6 +30,8 @@ pub struct ScanOutcome {
     pub resolved: usize,
     pub pages: usize,
     pub malformed: usize,
+    /// Apps whose scan failed this run (they resume at the next one).
+    pub failed_apps: usize,
 }
 
 /// The apps to scan: the configured ones (ids or labels), or every active app that provisions.
@@ -116,7 +118,19 @@ pub async fn scan_once(
             .await?;
     }
     for app in &apps {
-        scan_app(ctx, app, shutdown, &mut out).await?;
+        match scan_app(ctx, app, shutdown, &mut out).await {
+            Ok(()) => {}
+            // Credentials refused or shutting down: the other apps would fare no better.
+            Err(
+                e @ (DetectError::Cancelled | DetectError::Okta(OktaError::Unauthorized { .. })),
+            ) => return Err(e),
+            // One app's trouble (a 404 after it was deleted, a malformed page, Okta errors for
+            // its users) must not keep the others from being scanned; it resumes next run.
+            Err(e) => {
+                out.failed_apps += 1;
+                tracing::warn!(app = %app.id, label = app.label.as_deref().unwrap_or(""), error = %e, "scanning this app failed; going on with the others");
+            }
+        }
     }
     let now = ctx.now_ms();
     ctx.store
@@ -145,6 +159,8 @@ async fn scan_app(
     };
     let started = ctx.now_ms();
     let mut present: HashSet<String> = HashSet::new();
+    // A next link that leads back to any page already read would page forever.
+    let mut visited: HashSet<String> = HashSet::new();
     loop {
         if shutdown.is_cancelled() {
             return Err(DetectError::Cancelled);
@@ -164,7 +180,14 @@ async fn scan_app(
         }
         out.app_users += users.len();
         present.extend(users.iter().map(|u| u.id.clone()));
-        let next = page.next.filter(|n| n != &url);
+        visited.insert(url.clone());
+        let next = page.next.filter(|n| {
+            let fresh = !visited.contains(n);
+            if !fresh {
+                tracing::warn!(app = %app_id, "app users next link loops back; ending this app's scan");
+            }
+            fresh
+        });
         let (opened, resolved, errors) = {
             let app_id = app_id.clone();
             let label = app.label.clone();
@@ -409,7 +432,12 @@ mod tests {
     fn absence_does_not_resolve_a_failed_deprovisioning() {
         let s = Store::open_in_memory().unwrap();
         s.blocking(|c| {
-            failures::apply(c, &log_failure("00u1", Operation::Deactivate, 100), 1_000, "t")?;
+            failures::apply(
+                c,
+                &log_failure("00u1", Operation::Deactivate, 100),
+                1_000,
+                "t",
+            )?;
             failures::apply(c, &log_failure("00u2", Operation::Update, 100), 1_000, "t")?;
             let n = resolve_absent(c, "0oa1", &HashSet::new(), 2_000)?;
             assert_eq!(n, 1);
@@ -427,7 +455,12 @@ mod tests {
     fn a_failure_event_older_than_the_scan_does_not_reopen() {
         let s = Store::open_in_memory().unwrap();
         s.blocking(|c| {
-            failures::apply(c, &log_failure("00u1", Operation::Update, 1_000), 1_500, "t")?;
+            failures::apply(
+                c,
+                &log_failure("00u1", Operation::Update, 1_000),
+                1_500,
+                "t",
+            )?;
             let (_, resolved, _) = apply_page(
                 c,
                 "0oa1",
@@ -437,7 +470,10 @@ mod tests {
             )?;
             assert_eq!(resolved, 1);
             let late = log_failure("00u1", Operation::Update, 3_000);
-            assert_eq!(failures::apply(c, &late, 6_000, "poller")?, Applied::Ignored);
+            assert_eq!(
+                failures::apply(c, &late, 6_000, "poller")?,
+                Applied::Ignored
+            );
             assert!(failures::list_unresolved(c)?.is_empty());
             let newer = log_failure("00u1", Operation::Update, 7_000);
             assert!(matches!(

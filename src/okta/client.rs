@@ -329,13 +329,21 @@ impl OktaClient {
         path: &str,
         req: reqwest::RequestBuilder,
     ) -> Result<(StatusCode, HeaderMap, Vec<u8>), OktaError> {
+        // Budget first: a request waiting out its bucket's window must not hold one of the few
+        // in-flight slots that requests to other buckets need meanwhile.
+        self.inner.budget.acquire(bucket).await;
+        // However this future ends (an answer, an error, or dropped by a shutdown or a caller's
+        // timeout), a bucket whose limit is still unknown must get its probe back.
+        let _probe = ProbeGuard {
+            budget: &self.inner.budget,
+            bucket,
+        };
         let _permit = self
             .inner
             .in_flight
             .acquire()
             .await
             .map_err(|_| OktaError::Config("client closed".into()))?;
-        self.inner.budget.acquire(bucket).await;
         let metrics = &self.inner.opts.metrics;
         let sent = tokio::time::timeout(self.inner.opts.request_timeout, async {
             let resp = req.send().await?;
@@ -374,7 +382,6 @@ impl OktaClient {
                 Ok((status, headers, body.to_vec()))
             }
             Ok(Err(e)) => {
-                self.inner.budget.release_probe(bucket);
                 metrics.inc(
                     "okta_requests_total",
                     &[("bucket", bucket.as_str()), ("status", "error")],
@@ -386,7 +393,6 @@ impl OktaClient {
                 })
             }
             Err(_) => {
-                self.inner.budget.release_probe(bucket);
                 metrics.inc(
                     "okta_requests_total",
                     &[("bucket", bucket.as_str()), ("status", "timeout")],
@@ -579,6 +585,18 @@ impl OktaClient {
         let path = format!("/api/v1/apps/{}/users/{}", enc(app_id), enc(user_id));
         let (_, b) = self.request(Method::POST, &path, Some(body)).await?;
         parse_body(&path, &b)
+    }
+}
+
+/// Gives back an unknown bucket's probe when a request ends without an answer.
+struct ProbeGuard<'a> {
+    budget: &'a RateBudget,
+    bucket: Bucket,
+}
+
+impl Drop for ProbeGuard<'_> {
+    fn drop(&mut self) {
+        self.budget.release_probe(self.bucket);
     }
 }
 

@@ -530,7 +530,10 @@ mod tests {
                 Err(w) => {
                     t += w;
                     waited += w;
-                    assert!(waited < Duration::from_secs(300), "still blocked after {waited:?}");
+                    assert!(
+                        waited < Duration::from_secs(300),
+                        "still blocked after {waited:?}"
+                    );
                 }
             }
         }
