@@ -295,20 +295,13 @@ mod tests {
 
     #[tokio::test]
     async fn open_failures_gauge_follows_the_store() {
-        use crate::store::failures::{apply, Observation, Operation, Source};
+        use crate::store::failures::{apply, Observation, Operation};
         let dir = tempfile::tempdir().unwrap();
         let c = ctx(dir.path());
         let obs = |user: &str, op| Observation {
-            app_id: "0oa1".into(),
             app_label: Some("Sales".into()),
-            user_id: user.into(),
-            user_login: None,
-            operation: op,
-            failed: true,
-            reason: None,
-            event_uuid: None,
             published_ms: Some(1),
-            source: Source::Log,
+            ..Observation::failure("0oa1", user, op)
         };
         c.store
             .blocking(|conn| {

@@ -27,6 +27,22 @@ fn ssws(sim: &OktaSim) -> OktaClient {
     .unwrap()
 }
 
+/// Another integration of the org spends `n` of the shared logs bucket.
+async fn other_integration_reads_logs(sim: &OktaSim, n: usize) {
+    let other = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    for _ in 0..n {
+        other
+            .get(format!("{}/api/v1/logs?limit=1", sim.base_url()))
+            .header("Authorization", format!("SSWS {}", sim.api_token()))
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
 fn count(sim: &OktaSim, bucket: Bucket, status: u16) -> usize {
     sim.requests()
         .iter()
@@ -118,18 +134,7 @@ async fn a_burst_of_200_calls_takes_at_most_half_of_each_window() {
 async fn a_429_waits_for_the_reset() {
     let sim = OktaSim::start().await.unwrap();
     sim.set_rate_limit(Bucket::Logs, 10);
-    let other = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .build()
-        .unwrap();
-    for _ in 0..10 {
-        other
-            .get(format!("{}/api/v1/logs?limit=1", sim.base_url()))
-            .header("Authorization", format!("SSWS {}", sim.api_token()))
-            .send()
-            .await
-            .unwrap();
-    }
+    other_integration_reads_logs(&sim, 10).await;
     let c = ssws(&sim);
     let start = Instant::now();
     c.get_page("/api/v1/logs?limit=1").await.unwrap();
@@ -316,18 +321,7 @@ async fn a_blocked_bucket_does_not_hold_the_in_flight_slots() {
     let c = OktaClient::new(o).unwrap();
     // Learn the logs bucket, then let another integration drain it.
     c.get_page("/api/v1/logs?limit=1").await.unwrap();
-    let other = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .build()
-        .unwrap();
-    for _ in 0..9 {
-        other
-            .get(format!("{}/api/v1/logs?limit=1", sim.base_url()))
-            .header("Authorization", format!("SSWS {}", sim.api_token()))
-            .send()
-            .await
-            .unwrap();
-    }
+    other_integration_reads_logs(&sim, 9).await;
     let logs = {
         let c = c.clone();
         tokio::spawn(async move { c.get_page("/api/v1/logs?limit=1").await.map(|_| ()) })

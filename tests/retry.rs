@@ -1010,16 +1010,8 @@ async fn a_successful_probe_closes_the_circuit_even_when_its_failure_was_resolve
     // Okta reported the integration failing, so "no user left to probe" keeps it open.
     let app = "0oaC";
     let o = Observation {
-        app_id: app.into(),
-        app_label: None,
-        user_id: String::new(),
-        user_login: None,
-        operation: Operation::Integration,
-        failed: true,
         reason: Some("Authentication failed".into()),
-        event_uuid: None,
-        published_ms: None,
-        source: Source::Log,
+        ..Observation::failure(app, "", Operation::Integration)
     };
     let now = h.ctx.now_ms();
     let integration = h

@@ -408,16 +408,11 @@ mod tests {
 
     fn log_failure(user: &str, op: Operation, published: i64) -> Observation {
         Observation {
-            app_id: "0oa1".into(),
             app_label: Some("Sales".into()),
-            user_id: user.into(),
-            user_login: None,
-            operation: op,
-            failed: true,
             reason: Some("remote down".into()),
             event_uuid: Some(format!("e{published}")),
             published_ms: Some(published),
-            source: Source::Log,
+            ..Observation::failure("0oa1", user, op)
         }
     }
 

@@ -409,16 +409,8 @@ mod tests {
         let s = Store::open_in_memory().unwrap();
         s.blocking(|c| {
             let o = Observation {
-                app_id: "0oa9".into(),
-                app_label: None,
-                user_id: String::new(),
-                user_login: None,
-                operation: Operation::Integration,
-                failed: true,
                 reason: Some("Authentication failed".into()),
-                event_uuid: None,
-                published_ms: None,
-                source: Source::Log,
+                ..Observation::failure("0oa9", "", Operation::Integration)
             };
             apply(c, &o, 0, "t")?;
             assert_eq!(

@@ -120,6 +120,25 @@ pub struct Observation {
     pub source: Source,
 }
 
+impl Observation {
+    /// A failure of `operation` for `user_id` (empty: the whole app) in `app_id`, seen in the
+    /// System Log, with nothing else known; set the rest with struct update syntax.
+    pub fn failure(app_id: &str, user_id: &str, operation: Operation) -> Observation {
+        Observation {
+            app_id: app_id.to_owned(),
+            app_label: None,
+            user_id: user_id.to_owned(),
+            user_login: None,
+            operation,
+            failed: true,
+            reason: None,
+            event_uuid: None,
+            published_ms: None,
+            source: Source::Log,
+        }
+    }
+}
+
 /// A failure row.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Failure {
