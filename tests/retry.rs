@@ -13,7 +13,7 @@ use okta_provwatch::retry::manual::{self, Options, Retried, Selector};
 use okta_provwatch::retry::worker::{self, Tuning};
 use okta_provwatch::store::failures::{self, Applied, Observation, Operation, Source, State};
 use okta_provwatch::store::retry as store_retry;
-use okta_sim::{Bucket, Downstream, OktaSim};
+use okta_sim::{Bucket, Downstream, Fault, FaultKind, OktaSim};
 use std::time::Duration;
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
@@ -1099,4 +1099,59 @@ async fn a_retry_never_outlives_its_claim() {
     let f = failure(&h.ctx, id);
     assert_eq!((f.state, f.attempts), (State::Open, 0));
     assert_eq!(claimed_by(&h.ctx, id), None);
+}
+
+/// While Okta itself fails (5xx), retries are deferred, never counted as attempts, and each
+/// deferral in a row waits twice as long, so a long Okta outage does not keep spending the
+/// org's shared rate limit on every failure at `initial_backoff`.
+#[tokio::test(start_paused = true)]
+async fn deferrals_back_off_further_while_okta_keeps_failing() {
+    let h = harness(|c| {
+        c.retry.initial_backoff = Duration::from_secs(20);
+        c.retry.max_backoff = Duration::from_secs(3600);
+    })
+    .await;
+    let (app, users) = failing_app(&h.sim, "Sales", &["dee@example.com"]);
+    let id = observe(
+        &h.ctx,
+        &app,
+        &users[0],
+        "dee@example.com",
+        Operation::Create,
+        DOWN,
+    );
+    h.sim.inject_fault(Fault {
+        bucket: Some(Bucket::Apps),
+        kind: FaultKind::ServerError(503),
+        times: 100_000,
+    });
+    let w = spawn_worker(&h.ctx, "w1");
+    let deferrals = || {
+        history(&h.ctx, id)
+            .into_iter()
+            .filter(|e| e.kind == "retry_deferred")
+            .map(|e| e.at)
+            .collect::<Vec<_>>()
+    };
+    wait_until("four deferrals", Duration::from_secs(3600), || {
+        deferrals().len() >= 4
+    })
+    .await;
+    stop(w).await;
+    let d = deferrals();
+    assert_eq!(
+        failure(&h.ctx, id).attempts,
+        0,
+        "deferrals are not attempts"
+    );
+    // 20 s, 40 s, 80 s apart (each -20 % jitter at worst), plus the time the client spends on
+    // its own backoff between 5xx answers.
+    for (i, min_gap) in [32_000, 64_000].into_iter().enumerate() {
+        let gap = d[i + 2] - d[i + 1];
+        assert!(
+            gap >= min_gap,
+            "gap {} is {gap} ms < {min_gap}: {d:?}",
+            i + 1
+        );
+    }
 }

@@ -240,10 +240,20 @@ pub async fn record(
                     }
                 }
                 Outcome::Deferred { detail, .. } => {
+                    // Okta itself is in trouble (429s, 5xx): back off further with each
+                    // deferral in a row, so a long outage does not cost the org's shared rate
+                    // limit a call per failure every `initial_backoff`.
+                    let deferred_lately: u32 = tx.query_row(
+                        "SELECT COUNT(*) FROM (SELECT kind FROM failure_history
+                           WHERE failure_id = ?1 ORDER BY id DESC LIMIT 12)
+                         WHERE kind = 'retry_deferred'",
+                        [id],
+                        |r| r.get(0),
+                    )?;
                     let next = now.saturating_add(ms(policy::backoff_jittered(
                         cfg.initial_backoff,
                         cfg.max_backoff,
-                        1,
+                        deferred_lately + 1,
                     )));
                     Finish::Requeue {
                         kind: "retry_deferred",
