@@ -291,6 +291,215 @@ async fn oauth_private_key_jwt_token_is_fetched_once_and_used_as_bearer() {
     ec.get_page("/api/v1/logs?limit=1").await.unwrap();
 }
 
+#[tokio::test]
+async fn oauth_dpop_required_client_switches_to_dpop_and_keeps_its_token() {
+    let sim = OktaSim::start().await.unwrap();
+    sim.register_oauth_client_dpop(
+        "0oaservice",
+        test_keys::RSA_PUBLIC_PEM,
+        &["okta.logs.read", "okta.apps.read"],
+    );
+    let app = sim.add_app("Slack");
+    let c = oauth(
+        &sim,
+        test_keys::RSA_PRIVATE_PEM,
+        &["okta.logs.read", "okta.apps.read"],
+    );
+    for _ in 0..3 {
+        c.get_page("/api/v1/logs?limit=1").await.unwrap();
+        c.get_app(&app).await.unwrap();
+    }
+    // Without a proof (invalid_dpop_proof), then without the nonce (use_dpop_nonce), then the
+    // DPoP token, kept for every later call.
+    assert_eq!(count(&sim, Bucket::OAuthToken, 400), 2);
+    assert_eq!(
+        count(&sim, Bucket::OAuthToken, 200),
+        1,
+        "the token is cached"
+    );
+    let api: Vec<_> = sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.bucket != Bucket::OAuthToken)
+        .collect();
+    assert_eq!(api.len(), 6);
+    assert!(api
+        .iter()
+        .all(|r| r.auth == okta_sim::AuthKind::Dpop && r.status == 200));
+
+    // A resource server that wants a nonce: one 401 use_dpop_nonce, then the call succeeds.
+    sim.require_dpop_resource_nonce(true);
+    c.get_page("/api/v1/logs?limit=1").await.unwrap();
+    c.get_app(&app).await.unwrap();
+    let last: Vec<u16> = sim
+        .requests()
+        .iter()
+        .rev()
+        .take(3)
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(last, vec![200, 200, 401]);
+    assert_eq!(count(&sim, Bucket::OAuthToken, 200), 1);
+
+    // Missing okta.apps.manage: still a typed error, not a DPoP failure.
+    let e = c
+        .update_app_user(&app, "00unope", &serde_json::json!({"profile": {}}))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, OktaError::Forbidden { .. }), "{e}");
+}
+
+/// A `private_key_jwt` client assertion for the sim's token endpoint, signed by the test key.
+fn client_assertion(sim: &OktaSim) -> String {
+    let now = sim.now().timestamp();
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+        &serde_json::json!({
+            "iss": "0oadpop", "sub": "0oadpop",
+            "aud": format!("{}/oauth2/v1/token", sim.base_url()),
+            "iat": now, "exp": now + 300, "jti": uuid::Uuid::new_v4().to_string(),
+        }),
+        &jsonwebtoken::EncodingKey::from_rsa_pem(test_keys::RSA_PRIVATE_PEM.as_bytes()).unwrap(),
+    )
+    .unwrap()
+}
+
+/// Swaps the proof's claims for others, keeping the header and signature.
+fn tamper(proof: &str, claims: serde_json::Value) -> String {
+    use base64::Engine;
+    let parts: Vec<&str> = proof.split('.').collect();
+    let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims.to_string());
+    format!("{}.{forged}.{}", parts[0], parts[2])
+}
+
+#[tokio::test]
+async fn the_sim_rejects_absent_tampered_or_foreign_dpop_proofs() {
+    use okta_provwatch::okta::dpop::{self, DpopKey};
+    let sim = OktaSim::start().await.unwrap();
+    sim.register_oauth_client_dpop("0oadpop", test_keys::RSA_PUBLIC_PEM, &["okta.logs.read"]);
+    let http = reqwest::Client::new();
+    let token_url: url::Url = format!("{}/oauth2/v1/token", sim.base_url())
+        .parse()
+        .unwrap();
+    let key = DpopKey::generate().unwrap();
+    let now = || sim.now().timestamp();
+    let token_req = |proof: Option<String>| {
+        let mut r = http.post(token_url.clone()).form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "okta.logs.read"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", &client_assertion(&sim)),
+        ]);
+        if let Some(p) = proof {
+            r = r.header("DPoP", p);
+        }
+        r.send()
+    };
+    let error_of = |v: &serde_json::Value| v["error"].as_str().unwrap_or("").to_owned();
+
+    // No proof at all.
+    let r = token_req(None).await.unwrap();
+    assert_eq!(r.status(), 400);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(error_of(&body), "invalid_dpop_proof");
+    assert_eq!(
+        body["error_description"],
+        "The DPoP proof JWT header is missing."
+    );
+
+    // A good proof without the nonce: asked for one.
+    let p = key.proof("POST", &token_url, now(), None, None).unwrap();
+    let r = token_req(Some(p)).await.unwrap();
+    assert_eq!(r.status(), 400);
+    let nonce = r.headers()["dpop-nonce"].to_str().unwrap().to_owned();
+    assert_eq!(error_of(&r.json().await.unwrap()), "use_dpop_nonce");
+
+    // Tampered claims, wrong method, stale iat: refused.
+    let p = key
+        .proof("POST", &token_url, now(), Some(&nonce), None)
+        .unwrap();
+    let forged = tamper(
+        &p,
+        serde_json::json!({"htm": "POST", "htu": token_url.as_str(), "iat": now(),
+            "jti": "forged", "nonce": nonce}),
+    );
+    let bad = [
+        forged,
+        key.proof("GET", &token_url, now(), Some(&nonce), None)
+            .unwrap(),
+        key.proof("POST", &token_url, now() - 3600, Some(&nonce), None)
+            .unwrap(),
+    ];
+    for p in bad {
+        let r = token_req(Some(p)).await.unwrap();
+        assert_eq!(r.status(), 400);
+        assert_eq!(error_of(&r.json().await.unwrap()), "invalid_dpop_proof");
+    }
+
+    // The good proof gets a DPoP token; the same proof again is a replay.
+    let r = token_req(Some(p.clone())).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["token_type"], "DPoP");
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    let r = token_req(Some(p)).await.unwrap();
+    assert_eq!(error_of(&r.json().await.unwrap()), "invalid_dpop_proof");
+
+    // Resource requests: only `DPoP <token>` with a fresh proof by the same key, with `ath`.
+    let logs: url::Url = format!("{}/api/v1/logs", sim.base_url()).parse().unwrap();
+    let call = |scheme: &str, proof: Option<String>| {
+        let mut r = http
+            .get(logs.clone())
+            .header("Authorization", format!("{scheme} {token}"));
+        if let Some(p) = proof {
+            r = r.header("DPoP", p);
+        }
+        r.send()
+    };
+    let other = DpopKey::generate().unwrap();
+    let good = key.proof("GET", &logs, now(), None, Some(&token)).unwrap();
+    let forged = tamper(
+        &good,
+        serde_json::json!({"htm": "GET", "htu": logs.as_str(), "iat": now(),
+            "jti": "forged2", "ath": dpop::ath(&token)}),
+    );
+    let refused = [
+        ("Bearer", None),
+        ("DPoP", None),
+        (
+            "DPoP",
+            Some(key.proof("GET", &logs, now(), None, None).unwrap()),
+        ),
+        (
+            "DPoP",
+            Some(
+                other
+                    .proof("GET", &logs, now(), None, Some(&token))
+                    .unwrap(),
+            ),
+        ),
+        ("DPoP", Some(forged)),
+    ];
+    for (scheme, proof) in refused {
+        let r = call(scheme, proof).await.unwrap();
+        assert_eq!(r.status(), 401, "{scheme}");
+        let www = r.headers()["www-authenticate"].to_str().unwrap();
+        assert!(
+            www.starts_with("DPoP ") && www.contains("error=\"invalid_dpop_proof\""),
+            "{www}"
+        );
+    }
+    let r = call("DPoP", Some(good)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        sim.requests().last().unwrap().auth,
+        okta_sim::AuthKind::Dpop
+    );
+}
+
 #[test]
 fn a_garbage_private_key_is_a_config_error() {
     let e = OktaClient::new(ClientOptions::new(

@@ -1,7 +1,9 @@
 //! Credentials for Okta's management API: an API token (`SSWS`), or an OAuth 2.0 service app
 //! using client credentials with a `private_key_jwt` client assertion, whose access token is
-//! cached until shortly before it expires.
+//! cached until shortly before it expires. Service apps that require DPoP get DPoP-bound
+//! tokens instead of Bearer ones (see [`super::dpop`]).
 
+use super::dpop::DpopState;
 use crate::clock::Clock;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use secrecy::{ExposeSecret, SecretString};
@@ -46,6 +48,9 @@ pub(crate) struct OAuthSigner {
     pub scopes: Vec<String>,
     /// Held across a refresh so concurrent requests share one token call.
     pub cached: Mutex<Option<(SecretString, Instant)>>,
+    /// Whether the service app requires DPoP (learnt from the token endpoint), and the last
+    /// nonces the servers sent.
+    pub dpop: std::sync::Mutex<DpopState>,
 }
 
 impl OAuthSigner {
@@ -71,6 +76,7 @@ impl OAuthSigner {
             key_id,
             scopes,
             cached: Mutex::new(None),
+            dpop: std::sync::Mutex::new(DpopState::default()),
         })
     }
 

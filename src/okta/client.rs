@@ -4,6 +4,7 @@
 //! and fails with a typed [`OktaError`] otherwise. Pagination follows `Link: rel="next"`.
 
 use super::auth::{Credentials, OAuthErrorBody, OAuthSigner, TokenResponse};
+use super::dpop::{self, DpopKey, DpopState};
 use super::error::{OktaError, OktaErrorBody};
 use super::ratelimit::{Bucket, RateBudget, RateHeaders};
 use super::types::{AppUser, Application, ProvisioningFeature};
@@ -206,36 +207,69 @@ impl OktaClient {
         Ok(url)
     }
 
-    async fn auth_header(&self) -> Result<HeaderValue, OktaError> {
-        let value = match &self.inner.auth {
-            Auth::Ssws(t) => format!("SSWS {}", t.expose_secret()),
-            Auth::OAuth(signer) => {
-                let mut slot = signer.cached.lock().await;
-                if let Some((tok, exp)) = slot.as_ref() {
-                    if Instant::now() < *exp {
-                        let mut v =
-                            HeaderValue::from_str(&format!("Bearer {}", tok.expose_secret()))
-                                .map_err(|_| {
-                                    OktaError::Config("access token is not a header value".into())
-                                })?;
-                        v.set_sensitive(true);
-                        return Ok(v);
-                    }
+    /// The `Authorization` header for a request, and its `DPoP` proof when the service app
+    /// requires DPoP.
+    async fn auth_headers(
+        &self,
+        method: &Method,
+        url: &Url,
+    ) -> Result<(HeaderValue, Option<HeaderValue>), OktaError> {
+        let signer = match &self.inner.auth {
+            Auth::Ssws(t) => {
+                let mut v = HeaderValue::from_str(&format!("SSWS {}", t.expose_secret())).map_err(
+                    |_| {
+                        OktaError::Config(
+                            "the API token has characters not allowed in a header".into(),
+                        )
+                    },
+                )?;
+                v.set_sensitive(true);
+                return Ok((v, None));
+            }
+            Auth::OAuth(signer) => signer,
+        };
+        let tok = {
+            let mut slot = signer.cached.lock().await;
+            match slot.as_ref() {
+                Some((tok, exp)) if Instant::now() < *exp => tok.clone(),
+                _ => {
+                    let (tok, ttl) = self.fetch_token(signer).await?;
+                    OAuthSigner::remember(&mut slot, tok.clone(), ttl);
+                    tok
                 }
-                let (tok, ttl) = self.fetch_token(signer).await?;
-                let v = format!("Bearer {}", tok.expose_secret());
-                OAuthSigner::remember(&mut slot, tok, ttl);
-                v
             }
         };
-        let mut v = HeaderValue::from_str(&value).map_err(|_| {
-            OktaError::Config("the API token has characters not allowed in a header".into())
-        })?;
+        let (enabled, nonce) = {
+            let d = dpop_state(signer);
+            (d.enabled, d.resource_nonce.clone())
+        };
+        let scheme = if enabled { "DPoP" } else { "Bearer" };
+        let mut v = HeaderValue::from_str(&format!("{scheme} {}", tok.expose_secret()))
+            .map_err(|_| OktaError::Config("access token is not a header value".into()))?;
         v.set_sensitive(true);
-        Ok(v)
+        if !enabled {
+            return Ok((v, None));
+        }
+        let proof = DpopKey::process()
+            .and_then(|k| {
+                k.proof(
+                    method.as_str(),
+                    url,
+                    self.inner.opts.clock.now().timestamp(),
+                    nonce.as_deref(),
+                    Some(tok.expose_secret()),
+                )
+            })
+            .map_err(|e| OktaError::Config(format!("DPoP proof: {e}")))?;
+        let mut p = HeaderValue::from_str(&proof)
+            .map_err(|_| OktaError::Config("DPoP proof is not a header value".into()))?;
+        p.set_sensitive(true);
+        Ok((v, Some(p)))
     }
 
-    /// Client credentials grant with a `private_key_jwt` assertion.
+    /// Client credentials grant with a `private_key_jwt` assertion. A service app that requires
+    /// DPoP answers `invalid_dpop_proof` to a request without a proof: the client then switches
+    /// to DPoP for good, and retries once more when the server asks for a nonce.
     async fn fetch_token(
         &self,
         signer: &OAuthSigner,
@@ -243,6 +277,8 @@ impl OktaClient {
         let url = self.resolve("/oauth2/v1/token")?;
         let aud = url.as_str().to_owned();
         let mut attempt = 0u32;
+        let mut switched = false;
+        let mut nonce_retried = false;
         loop {
             attempt += 1;
             let assertion = signer
@@ -258,15 +294,41 @@ impl OktaClient {
                 ),
                 ("client_assertion", assertion.as_str()),
             ];
-            let req = self
+            let mut req = self
                 .inner
                 .http
                 .post(url.clone())
                 .header("Accept", "application/json")
                 .form(&form);
+            let (dpop_on, nonce) = {
+                let d = dpop_state(signer);
+                (d.enabled, d.token_nonce.clone())
+            };
+            if dpop_on {
+                let proof = DpopKey::process()
+                    .and_then(|k| {
+                        k.proof(
+                            "POST",
+                            &url,
+                            self.inner.opts.clock.now().timestamp(),
+                            nonce.as_deref(),
+                            None,
+                        )
+                    })
+                    .map_err(|e| OktaError::Config(format!("DPoP proof: {e}")))?;
+                let mut p = HeaderValue::from_str(&proof)
+                    .map_err(|_| OktaError::Config("DPoP proof is not a header value".into()))?;
+                p.set_sensitive(true);
+                req = req.header("DPoP", p);
+            }
             let out = self
                 .send_once(Bucket::OAuthToken, "/oauth2/v1/token", req)
                 .await;
+            if let Ok((_, headers, _)) = &out {
+                if let Some(n) = dpop::nonce(headers).filter(|_| dpop_on) {
+                    dpop_state(signer).token_nonce = Some(n);
+                }
+            }
             match out {
                 Ok((status, _, body)) if status.is_success() => {
                     let t: TokenResponse =
@@ -274,22 +336,45 @@ impl OktaClient {
                             path: "/oauth2/v1/token".into(),
                             detail: e.to_string(),
                         })?;
+                    let expected = if dpop_on { "DPoP" } else { "Bearer" };
                     if t.token_type
                         .as_deref()
-                        .is_some_and(|tt| !tt.eq_ignore_ascii_case("bearer"))
+                        .is_some_and(|tt| !tt.eq_ignore_ascii_case(expected))
                     {
                         return Err(OktaError::Config(format!(
-                            "token endpoint issued a {:?} token; only Bearer is supported (is DPoP required for this service app?)",
+                            "token endpoint issued a {:?} token; expected {expected}",
                             t.token_type.unwrap_or_default()
                         )));
                     }
                     let ttl = Duration::from_secs(t.expires_in.unwrap_or(3600).clamp(60, 86_400));
                     return Ok((SecretString::from(t.access_token), ttl));
                 }
-                Ok((status, _, body)) => {
-                    let detail = serde_json::from_slice::<OAuthErrorBody>(&body)
+                Ok((status, headers, body)) => {
+                    let err = serde_json::from_slice::<OAuthErrorBody>(&body).ok();
+                    let code = err.as_ref().map(|e| e.error.as_str()).unwrap_or("");
+                    if status == StatusCode::BAD_REQUEST {
+                        if code == "invalid_dpop_proof" && !dpop_on && !switched {
+                            // The service app requires DPoP: from now on, every token request
+                            // carries a proof and every token is DPoP-bound.
+                            tracing::info!("the OAuth service app requires DPoP; switching to DPoP-bound tokens");
+                            dpop_state(signer).enabled = true;
+                            switched = true;
+                            attempt -= 1;
+                            continue;
+                        }
+                        if code == "use_dpop_nonce"
+                            && dpop_on
+                            && !nonce_retried
+                            && dpop::nonce(&headers).is_some()
+                        {
+                            nonce_retried = true;
+                            attempt -= 1;
+                            continue;
+                        }
+                    }
+                    let detail = err
                         .map(|e| format!("{}: {}", e.error, e.error_description))
-                        .unwrap_or_else(|_| format!("HTTP {status}"));
+                        .unwrap_or_else(|| format!("HTTP {status}"));
                     match self.classify(status, attempt) {
                         Some(wait) => {
                             tokio::time::sleep(wait).await;
@@ -459,21 +544,44 @@ impl OktaClient {
         let path = url.path().to_owned();
         let mut attempt = 0u32;
         let mut reauthed = false;
+        let mut nonce_retried = false;
         loop {
             attempt += 1;
-            let auth = self.auth_header().await?;
+            let (auth, proof) = self.auth_headers(&method, &url).await?;
             let mut req = self
                 .inner
                 .http
                 .request(method.clone(), url.clone())
                 .header(AUTHORIZATION, auth)
                 .header("Accept", "application/json");
+            if let Some(p) = proof.as_ref() {
+                req = req.header("DPoP", p.clone());
+            }
             if let Some(b) = body {
                 req = req.json(b);
             }
-            match self.send_once(bucket, &path, req).await {
+            let out = self.send_once(bucket, &path, req).await;
+            if let (Ok((_, headers, _)), Auth::OAuth(signer), Some(_)) =
+                (&out, &self.inner.auth, &proof)
+            {
+                if let Some(n) = dpop::nonce(headers) {
+                    dpop_state(signer).resource_nonce = Some(n);
+                }
+            }
+            match out {
                 Ok((status, headers, body)) if status.is_success() => return Ok((headers, body)),
-                Ok((status, _, rbody)) => {
+                Ok((status, headers, rbody)) => {
+                    if status == StatusCode::UNAUTHORIZED
+                        && proof.is_some()
+                        && !nonce_retried
+                        && dpop::asks_for_nonce(&headers)
+                        && dpop::nonce(&headers).is_some()
+                    {
+                        // The resource server wants a fresh nonce in the proof (kept above).
+                        nonce_retried = true;
+                        attempt -= 1;
+                        continue;
+                    }
                     if status == StatusCode::UNAUTHORIZED && !reauthed {
                         if let Auth::OAuth(signer) = &self.inner.auth {
                             // The access token may have been revoked early: fetch one more.
@@ -586,6 +694,10 @@ impl OktaClient {
         let (_, b) = self.request(Method::POST, &path, Some(body)).await?;
         parse_body(&path, &b)
     }
+}
+
+fn dpop_state(signer: &OAuthSigner) -> std::sync::MutexGuard<'_, DpopState> {
+    signer.dpop.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Gives back an unknown bucket's probe when a request ends without an answer.

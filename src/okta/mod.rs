@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod dpop;
 pub mod error;
 pub mod ratelimit;
 pub mod types;

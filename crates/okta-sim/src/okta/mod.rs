@@ -162,6 +162,9 @@ pub enum AuthKind {
     Ssws,
     /// `Bearer <access token>` that matched (possibly lacking a scope).
     Bearer,
+    /// `DPoP <access token>` with a valid DPoP proof for a token bound to the proof's key
+    /// (possibly lacking a scope).
+    Dpop,
     /// A token request (`/oauth2/v1/token`), authenticated by its client assertion.
     ClientAssertion,
     /// An `Authorization` header that did not match anything valid (or an expired token).
@@ -429,6 +432,30 @@ impl OktaSim {
             .lock()
             .oauth
             .register(client_id, public_key_pem, scopes);
+    }
+
+    /// Like [`Self::register_oauth_client`], for a service app with "Require Demonstrating
+    /// Proof of Possession (DPoP) header in token requests": token requests need a `DPoP` proof
+    /// carrying the server's nonce, and the tokens issued are `DPoP` tokens bound to the proof
+    /// key, accepted only as `Authorization: DPoP` with a proof (with `ath`) by the same key.
+    pub fn register_oauth_client_dpop(
+        &self,
+        client_id: &str,
+        public_key_pem: &str,
+        scopes: &[&str],
+    ) {
+        self.inner
+            .lock()
+            .oauth
+            .register_with(client_id, public_key_pem, scopes, true);
+    }
+
+    /// Makes the API routes demand the resource server's nonce in DPoP proofs (401
+    /// `use_dpop_nonce` with a `DPoP-Nonce` header otherwise); a new nonce each time it is set.
+    pub fn require_dpop_resource_nonce(&self, on: bool) {
+        let mut st = self.inner.lock();
+        st.oauth.resource_nonce_required = on;
+        st.oauth.resource_nonce = None;
     }
 
     pub fn stats(&self) -> SimStats {

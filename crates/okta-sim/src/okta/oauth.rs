@@ -1,5 +1,7 @@
 //! `POST /oauth2/v1/token`: client credentials with `private_key_jwt` client assertions, and the
-//! access tokens it issues (checked by the API routes as `Authorization: Bearer`).
+//! access tokens it issues (checked by the API routes as `Authorization: Bearer`). Clients
+//! registered as requiring DPoP (RFC 9449) must send a `DPoP` proof (with a server nonce) and
+//! get `DPoP` tokens bound to the proof key's thumbprint, checked with `Authorization: DPoP`.
 //!
 //! `jsonwebtoken` only checks the signature here: time claims are checked by hand against the
 //! simulator's clock, because the library reads the system clock, which a paused test clock
@@ -23,6 +25,7 @@ pub(crate) struct OAuthClient {
     rsa: bool,
     scopes: HashSet<String>,
     used_jti: HashSet<String>,
+    dpop: bool,
 }
 
 impl std::fmt::Debug for OAuthClient {
@@ -30,6 +33,7 @@ impl std::fmt::Debug for OAuthClient {
         f.debug_struct("OAuthClient")
             .field("rsa", &self.rsa)
             .field("scopes", &self.scopes)
+            .field("dpop", &self.dpop)
             .finish_non_exhaustive()
     }
 }
@@ -38,16 +42,35 @@ impl std::fmt::Debug for OAuthClient {
 pub(crate) struct IssuedToken {
     pub scopes: HashSet<String>,
     pub expires: DateTime<Utc>,
+    /// RFC 7638 thumbprint of the DPoP key the token is bound to (`None`: a Bearer token).
+    pub jkt: Option<String>,
 }
 
 #[derive(Debug, Default)]
 pub(crate) struct OAuthState {
     pub clients: HashMap<String, OAuthClient>,
     pub tokens: HashMap<String, IssuedToken>,
+    /// The token endpoint's current DPoP nonce (issued on first demand).
+    pub dpop_nonce: Option<String>,
+    /// `jti`s of accepted DPoP proofs (token endpoint and resources alike).
+    pub dpop_jti: HashSet<String>,
+    /// Whether the API routes demand a nonce in DPoP proofs, and the current one.
+    pub resource_nonce_required: bool,
+    pub resource_nonce: Option<String>,
 }
 
 impl OAuthState {
     pub(crate) fn register(&mut self, client_id: &str, public_key_pem: &str, scopes: &[&str]) {
+        self.register_with(client_id, public_key_pem, scopes, false);
+    }
+
+    pub(crate) fn register_with(
+        &mut self,
+        client_id: &str,
+        public_key_pem: &str,
+        scopes: &[&str],
+        dpop: bool,
+    ) {
         let (key, rsa) = match DecodingKey::from_rsa_pem(public_key_pem.as_bytes()) {
             Ok(k) => (k, true),
             Err(_) => match DecodingKey::from_ec_pem(public_key_pem.as_bytes()) {
@@ -64,12 +87,20 @@ impl OAuthState {
                 rsa,
                 scopes: scopes.iter().map(|s| s.to_string()).collect(),
                 used_jti: HashSet::new(),
+                dpop,
             },
         );
     }
 
-    /// Handles a token request body (form-encoded). `token_url` is the expected `aud`.
-    pub(crate) fn token(&mut self, body: &[u8], token_url: &str, now: DateTime<Utc>) -> Reply {
+    /// Handles a token request body (form-encoded). `token_url` is the expected `aud` (and the
+    /// `htu` of a DPoP proof, sent in `dpop`).
+    pub(crate) fn token(
+        &mut self,
+        body: &[u8],
+        token_url: &str,
+        dpop: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Reply {
         let form: HashMap<String, String> =
             url::form_urlencoded::parse(body).into_owned().collect();
         let get = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
@@ -172,6 +203,35 @@ impl OAuthState {
         if !client.used_jti.insert(jti.to_string()) {
             return invalid("The client_assertion token has already been used.");
         }
+        let mut jkt = None;
+        if client.dpop {
+            let Some(proof) = dpop else {
+                return oauth_error(
+                    400,
+                    "invalid_dpop_proof",
+                    "The DPoP proof JWT header is missing.",
+                );
+            };
+            let nonce = self
+                .dpop_nonce
+                .get_or_insert_with(|| random_alnum(32))
+                .clone();
+            match verify_proof(proof, "POST", token_url, now, &self.dpop_jti) {
+                Err(d) => return oauth_error(400, "invalid_dpop_proof", &d),
+                Ok(p) if p.nonce.as_deref() != Some(nonce.as_str()) => {
+                    return oauth_error(
+                        400,
+                        "use_dpop_nonce",
+                        "Authorization server requires nonce in DPoP proof.",
+                    )
+                    .with_header("DPoP-Nonce", nonce);
+                }
+                Ok(p) => {
+                    self.dpop_jti.insert(p.jti);
+                    jkt = Some(p.jkt);
+                }
+            }
+        }
         let requested: Vec<&str> = get("scope").split_whitespace().collect();
         if requested.is_empty() {
             return oauth_error(
@@ -198,13 +258,137 @@ impl OAuthState {
             IssuedToken {
                 scopes: requested.iter().map(|s| s.to_string()).collect(),
                 expires: now + chrono::Duration::seconds(TOKEN_TTL_SECS),
+                jkt: jkt.clone(),
             },
         );
         Reply::ok(json!({
-            "token_type": "Bearer",
+            "token_type": if jkt.is_some() { "DPoP" } else { "Bearer" },
             "expires_in": TOKEN_TTL_SECS,
             "access_token": token,
             "scope": requested.join(" "),
         }))
+    }
+}
+
+/// A DPoP proof that passed [`verify_proof`].
+pub(crate) struct Proof {
+    pub jkt: String,
+    pub jti: String,
+    pub nonce: Option<String>,
+    pub ath: Option<String>,
+}
+
+/// Checks a DPoP proof (RFC 9449, section 4.3) for a request `htm` `htu` at `now`: `typ`,
+/// `alg` ES256, the signature with the embedded P-256 `jwk`, `htm`/`htu`, `iat` within five
+/// minutes, and a `jti` not seen before (recorded by the caller once the request is accepted).
+/// The nonce and `ath` are the caller's to check.
+pub(crate) fn verify_proof(
+    proof: &str,
+    htm: &str,
+    htu: &str,
+    now: DateTime<Utc>,
+    seen_jti: &HashSet<String>,
+) -> Result<Proof, String> {
+    use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve};
+    let bad = |d: &str| Err(format!("The DPoP proof JWT is invalid: {d}"));
+    let Ok(header) = jsonwebtoken::decode_header(proof) else {
+        return bad("not a JWT.");
+    };
+    if header.typ.as_deref() != Some("dpop+jwt") {
+        return bad("'typ' must be 'dpop+jwt'.");
+    }
+    if header.alg != Algorithm::ES256 {
+        return bad("unsupported 'alg'.");
+    }
+    let Some(jwk) = header.jwk else {
+        return bad("no 'jwk' header.");
+    };
+    let AlgorithmParameters::EllipticCurve(ec) = &jwk.algorithm else {
+        return bad("'jwk' is not an EC key.");
+    };
+    if ec.curve != EllipticCurve::P256 {
+        return bad("'jwk' is not a P-256 key.");
+    }
+    let Ok(key) = DecodingKey::from_ec_components(&ec.x, &ec.y) else {
+        return bad("'jwk' is not a valid key.");
+    };
+    let mut v = Validation::new(Algorithm::ES256);
+    v.validate_exp = false;
+    v.validate_nbf = false;
+    v.validate_aud = false;
+    v.required_spec_claims = HashSet::new();
+    let Ok(data) = jsonwebtoken::decode::<Value>(proof, &key, &v) else {
+        return bad("the signature does not verify with its 'jwk'.");
+    };
+    let c = data.claims;
+    let s = |k: &str| c.get(k).and_then(Value::as_str);
+    if s("htm") != Some(htm) {
+        return bad("'htm' does not match the request method.");
+    }
+    if s("htu") != Some(htu) {
+        return bad("'htu' does not match the request URL.");
+    }
+    let Some(iat) = c.get("iat").and_then(Value::as_i64) else {
+        return bad("no 'iat' claim.");
+    };
+    if (iat - now.timestamp()).abs() > 300 {
+        return bad("'iat' is too far from the current time.");
+    }
+    let jti = s("jti").unwrap_or("");
+    if jti.is_empty() {
+        return bad("no 'jti' claim.");
+    }
+    if seen_jti.contains(jti) {
+        return bad("'jti' has already been used.");
+    }
+    let canonical = format!(
+        r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
+        ec.x, ec.y
+    );
+    Ok(Proof {
+        jkt: sha256_b64url(canonical.as_bytes()),
+        jti: jti.to_string(),
+        nonce: s("nonce").map(str::to_string),
+        ath: s("ath").map(str::to_string),
+    })
+}
+
+/// base64url (no padding) SHA-256, for `jkt` and `ath`.
+pub(crate) fn sha256_b64url(data: &[u8]) -> String {
+    b64url(ring::digest::digest(&ring::digest::SHA256, data).as_ref())
+}
+
+fn b64url(data: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha256_and_base64url() {
+        assert_eq!(
+            sha256_b64url(b""),
+            "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU"
+        );
+        assert_eq!(
+            sha256_b64url(b"abc"),
+            "ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0"
+        );
+        // 56 bytes: padding spills into a second block.
+        assert_eq!(
+            sha256_b64url(b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
+            "JI1qYdIGOLjlwCaTDD5gOaM85Flk_yFn9uzt1BnbBsE"
+        );
+        // RFC 9449, section 7.1: the `ath` of its example token.
+        assert_eq!(
+            sha256_b64url(b"Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU"),
+            "fUHyO2r2Z3DZ53EsNrWBb0xWXoaNy59IiKCAqksmQEo"
+        );
+        assert_eq!(b64url(b"f"), "Zg");
+        assert_eq!(b64url(b"fo"), "Zm8");
+        assert_eq!(b64url(b"foo"), "Zm9v");
     }
 }

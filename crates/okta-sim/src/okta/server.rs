@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use super::clock::{http_date, okta_time};
 use super::errors::{self, Reply};
 use super::filter;
+use super::oauth::{sha256_b64url, verify_proof};
 use super::org::{Op, Org, Txn};
 use super::{AuthKind, Bucket, FaultKind, Inner, RequestRecord, State, Window};
 
@@ -62,6 +63,12 @@ async fn handle(AxState(inner): AxState<Arc<Inner>>, req: Request) -> Response {
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let dpop_header = req
+        .headers()
+        .get("dpop")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let dpop = dpop_header.as_deref();
 
     let n = inner.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     let _guard = InFlight(&inner);
@@ -76,7 +83,7 @@ async fn handle(AxState(inner): AxState<Arc<Inner>>, req: Request) -> Response {
         auth = classify_auth(&inner, auth_header.as_deref(), &path);
         errors::rate_limited()
     } else {
-        match authenticate(&inner, auth_header.as_deref(), &path, &method) {
+        match authenticate(&inner, auth_header.as_deref(), dpop, &path, &method) {
             Err((kind, reply)) => {
                 auth = kind;
                 reply
@@ -89,14 +96,14 @@ async fn handle(AxState(inner): AxState<Arc<Inner>>, req: Request) -> Response {
                     Some(FaultKind::Unauthorized) => errors::invalid_token(),
                     Some(FaultKind::Slow(d)) => {
                         tokio::time::sleep(d).await;
-                        route(&inner, &method, &path, &query, &body)
+                        route(&inner, &method, &path, &query, &body, dpop)
                     }
                     Some(FaultKind::MalformedJson) => {
                         malformed = true;
-                        route(&inner, &method, &path, &query, &body)
+                        route(&inner, &method, &path, &query, &body, dpop)
                     }
                     Some(FaultKind::LogNextLoop) => {
-                        let mut r = route(&inner, &method, &path, &query, &body);
+                        let mut r = route(&inner, &method, &path, &query, &body, dpop);
                         let self_url = format!("{}{}", inner.base, path_q);
                         for (name, value) in r.headers.iter_mut() {
                             if name == "Link" && value.ends_with("rel=\"next\"") {
@@ -106,11 +113,11 @@ async fn handle(AxState(inner): AxState<Arc<Inner>>, req: Request) -> Response {
                         r
                     }
                     Some(FaultKind::MissingFields) => {
-                        let mut r = route(&inner, &method, &path, &query, &body);
+                        let mut r = route(&inner, &method, &path, &query, &body, dpop);
                         strip_required(&mut r.body);
                         r
                     }
-                    None => route(&inner, &method, &path, &query, &body),
+                    None => route(&inner, &method, &path, &query, &body, dpop),
                 }
             }
         }
@@ -243,6 +250,15 @@ fn classify_auth(inner: &Inner, header: Option<&str>, path: &str) -> AuthKind {
                 {
                     return AuthKind::Bearer;
                 }
+            } else if let Some(t) = h.strip_prefix("DPoP ") {
+                if st
+                    .oauth
+                    .tokens
+                    .get(t.trim())
+                    .is_some_and(|tok| tok.expires > now && tok.jkt.is_some())
+                {
+                    return AuthKind::Dpop;
+                }
             }
             AuthKind::Invalid
         }
@@ -261,9 +277,21 @@ fn required_scopes(method: &Method, path: &str) -> &'static [&'static str] {
     }
 }
 
+/// 401 for a DPoP-bound token presented without a valid proof (RFC 9449, section 7.1).
+fn dpop_refused(error: &str, description: &str) -> Reply {
+    errors::invalid_token().with_header(
+        "WWW-Authenticate",
+        format!(
+            "DPoP algs=\"ES256\", error=\"{error}\", error_description=\"{}\"",
+            description.replace('"', "'")
+        ),
+    )
+}
+
 fn authenticate(
     inner: &Inner,
     header: Option<&str>,
+    dpop: Option<&str>,
     path: &str,
     method: &Method,
 ) -> Result<AuthKind, (AuthKind, Reply)> {
@@ -271,7 +299,7 @@ fn authenticate(
         return Ok(classify_auth(inner, header, path));
     }
     let now = inner.clock.now();
-    let st = inner.lock();
+    let mut st = inner.lock();
     let Some(h) = header else {
         return Err((AuthKind::None, errors::invalid_token()));
     };
@@ -279,8 +307,66 @@ fn authenticate(
         if t.trim() == st.api_token {
             return Ok(AuthKind::Ssws);
         }
+    } else if let Some(t) = h.strip_prefix("DPoP ") {
+        let t = t.trim();
+        let refuse = |d: &str| Err((AuthKind::Invalid, dpop_refused("invalid_dpop_proof", d)));
+        let Some(tok) = st.oauth.tokens.get(t).cloned() else {
+            return Err((AuthKind::Invalid, errors::invalid_token()));
+        };
+        let Some(jkt) = tok.jkt.as_deref().filter(|_| tok.expires > now) else {
+            return Err((AuthKind::Invalid, errors::invalid_token()));
+        };
+        let Some(proof) = dpop else {
+            return refuse("The DPoP proof JWT header is missing.");
+        };
+        let htu = format!("{}{}", inner.base, path);
+        let p = match verify_proof(proof, method.as_str(), &htu, now, &st.oauth.dpop_jti) {
+            Ok(p) => p,
+            Err(d) => return refuse(&d),
+        };
+        if p.jkt != jkt {
+            return refuse("The DPoP proof key is not the key the access token is bound to.");
+        }
+        if p.ath.as_deref() != Some(sha256_b64url(t.as_bytes()).as_str()) {
+            return refuse("The DPoP proof 'ath' does not match the access token.");
+        }
+        if st.oauth.resource_nonce_required {
+            let nonce = st
+                .oauth
+                .resource_nonce
+                .get_or_insert_with(|| super::ids::random_alnum(32))
+                .clone();
+            if p.nonce.as_deref() != Some(nonce.as_str()) {
+                return Err((
+                    AuthKind::Invalid,
+                    dpop_refused(
+                        "use_dpop_nonce",
+                        "Resource server requires nonce in DPoP proof.",
+                    )
+                    .with_header("DPoP-Nonce", nonce),
+                ));
+            }
+        }
+        st.oauth.dpop_jti.insert(p.jti);
+        let need = required_scopes(method, path);
+        if need.is_empty() || need.iter().any(|s| tok.scopes.contains(*s)) {
+            return Ok(AuthKind::Dpop);
+        }
+        return Err((
+            AuthKind::Dpop,
+            errors::forbidden_scope(need[0], &inner.base, path),
+        ));
     } else if let Some(t) = h.strip_prefix("Bearer ") {
         if let Some(tok) = st.oauth.tokens.get(t.trim()) {
+            if tok.jkt.is_some() {
+                return Err((
+                    AuthKind::Invalid,
+                    dpop_refused(
+                        "invalid_dpop_proof",
+                        "A DPoP-bound access token must be presented with the DPoP scheme and a proof.",
+                    ),
+                ));
+            }
             if tok.expires > now {
                 let need = required_scopes(method, path);
                 if need.is_empty() || need.iter().any(|s| tok.scopes.contains(*s)) {
@@ -353,7 +439,14 @@ fn strip_required(body: &mut Value) {
     }
 }
 
-fn route(inner: &Inner, method: &Method, path: &str, query: &str, body: &[u8]) -> Reply {
+fn route(
+    inner: &Inner,
+    method: &Method,
+    path: &str,
+    query: &str,
+    body: &[u8],
+    dpop: Option<&str>,
+) -> Reply {
     let params: Params = url::form_urlencoded::parse(query.as_bytes())
         .into_owned()
         .collect();
@@ -372,7 +465,7 @@ fn route(inner: &Inner, method: &Method, path: &str, query: &str, body: &[u8]) -
     match segs.as_slice() {
         ["oauth2", "v1", "token"] if post => {
             let url = format!("{}/oauth2/v1/token", inner.base);
-            st.oauth.token(body, &url, now)
+            st.oauth.token(body, &url, dpop, now)
         }
         ["oauth2", "v1", "token"] => not_allowed(),
         ["api", "v1", "logs"] if get => list_logs(&st, &params, &inner.base, now),
