@@ -88,14 +88,10 @@ pub fn evaluate(
             out.resolved.push(GROUP_KEY.to_string());
             g.last_sent_at = Some(now);
         }
-        g.firing = false;
-        g.fingerprint = None;
+        g.close_episode();
         g.pending_since = None;
     }
-    if g != before {
-        alerts::put_group(c, &g)?;
-    }
-    Ok(())
+    super::policy::save_if_changed(c, &g, &before)
 }
 
 fn firing_message(h: &HealthState, since: i64, now: i64) -> AlertMessage {

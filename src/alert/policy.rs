@@ -214,15 +214,10 @@ fn evaluate_app(
         }
         if set.is_empty() && g.firing {
             // Cleared while muted: nobody hears "resolved" for a silenced app.
-            g.firing = false;
-            g.fingerprint = None;
-            g.sent_failures.clear();
+            g.close_episode();
         }
         g.pending_since = None;
-        if g != before {
-            alerts::put_group(tx, &g)?;
-        }
-        return Ok(());
+        return save_if_changed(tx, &g, &before);
     }
 
     if set.is_empty() {
@@ -238,15 +233,10 @@ fn evaluate_app(
                 out.resolved.push(g.group_key.clone());
                 g.last_sent_at = Some(now);
             }
-            g.firing = false;
-            g.fingerprint = None;
-            g.sent_failures.clear();
+            g.close_episode();
         }
         g.pending_since = None;
-        if g != before {
-            alerts::put_group(tx, &g)?;
-        }
-        return Ok(());
+        return save_if_changed(tx, &g, &before);
     }
 
     let fp = fingerprint(&set);
@@ -295,8 +285,17 @@ fn evaluate_app(
         g.pending_since = None;
         g.last_sent_at = Some(now);
     }
+    save_if_changed(tx, &g, &before)
+}
+
+/// Writes the group back only when the evaluation changed it.
+pub(crate) fn save_if_changed(
+    tx: &Connection,
+    g: &AlertGroup,
+    before: &AlertGroup,
+) -> Result<(), StoreError> {
     if g != before {
-        alerts::put_group(tx, &g)?;
+        alerts::put_group(tx, g)?;
     }
     Ok(())
 }

@@ -27,6 +27,15 @@ pub struct AlertGroup {
     pub last_sent_at: Option<i64>,
 }
 
+impl AlertGroup {
+    /// Ends the group's episode: nothing of it is firing any more.
+    pub fn close_episode(&mut self) {
+        self.firing = false;
+        self.fingerprint = None;
+        self.sent_failures.clear();
+    }
+}
+
 fn group_from_row(r: &Row<'_>) -> rusqlite::Result<AlertGroup> {
     let sent: Option<String> = r.get(4)?;
     Ok(AlertGroup {

@@ -71,6 +71,9 @@ async fn concurrency_429_reports_the_concurrent_limit_not_the_bucket() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["errorCode"], "E0000047");
     assert_eq!(slow.await.unwrap(), 200);
+    let st = sim.stats();
+    assert_eq!(st.max_in_flight, 2);
+    assert_eq!(st.rate_limited, 1);
 
     // Back under the concurrent limit, the headers report the Logs bucket again, whose quota
     // the refused request did not use.

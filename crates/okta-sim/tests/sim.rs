@@ -534,29 +534,6 @@ async fn rate_limit_headers_429_and_window_reset() {
     assert!(recs.last().unwrap().at >= recs[0].at + chrono::Duration::seconds(60));
 }
 
-#[tokio::test]
-async fn concurrency_limit_and_slow_fault() {
-    let sim = OktaSim::start().await.unwrap();
-    let c = client();
-    sim.set_concurrency_limit(1);
-    sim.inject_fault(Fault {
-        bucket: Some(Bucket::Apps),
-        kind: FaultKind::Slow(Duration::from_millis(400)),
-        times: 1,
-    });
-    let s2 = sim.clone();
-    let c2 = c.clone();
-    let slow = tokio::spawn(async move { get(&s2, &c2, "/api/v1/apps").await.status });
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let r = get(&sim, &c, "/api/v1/users/00unknown").await;
-    assert_eq!(r.status, 429);
-    assert_eq!(r.json()["errorCode"], "E0000047");
-    assert_eq!(slow.await.unwrap(), 200);
-    let st = sim.stats();
-    assert_eq!(st.max_in_flight, 2);
-    assert_eq!(st.rate_limited, 1);
-}
-
 // ---- faults ----------------------------------------------------------------------------------
 
 #[tokio::test]

@@ -830,17 +830,7 @@ fn list_apps(org: &Org, p: &Params) -> Reply {
         }
         items.push(v);
     }
-    let last = items
-        .last()
-        .and_then(|v| v.get("id"))
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    let links = page_links(
-        &format!("{}/api/v1/apps", org.base),
-        p,
-        if more { last.as_deref() } else { None },
-    );
-    with_links(Reply::ok(Value::Array(items)), links)
+    id_cursor_page(&format!("{}/api/v1/apps", org.base), p, items, more)
 }
 
 fn list_app_users(org: &Org, app_id: &str, p: &Params) -> Reply {
@@ -879,16 +869,23 @@ fn list_app_users(org: &Org, app_id: &str, p: &Params) -> Reply {
         }
         items.push(org.app_user_json(app, au, expand));
     }
+    id_cursor_page(
+        &format!("{}/api/v1/apps/{app_id}/users", org.base),
+        p,
+        items,
+        more,
+    )
+}
+
+/// A page of a list whose `after` cursor is the last item's id, as Okta's apps and app users
+/// lists page: a `next` link only while `more` items remain.
+fn id_cursor_page(base: &str, p: &Params, items: Vec<Value>, more: bool) -> Reply {
     let last = items
         .last()
         .and_then(|v| v.get("id"))
         .and_then(Value::as_str)
         .map(str::to_string);
-    let links = page_links(
-        &format!("{}/api/v1/apps/{app_id}/users", org.base),
-        p,
-        if more { last.as_deref() } else { None },
-    );
+    let links = page_links(base, p, if more { last.as_deref() } else { None });
     with_links(Reply::ok(Value::Array(items)), links)
 }
 
