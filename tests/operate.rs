@@ -482,9 +482,12 @@ async fn a_rejected_token_fails_start_up_without_restart() {
     let st = wait_exit(&mut child, Duration::from_secs(30)).await;
     // 78 is in the unit's RestartPreventExitStatus=: retrying a revoked token is pointless.
     assert_eq!(st.code(), Some(78), "{st}\n{}", s.daemon_log());
+    // Nothing ran past the start-up probe: no poller, no scanner, no retries.
+    let paths: Vec<String> = sim.requests().into_iter().map(|r| r.path).collect();
+    assert!(!paths.is_empty());
     assert!(
-        s.get("/healthz").await.is_none(),
-        "served before start-up succeeded"
+        paths.iter().all(|p| p == "/api/v1/logs?limit=1"),
+        "requests beyond the start-up probe: {paths:?}"
     );
     let log = s.daemon_log();
     assert!(log.contains("401"), "{log}");

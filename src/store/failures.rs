@@ -270,10 +270,12 @@ pub fn apply(
         Source::Log => (1, 0),
         Source::Scan => (0, 1),
     };
+    // Every event of a page carries its app's label; only a new or renamed app costs a write.
     if let Some(label) = &obs.app_label {
         c.execute(
             "INSERT INTO apps (app_id, label, updated_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT (app_id) DO UPDATE SET label = excluded.label, updated_at = excluded.updated_at",
+             ON CONFLICT (app_id) DO UPDATE SET label = excluded.label, updated_at = excluded.updated_at
+             WHERE label IS NOT excluded.label",
             params![obs.app_id, label, now],
         )?;
     }
