@@ -11,8 +11,8 @@ use sd_notify::NotifyState;
 use std::time::Duration;
 
 fn send(states: &[NotifyState<'_>]) {
-    // `false`: keep NOTIFY_SOCKET set; the daemon notifies for its whole life, not just once.
-    if let Err(e) = sd_notify::notify(false, states) {
+    // sd-notify leaves NOTIFY_SOCKET set: the daemon notifies for its whole life, not just once.
+    if let Err(e) = sd_notify::notify(states) {
         tracing::warn!(error = %e, "could not notify systemd");
     }
 }
@@ -54,13 +54,10 @@ pub fn watchdog() {
 /// How often to ping the watchdog, if `WatchdogSec=` is set for this process: half the
 /// interval, as sd_watchdog_enabled(3) recommends, so that one late tick is not fatal.
 pub fn watchdog_interval() -> Option<Duration> {
-    let mut usec = 0u64;
-    // `false`: the variables must survive for anything that checks them again (a reload).
-    if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
-        Some(half(Duration::from_micros(usec)))
-    } else {
-        None
-    }
+    // sd-notify leaves WATCHDOG_USEC set: anything that checks it again (a reload) still sees it.
+    sd_notify::watchdog_enabled()
+        .filter(|d| !d.is_zero())
+        .map(half)
 }
 
 fn half(d: Duration) -> Duration {

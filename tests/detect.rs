@@ -98,8 +98,8 @@ fn assert_exactly_once(ctx: &Context, n: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poller_finds_a_failure_within_one_interval_and_a_success_resolves_it() {
-    let sim = OktaSim::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let sim = start_okta().await;
+    let dir = temp_dir();
     let mut cfg = config(&sim, dir.path());
     let interval = Duration::from_secs(1);
     cfg.detect.poll_interval = interval;
@@ -156,8 +156,8 @@ async fn poller_finds_a_failure_within_one_interval_and_a_success_resolves_it() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scanner_finds_errors_with_no_log_event_and_resolves_fixed_ones() {
-    let sim = OktaSim::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let sim = start_okta().await;
+    let dir = temp_dir();
     let ctx = context(config(&sim, dir.path()));
     let app = sim.add_app("Zendesk");
     let quiet = sim.add_app("Quiet");
@@ -207,10 +207,10 @@ async fn scanner_finds_errors_with_no_log_event_and_resolves_fixed_ones() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_50000_event_backlog_is_applied_exactly_once_in_50_pages() {
-    let sim = OktaSim::start().await.unwrap();
+    let sim = start_okta().await;
     // A generous bucket so the test measures paging, not waiting; the budget still applies.
     sim.set_rate_limit(Bucket::Logs, 6000);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = temp_dir();
     let ctx = context(config(&sim, dir.path()));
     let n = 50_000;
     fill_backlog(&sim, n);
@@ -238,9 +238,9 @@ async fn a_50000_event_backlog_is_applied_exactly_once_in_50_pages() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarts_between_pages_lose_nothing_and_count_nothing_twice() {
-    let sim = OktaSim::start().await.unwrap();
+    let sim = start_okta().await;
     sim.set_rate_limit(Bucket::Logs, 6000);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = temp_dir();
     let n = 7_500;
     fill_backlog(&sim, n);
     // Stop after 1, 2 and 3 pages, each time with a fresh process state (new store handle,
@@ -263,10 +263,10 @@ async fn restarts_between_pages_lose_nothing_and_count_nothing_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_at_random_points_loses_nothing() {
-    use rand::Rng;
-    let sim = OktaSim::start().await.unwrap();
+    use rand::RngExt;
+    let sim = start_okta().await;
     sim.set_rate_limit(Bucket::Logs, 6000);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = temp_dir();
     let n = 12_000;
     fill_backlog(&sim, n);
     let cfg_path = dir.path().join("config.toml");
@@ -291,7 +291,7 @@ async fn kill_9_at_random_points_loses_nothing() {
     let mut kills = 0;
     for _ in 0..12 {
         let mut child = spawn();
-        let ms = rand::thread_rng().gen_range(150..900);
+        let ms = rand::rng().random_range(150..900);
         tokio::time::sleep(Duration::from_millis(ms)).await;
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
@@ -312,8 +312,8 @@ async fn kill_9_at_random_points_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_pages_are_logged_and_leave_the_cursor_unharmed() {
-    let sim = OktaSim::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let sim = start_okta().await;
+    let dir = temp_dir();
     let mut cfg = config(&sim, dir.path());
     cfg.detect.poll_interval = Duration::from_millis(500);
     let ctx = context(cfg);

@@ -6,8 +6,11 @@
 //! of backoff run in moments. Timers may fire while a test waits on a socket, so spacing is
 //! asserted as lower bounds of the gaps recorded in history.
 
+mod common;
+
+use common::*;
 use okta_provwatch::clock::Clock;
-use okta_provwatch::config::{Config, Env};
+use okta_provwatch::config::Config;
 use okta_provwatch::context::Context;
 use okta_provwatch::retry::manual::{self, Options, Retried, Selector};
 use okta_provwatch::retry::worker::{self, Tuning};
@@ -27,36 +30,18 @@ struct Harness {
     dir: TempDir,
 }
 
-fn config_for(sim: &OktaSim, dir: &TempDir) -> Config {
-    let toml = format!(
-        r#"
-[okta]
-org_url = "{}"
-api_token_env = "OKTA_API_TOKEN"
-
-[state]
-path = "{}"
-
-[retry]
-enabled = true
-"#,
-        sim.base_url(),
-        dir.path().join("state.db").display()
-    );
-    Config::from_toml_str(&toml, &Env::from_map([("OKTA_API_TOKEN", sim.api_token())]))
-        .expect("test config")
-}
-
+/// The simulator, a temp state dir and a paused-clock context with retries on and short
+/// backoff; `tweak` adjusts the config before the context is built.
 async fn harness(tweak: impl FnOnce(&mut Config)) -> Harness {
-    let sim = OktaSim::start().await.expect("sim starts");
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = config_for(&sim, &dir);
+    let sim = start_okta().await;
+    let dir = temp_dir();
+    let mut config = config_with(&sim, dir.path(), "[retry]\nenabled = true\n");
     config.retry.max_attempts = 5;
     config.retry.initial_backoff = Duration::from_secs(20);
     config.retry.max_backoff = Duration::from_secs(120);
     config.retry.per_minute = 60;
     tweak(&mut config);
-    let ctx = Context::new(config, Clock::tokio()).expect("context");
+    let ctx = context_on(config, Clock::tokio());
     Harness { sim, ctx, dir }
 }
 
@@ -131,15 +116,6 @@ fn posts(sim: &OktaSim, app: &str, user: &str) -> usize {
         .iter()
         .filter(|r| r.method == "POST" && r.path.split('?').next() == Some(path.as_str()))
         .count()
-}
-
-/// Sleeps in 1 s steps of (paused) time until `f` holds; panics after `limit`.
-async fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let start = tokio::time::Instant::now();
-    while !f() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
 }
 
 /// An app whose downstream is down, with `logins` assigned (their creates fail).
@@ -594,8 +570,8 @@ async fn the_manual_command_retries_exactly_what_it_was_asked() {
 #[test]
 fn two_claimers_on_two_connections_never_hold_the_same_failure() {
     use okta_provwatch::store::Store;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("state.db");
+    let dir = temp_dir();
+    let path = state_path(dir.path());
     let a = Store::open(&path).unwrap();
     let b = Store::open(&path).unwrap();
     let n = 300;
@@ -722,7 +698,10 @@ async fn two_workers_on_two_connections_retry_each_failure_once() {
         .map(|(u, l)| observe(&h.ctx, &app, u, l, Operation::Create, DOWN))
         .collect();
     // A second "process": its own store connection, Okta client and pacer.
-    let other = Context::new(config_for(&h.sim, &h.dir), Clock::tokio()).unwrap();
+    let other = context_on(
+        config_with(&h.sim, h.dir.path(), "[retry]\nenabled = true\n"),
+        Clock::tokio(),
+    );
     let mut cfg2 = (*other.config).clone();
     cfg2.retry = h.ctx.config.retry.clone();
     let other = Context {

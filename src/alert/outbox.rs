@@ -24,7 +24,7 @@
 use super::message::AlertMessage;
 use crate::config::Config;
 use crate::store::{alerts, StoreError};
-use rand::Rng;
+use rand::RngExt;
 use rusqlite::Connection;
 use serde::Serialize;
 use std::time::Duration;
@@ -77,7 +77,7 @@ pub fn backoff(attempts: u32, retry_after: Option<Duration>) -> Duration {
     // Jitter before the cap, so long outages settle on exactly the cap instead of a random
     // fraction of it.
     let base = BASE_BACKOFF.saturating_mul(1 << exp);
-    let jitter = rand::thread_rng().gen_range(0.8..1.2);
+    let jitter = rand::rng().random_range(0.8..1.2);
     let jittered = base.mul_f64(jitter);
     jittered
         .max(retry_after.unwrap_or_default())

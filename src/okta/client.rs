@@ -10,7 +10,7 @@ use super::ratelimit::{Bucket, RateBudget, RateHeaders};
 use super::types::{AppUser, Application, ProvisioningFeature};
 use crate::clock::Clock;
 use crate::metrics::Metrics;
-use rand::Rng;
+use rand::RngExt;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, LINK};
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
@@ -21,6 +21,26 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use url::Url;
+
+/// TLS for the Okta API on rustls with the ring provider (reqwest's own default would be
+/// aws-lc, a C build this project avoids): the host's CA store, or Mozilla's bundled roots when
+/// the host has none, as the Slack channel does.
+fn tls_config() -> Result<rustls::ClientConfig, String> {
+    use hyper_rustls::ConfigBuilderExt as _;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = || {
+        rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("configuring TLS for Okta: {e}"))
+    };
+    Ok(match builder()?.with_native_roots() {
+        Ok(b) => b.with_no_client_auth(),
+        Err(err) => {
+            tracing::warn!(error = %err, "no usable system CA certificates; using bundled Mozilla roots for Okta");
+            builder()?.with_webpki_roots().with_no_client_auth()
+        }
+    })
+}
 
 /// Everything needed to build a client.
 #[derive(Clone, Debug)]
@@ -104,7 +124,7 @@ fn backoff(base: Duration, attempt: u32) -> Duration {
     let cap = Duration::from_secs(30);
     let exp = base.saturating_mul(1u32 << attempt.min(16)).min(cap);
     let ms = exp.as_millis().max(1) as u64;
-    Duration::from_millis(rand::thread_rng().gen_range(ms / 2..=ms))
+    Duration::from_millis(rand::rng().random_range(ms / 2..=ms))
 }
 
 /// The `rel="next"` target of one or more `Link` headers.
@@ -146,7 +166,8 @@ impl OktaClient {
                     .map_err(OktaError::Config)?,
             )),
         };
-        let mut http = reqwest::Client::builder();
+        let mut http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls_config().map_err(OktaError::Config)?);
         if !opts.keep_alive {
             http = http.pool_max_idle_per_host(0);
         }

@@ -7,7 +7,7 @@
 //! a 429 waits until the window resets (plus jitter) before touching that bucket again.
 
 use crate::pacer::Pacer;
-use rand::Rng;
+use rand::RngExt;
 use reqwest::header::HeaderMap;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -169,7 +169,7 @@ pub fn budget_for(limit: u32, share: f64) -> u32 {
 }
 
 fn jitter(max_ms: u64) -> Duration {
-    Duration::from_millis(rand::thread_rng().gen_range(0..=max_ms))
+    Duration::from_millis(rand::rng().random_range(0..=max_ms))
 }
 
 impl RateBudget {

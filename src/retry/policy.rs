@@ -4,7 +4,7 @@
 
 use crate::config::RetryConfig;
 use crate::store::failures::{Failure, Operation};
-use rand::Rng;
+use rand::RngExt;
 use std::time::Duration;
 
 /// Operations the retry route (re-posting the app user) can fix.
@@ -105,7 +105,7 @@ pub fn backoff(initial: Duration, max: Duration, attempts: u32, jitter: f64) -> 
 
 /// [`backoff`] with random jitter.
 pub fn backoff_jittered(initial: Duration, max: Duration, attempts: u32) -> Duration {
-    let j = rand::thread_rng().gen_range(-1.0..=1.0);
+    let j = rand::rng().random_range(-1.0..=1.0);
     backoff(initial, max, attempts, j)
 }
 

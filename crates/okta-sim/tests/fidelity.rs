@@ -9,6 +9,8 @@ use okta_sim::{test_keys, Bucket, Fault, FaultKind, OktaSim};
 use serde_json::{json, Value};
 
 fn client() -> reqwest::Client {
+    // The workspace builds reqwest without a crypto provider (ring, not aws-lc): install one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .build()

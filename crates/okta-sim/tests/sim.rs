@@ -10,6 +10,8 @@ use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
 
 fn client() -> reqwest::Client {
+    // The workspace builds reqwest without a crypto provider (ring, not aws-lc): install one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     // No idle pool: its timer would let a paused tokio clock jump while we wait on sockets.
     reqwest::Client::builder()
         .pool_max_idle_per_host(0)

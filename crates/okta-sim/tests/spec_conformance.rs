@@ -210,28 +210,22 @@ fn check_against(spec: &Value, schema_name: &str, v: &Value) -> Vec<String> {
 
 // ---- the spec, once per test binary ----------------------------------------------------------
 
-fn spec() -> Option<&'static Value> {
-    static SPEC: OnceLock<Option<Value>> = OnceLock::new();
+/// Why the spec tests are `#[ignore]`d: the spec is 4 MB of YAML outside the repository, and a
+/// test that quietly returned early without it would count as a pass. Ignored tests show as
+/// "ignored" in every run; `.ci/run` runs them with `--ignored` when the spec is present.
+const NEEDS_SPEC: &str = "needs Okta's OpenAPI spec: \
+    OKTA_OPENAPI_SPEC=path/to/management-openapi.yaml cargo test -p okta-sim --test spec_conformance -- --ignored";
+
+fn spec() -> &'static Value {
+    static SPEC: OnceLock<Value> = OnceLock::new();
     SPEC.get_or_init(|| {
-        let path = std::env::var("OKTA_OPENAPI_SPEC").ok()?;
+        let path = std::env::var("OKTA_OPENAPI_SPEC")
+            .unwrap_or_else(|_| panic!("OKTA_OPENAPI_SPEC is not set; {NEEDS_SPEC}"));
         let text = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("reading OKTA_OPENAPI_SPEC={path}: {e}"));
         let y: serde_yaml::Value = serde_yaml::from_str(&text).expect("spec is YAML");
-        Some(yaml_to_json(y))
+        yaml_to_json(y)
     })
-    .as_ref()
-}
-
-macro_rules! spec_or_skip {
-    () => {
-        match spec() {
-            Some(s) => s,
-            None => {
-                println!("skipped: OKTA_OPENAPI_SPEC not set");
-                return;
-            }
-        }
-    };
 }
 
 // ---- the checker itself, without the spec ----------------------------------------------------
@@ -267,8 +261,9 @@ fn checker_reports_violations_on_a_small_spec() {
 }
 
 #[test]
+#[ignore = "needs OKTA_OPENAPI_SPEC (see NEEDS_SPEC)"]
 fn checker_reports_a_wrong_app_user_against_the_real_spec() {
-    let spec = spec_or_skip!();
+    let spec = spec();
     let bad = json!({"id": "00u1", "status": "BOGUS", "syncState": "FINE", "scope": "USER",
         "created": "not a time", "_links": {"app": {}}});
     let errs = check_against(spec, "AppUser", &bad).join("\n");
@@ -311,9 +306,12 @@ fn assert_conforms(spec: &Value, schema: &str, what: &str, v: &Value) {
 }
 
 #[tokio::test]
+#[ignore = "needs OKTA_OPENAPI_SPEC (see NEEDS_SPEC)"]
 async fn simulator_bodies_conform_to_the_spec() {
-    let spec = spec_or_skip!();
+    let spec = spec();
     let sim = OktaSim::start().await.unwrap();
+    // The workspace builds reqwest without a crypto provider (ring, not aws-lc): install one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let c = reqwest::Client::new();
     let app = sim.add_app("Conformance SCIM");
     let app2 = sim.add_app("Second");
