@@ -7,6 +7,9 @@
 //! hour-long outage takes milliseconds and no assertion races a timer. The notifiers still
 //! talk to the fakes over real sockets.
 
+mod common;
+
+use common::*;
 use std::path::Path;
 use std::time::Duration;
 
@@ -17,7 +20,7 @@ use okta_provwatch::alert::outbox::failed_deliveries;
 use okta_provwatch::alert::policy::{evaluate, Outcome, Settings};
 use okta_provwatch::alert::sender::{Delivered, Sender};
 use okta_provwatch::cli::SilenceArgs;
-use okta_provwatch::config::{Config, Env};
+use okta_provwatch::config::Config;
 use okta_provwatch::health::HealthState;
 use okta_provwatch::metrics::Metrics;
 use okta_provwatch::store::alerts::list_outbox;
@@ -27,7 +30,6 @@ use okta_sim::slack::{FakeSlack, SlackMode};
 use okta_sim::smtp::SmtpSink;
 use tempfile::TempDir;
 
-const TOKEN_ENV: &str = "ALERTING_TEST_OKTA_TOKEN";
 const WEBHOOK_ENV: &str = "ALERTING_TEST_SLACK_WEBHOOK";
 const ONCALL: &str = "oncall@example.com";
 /// 2023-11-14 22:13:20 UTC.
@@ -40,16 +42,11 @@ fn mins(m: i64) -> i64 {
     m * 60_000
 }
 
+/// The harness's minimal config (Okta never called) with the alerting tables: Slack through
+/// a webhook, email to [`ONCALL`] through `smtp_url`.
 fn config(dir: &Path, webhook: &str, smtp_url: &str) -> Config {
-    let toml = format!(
+    let sections = format!(
         r#"
-[okta]
-org_url = "http://127.0.0.1:9/"
-api_token_env = "{TOKEN_ENV}"
-
-[state]
-path = "{state}"
-
 [alert]
 persist_after = "10m"
 repeat_interval = "4h"
@@ -64,14 +61,13 @@ webhook_url_env = "{WEBHOOK_ENV}"
 smtp_url = "{smtp_url}"
 from = "provwatch@example.com"
 to = ["{ONCALL}"]
-"#,
-        state = dir.join("state.db").display(),
+"#
     );
-    Config::from_toml_str(
-        &toml,
-        &Env::from_map([(TOKEN_ENV, "test-token"), (WEBHOOK_ENV, webhook)]),
+    parse_config(
+        &minimal_toml(UNREACHABLE_ORG, dir, "", &sections),
+        "test-token",
+        &[(WEBHOOK_ENV, webhook)],
     )
-    .expect("test config is valid")
 }
 
 /// Everything the alerting pipeline needs, on a temp state file; `restart` drops the store
@@ -94,9 +90,9 @@ impl Harness {
 
     /// `setup` may change the config and say which webhook URL to use.
     async fn with(setup: impl FnOnce(&mut Config, &FakeSlack)) -> Harness {
-        let dir = tempfile::tempdir().unwrap();
-        let slack = FakeSlack::start().await.unwrap();
-        let smtp = SmtpSink::start().await.unwrap();
+        let dir = temp_dir();
+        let slack = start_slack().await;
+        let smtp = start_smtp().await;
         let mut config = config(dir.path(), &slack.webhook_url(), &smtp.url());
         setup(&mut config, &slack);
         let store = Store::open(&config.state.path).unwrap();

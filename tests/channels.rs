@@ -4,6 +4,9 @@
 //! every failure mode to transient/permanent `DeliveryError`s. Also checks
 //! that no secret leaks through `Debug` or error text.
 
+mod common;
+
+use common::*;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -102,14 +105,6 @@ fn expect_permanent(r: Result<(), DeliveryError>) -> String {
     }
 }
 
-/// A loopback port with nothing listening on it.
-async fn closed_port() -> u16 {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = l.local_addr().unwrap().port();
-    drop(l);
-    port
-}
-
 // ---------------------------------------------------------------------------
 // Block Kit assertions
 
@@ -161,7 +156,7 @@ fn assert_alert_blocks(body: &Value, msg: &AlertMessage) {
 
 #[tokio::test]
 async fn slack_webhook_delivers_block_kit() {
-    let fake = FakeSlack::start().await.unwrap();
+    let fake = start_slack().await;
     let n = webhook_notifier(&fake, fake.webhook_url());
     let msg = alert(3);
     n.send(&msg).await.unwrap();
@@ -174,7 +169,7 @@ async fn slack_webhook_delivers_block_kit() {
 
 #[tokio::test]
 async fn slack_bot_delivers_via_chat_post_message() {
-    let fake = FakeSlack::start().await.unwrap();
+    let fake = start_slack().await;
     let n = bot_notifier(&fake, fake.bot_token(), "#okta-alerts");
     let msg = alert(2);
     n.send(&msg).await.unwrap();
@@ -190,7 +185,7 @@ async fn slack_bot_delivers_via_chat_post_message() {
 async fn slack_large_alert_is_truncated_within_slack_limits() {
     // The fake rejects (invalid_blocks) what Slack would: >50 blocks, section
     // text >3000, header >150. So acceptance proves the truncation.
-    let fake = FakeSlack::start().await.unwrap();
+    let fake = start_slack().await;
     let n = webhook_notifier(&fake, fake.webhook_url());
     let mut msg = alert(120);
     msg.total_lines = 500;
@@ -210,7 +205,7 @@ async fn slack_large_alert_is_truncated_within_slack_limits() {
 
 #[tokio::test]
 async fn slack_rate_limit_is_transient_with_retry_after() {
-    let fake = FakeSlack::start().await.unwrap();
+    let fake = start_slack().await;
     fake.set_mode(SlackMode::RateLimited {
         retry_after_secs: 30,
     });
@@ -227,7 +222,7 @@ async fn slack_rate_limit_is_transient_with_retry_after() {
 
 #[tokio::test]
 async fn slack_server_errors_are_transient_then_recover() {
-    let fake = FakeSlack::start().await.unwrap();
+    let fake = start_slack().await;
     let hook = webhook_notifier(&fake, fake.webhook_url());
     fake.fail_next(1, SlackMode::Down);
     let (msg, retry) = expect_transient(hook.send(&alert(1)).await);
@@ -248,7 +243,7 @@ async fn slack_server_errors_are_transient_then_recover() {
 
 #[tokio::test]
 async fn slack_invalid_auth_is_permanent() {
-    let fake = FakeSlack::start().await.unwrap();
+    let fake = start_slack().await;
     let token = "xoxb-1111111111-2222222222222-WrOnGtOkEnVaLuE";
     let bot = bot_notifier(&fake, token, "#okta-alerts");
     let msg = expect_permanent(bot.send(&alert(1)).await);
@@ -259,7 +254,7 @@ async fn slack_invalid_auth_is_permanent() {
 
 #[tokio::test]
 async fn slack_webhook_errors_are_permanent() {
-    let fake = FakeSlack::start().await.unwrap();
+    let fake = start_slack().await;
 
     let removed = webhook_notifier(&fake, fake.removed_webhook_url());
     let msg = expect_permanent(removed.send(&alert(1)).await);
@@ -288,7 +283,7 @@ async fn slack_webhook_errors_are_permanent() {
 
 #[tokio::test]
 async fn slack_bot_channel_errors_are_permanent() {
-    let fake = FakeSlack::start().await.unwrap();
+    let fake = start_slack().await;
     let bot = bot_notifier(&fake, fake.bot_token(), "#gone");
     for code in ["channel_not_found", "not_in_channel"] {
         fake.fail_next(1, SlackMode::Permanent(code.into()));
@@ -302,8 +297,8 @@ async fn slack_bot_channel_errors_are_permanent() {
 
 #[tokio::test]
 async fn slack_connection_refused_is_transient() {
-    let fake = FakeSlack::start().await.unwrap();
-    let port = closed_port().await;
+    let fake = start_slack().await;
+    let port = closed_port();
     let url = format!(
         "http://127.0.0.1:{port}/services/T0000FAKE/B0000HOOK/{}",
         fake.webhook_secret()
@@ -339,7 +334,7 @@ async fn slack_timeout_is_transient() {
 
 #[tokio::test]
 async fn slack_check_uses_auth_test_for_bots_only() {
-    let fake = FakeSlack::start().await.unwrap();
+    let fake = start_slack().await;
     let bot = bot_notifier(&fake, fake.bot_token(), "#okta-alerts");
     let report = bot.check().await.unwrap();
     assert!(
@@ -441,7 +436,7 @@ fn parse_mail(raw: &str) -> Parsed {
 
 #[tokio::test]
 async fn email_arrives_with_subject_and_both_parts() {
-    let sink = SmtpSink::start().await.unwrap();
+    let sink = start_smtp().await;
     let n = email_notifier(
         &sink,
         &["oncall@acme.example", "Okta Admins <okta@acme.example>"],
@@ -528,7 +523,7 @@ async fn email_authenticates_with_configured_password() {
 
 #[tokio::test]
 async fn email_smtp_down_is_transient() {
-    let sink = SmtpSink::start().await.unwrap();
+    let sink = start_smtp().await;
     sink.set_down(true);
     let n = email_notifier(&sink, &["oncall@acme.example"]);
     let (msg, _) = expect_transient(n.send(&alert(1)).await);
@@ -543,7 +538,7 @@ async fn email_smtp_down_is_transient() {
 
 #[tokio::test]
 async fn email_connection_refused_is_transient() {
-    let port = closed_port().await;
+    let port = closed_port();
     let n = EmailNotifier::new(
         &email_cfg(
             format!("smtp://127.0.0.1:{port}"),
@@ -559,7 +554,7 @@ async fn email_connection_refused_is_transient() {
 
 #[tokio::test]
 async fn email_rejected_recipient_is_permanent() {
-    let sink = SmtpSink::start().await.unwrap();
+    let sink = start_smtp().await;
     sink.reject_recipient("nobody@acme.example");
     let n = email_notifier(&sink, &["nobody@acme.example"]);
     let msg = expect_permanent(n.send(&alert(1)).await);
@@ -572,7 +567,7 @@ async fn email_rejected_recipient_is_permanent() {
 
 #[tokio::test]
 async fn debug_output_has_no_secrets() {
-    let fake = FakeSlack::start().await.unwrap();
+    let fake = start_slack().await;
     let hook = webhook_notifier(&fake, fake.webhook_url());
     let dbg = format!("{hook:?}");
     assert!(!dbg.contains(fake.webhook_secret()), "{dbg}");
@@ -584,7 +579,7 @@ async fn debug_output_has_no_secrets() {
     assert!(!dbg.contains("xoxb-"), "{dbg}");
     assert!(dbg.contains("#okta-alerts"), "{dbg}");
 
-    let sink = SmtpSink::start().await.unwrap();
+    let sink = start_smtp().await;
     let url = format!("smtp://alerts@127.0.0.1:{}", sink.port());
     let email = EmailNotifier::new(
         &email_cfg(url, Some("hunter2-very-secret"), &["oncall@acme.example"]),

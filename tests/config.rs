@@ -2,6 +2,9 @@
 //! environment overrides, every rejected case (checked by the dotted key it
 //! reports), and that no secret ever shows in `Debug`, errors or `doctor`'s summary.
 
+mod common;
+
+use common::*;
 use std::path::Path;
 use std::time::Duration;
 
@@ -189,7 +192,7 @@ fn loopback_http_is_allowed_for_tests() {
 
 #[test]
 fn token_from_file_and_credential() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = temp_dir();
     let file = dir.path().join("token");
     std::fs::write(&file, format!("{TOKEN}\n")).unwrap();
     let text = okta(&format!(
@@ -203,7 +206,7 @@ fn token_from_file_and_credential() {
         Some(SecretSource::File { path: file.clone() })
     );
 
-    let creds = tempfile::tempdir().unwrap();
+    let creds = temp_dir();
     std::fs::write(creds.path().join("okta-token"), TOKEN).unwrap();
     let env = Env::from_map([(
         "CREDENTIALS_DIRECTORY",
@@ -220,7 +223,7 @@ fn token_from_file_and_credential() {
 
 #[test]
 fn oauth_config() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = temp_dir();
     let key = dir.path().join("key.pem");
     std::fs::write(&key, PEM).unwrap();
     let text = okta(&format!(
@@ -284,7 +287,7 @@ fn slack_bot_target() {
 
 #[test]
 fn debug_and_summary_never_show_secrets() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = temp_dir();
     let key = dir.path().join("key.pem");
     std::fs::write(&key, PEM).unwrap();
     let configs = [
@@ -512,7 +515,7 @@ fn okta_errors() {
 
 #[test]
 fn secret_file_problems_name_key_and_path() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = temp_dir();
     let missing = dir.path().join("missing-token");
     let text = okta(&format!(
         "org_url = \"https://acme.okta.com\"\napi_token_file = \"{}\"",
@@ -537,7 +540,7 @@ fn secret_file_problems_name_key_and_path() {
         "okta.api_token_credential",
         "CREDENTIALS_DIRECTORY",
     );
-    let creds = tempfile::tempdir().unwrap();
+    let creds = temp_dir();
     let env = Env::from_map([(
         "CREDENTIALS_DIRECTORY",
         creds.path().to_str().unwrap().to_string(),
@@ -850,7 +853,7 @@ fn duration_and_schedule_helpers_are_public() {
 
 #[test]
 fn load_from_disk() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = temp_dir();
     let path = dir.path().join("config.toml");
     std::fs::write(&path, EXAMPLE).unwrap();
     let c = Config::load_with_env(&path, &env_with(&[])).unwrap();

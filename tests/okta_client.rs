@@ -3,6 +3,9 @@
 //! Rate-limit windows are 60 s, so those tests run on tokio's paused clock (the simulator
 //! follows it), with connection reuse off as paused-time tests require.
 
+mod common;
+
+use common::*;
 use okta_provwatch::clock::Clock;
 use okta_provwatch::okta::{
     Bucket as ClientBucket, ClientOptions, Credentials, OktaClient, OktaError,
@@ -29,7 +32,7 @@ fn ssws(sim: &OktaSim) -> OktaClient {
 
 /// Another integration of the org spends `n` of the shared logs bucket.
 async fn other_integration_reads_logs(sim: &OktaSim, n: usize) {
-    let other = reqwest::Client::builder()
+    let other = http_builder()
         .pool_max_idle_per_host(0)
         .build()
         .unwrap();
@@ -52,7 +55,7 @@ fn count(sim: &OktaSim, bucket: Bucket, status: u16) -> usize {
 
 #[tokio::test(start_paused = true)]
 async fn pages_follow_the_next_link() {
-    let sim = OktaSim::start().await.unwrap();
+    let sim = start_okta().await;
     sim.set_rate_limit(Bucket::Apps, 1000);
     let app = sim.add_app("Workday");
     let mut ids = Vec::new();
@@ -89,7 +92,7 @@ async fn pages_follow_the_next_link() {
 /// of a window, and Okta answers no 429.
 #[tokio::test(start_paused = true)]
 async fn a_burst_of_200_calls_takes_at_most_half_of_each_window() {
-    let sim = OktaSim::start().await.unwrap();
+    let sim = start_okta().await;
     sim.set_rate_limit(Bucket::Apps, 60);
     let app = sim.add_app("Jira");
     let c = ssws(&sim);
@@ -132,7 +135,7 @@ async fn a_burst_of_200_calls_takes_at_most_half_of_each_window() {
 /// window resets (plus jitter) and then succeeds, without hammering in between.
 #[tokio::test(start_paused = true)]
 async fn a_429_waits_for_the_reset() {
-    let sim = OktaSim::start().await.unwrap();
+    let sim = start_okta().await;
     sim.set_rate_limit(Bucket::Logs, 10);
     other_integration_reads_logs(&sim, 10).await;
     let c = ssws(&sim);
@@ -152,7 +155,7 @@ async fn a_429_waits_for_the_reset() {
 
 #[tokio::test(start_paused = true)]
 async fn server_errors_and_timeouts_back_off_then_succeed_or_fail_typed() {
-    let sim = OktaSim::start().await.unwrap();
+    let sim = start_okta().await;
     let app = sim.add_app("Box");
     let c = ssws(&sim);
     sim.inject_fault(Fault {
@@ -201,7 +204,7 @@ async fn server_errors_and_timeouts_back_off_then_succeed_or_fail_typed() {
 
 #[tokio::test]
 async fn errors_are_typed_and_never_carry_the_token() {
-    let sim = OktaSim::start().await.unwrap();
+    let sim = start_okta().await;
     let c = ssws(&sim);
     let e = c.get_app("0oanope").await.unwrap_err();
     assert!(matches!(e, OktaError::NotFound { .. }), "{e}");
@@ -237,7 +240,7 @@ fn oauth(sim: &OktaSim, pem: &str, scopes: &[&str]) -> OktaClient {
 
 #[tokio::test]
 async fn oauth_private_key_jwt_token_is_fetched_once_and_used_as_bearer() {
-    let sim = OktaSim::start().await.unwrap();
+    let sim = start_okta().await;
     sim.register_oauth_client(
         "0oaservice",
         test_keys::RSA_PUBLIC_PEM,
@@ -293,7 +296,7 @@ async fn oauth_private_key_jwt_token_is_fetched_once_and_used_as_bearer() {
 
 #[tokio::test]
 async fn oauth_dpop_required_client_switches_to_dpop_and_keeps_its_token() {
-    let sim = OktaSim::start().await.unwrap();
+    let sim = start_okta().await;
     sim.register_oauth_client_dpop(
         "0oaservice",
         test_keys::RSA_PUBLIC_PEM,
@@ -375,9 +378,9 @@ fn tamper(proof: &str, claims: serde_json::Value) -> String {
 #[tokio::test]
 async fn the_sim_rejects_absent_tampered_or_foreign_dpop_proofs() {
     use okta_provwatch::okta::dpop::{self, DpopKey};
-    let sim = OktaSim::start().await.unwrap();
+    let sim = start_okta().await;
     sim.register_oauth_client_dpop("0oadpop", test_keys::RSA_PUBLIC_PEM, &["okta.logs.read"]);
-    let http = reqwest::Client::new();
+    let http = http_client();
     let token_url: url::Url = format!("{}/oauth2/v1/token", sim.base_url())
         .parse()
         .unwrap();
@@ -519,7 +522,7 @@ fn a_garbage_private_key_is_a_config_error() {
 /// call to another bucket still goes through at once.
 #[tokio::test(start_paused = true)]
 async fn a_blocked_bucket_does_not_hold_the_in_flight_slots() {
-    let sim = OktaSim::start().await.unwrap();
+    let sim = start_okta().await;
     sim.set_rate_limit(Bucket::Logs, 10);
     let app = sim.add_app("Box");
     let mut o = options(
@@ -554,7 +557,7 @@ async fn a_blocked_bucket_does_not_hold_the_in_flight_slots() {
 /// timeout) gives the bucket's probe back, so the next request is not blocked forever.
 #[tokio::test(start_paused = true)]
 async fn a_dropped_probe_does_not_block_its_bucket() {
-    let sim = OktaSim::start().await.unwrap();
+    let sim = start_okta().await;
     let app = sim.add_app("Box");
     let c = ssws(&sim);
     sim.inject_fault(Fault {

@@ -5,6 +5,9 @@
 //! 503 while Okta refuses us, and `doctor` catching disabled provisioning settings without
 //! ever printing the token.
 
+mod common;
+
+use common::*;
 use okta_provwatch::store::{failures, Store};
 use okta_sim::{Downstream, Fault, FaultKind, OktaSim};
 use std::collections::{BTreeMap, HashMap};
@@ -14,14 +17,6 @@ use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 
 const BIN: &str = env!("CARGO_BIN_EXE_okta-provwatch");
-const TOKEN_VAR: &str = "OPERATE_TEST_OKTA_TOKEN";
-
-/// A port that was free a moment ago. The daemon binds it itself, so there is a small race
-/// with other processes; loopback ports are plentiful enough for tests.
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
 
 struct Setup {
     dir: tempfile::TempDir,
@@ -30,20 +25,14 @@ struct Setup {
 }
 
 impl Setup {
+    /// The harness's minimal config aimed at `sim`, written to a file, with retries off, a
+    /// nightly scan and the HTTP endpoint on a port the daemon binds; `extra` is appended.
     fn new(sim: &OktaSim, extra: &str) -> Setup {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = temp_dir();
         let port = free_port();
         let config = dir.path().join("config.toml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"[okta]
-org_url = "{org}"
-api_token_env = "{TOKEN_VAR}"
-
-[state]
-path = "{state}"
-
+        let sections = format!(
+            r#"
 [detect]
 poll_interval = "5s"
 initial_lookback = "1h"
@@ -55,17 +44,18 @@ enabled = false
 [http]
 listen = "127.0.0.1:{port}"
 {extra}
-"#,
-                org = sim.base_url(),
-                state = dir.path().join("state.db").display(),
-            ),
+"#
+        );
+        std::fs::write(
+            &config,
+            minimal_toml(&sim.base_url(), dir.path(), "", &sections),
         )
         .unwrap();
         Setup { dir, config, port }
     }
 
     fn state(&self) -> PathBuf {
-        self.dir.path().join("state.db")
+        state_path(self.dir.path())
     }
 
     fn log(&self) -> PathBuf {
@@ -76,7 +66,7 @@ listen = "127.0.0.1:{port}"
         let mut c = Command::new(BIN);
         c.arg("--config")
             .arg(&self.config)
-            .env(TOKEN_VAR, token)
+            .env(TOKEN_ENV, token)
             .env_remove("OKTA_PROVWATCH_CONFIG")
             .env_remove("NOTIFY_SOCKET")
             .env_remove("WATCHDOG_USEC")
@@ -109,7 +99,7 @@ listen = "127.0.0.1:{port}"
     }
 
     async fn get(&self, path: &str) -> Option<(u16, String, String)> {
-        let resp = reqwest::Client::new()
+        let resp = http_client()
             .get(self.url(path))
             .timeout(Duration::from_secs(5))
             .send()
@@ -417,7 +407,7 @@ fn failing_sim_users(sim: &OktaSim, app: &str, prefix: &str, n: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_work_exits_0_and_keeps_the_state() {
-    let sim = OktaSim::start().await.unwrap();
+    let sim = start_okta().await;
     let app = sim.add_app("Sales");
     sim.set_downstream(&app, Downstream::Down);
     failing_sim_users(&sim, &app, "before", 3);
@@ -476,7 +466,7 @@ async fn sigterm_mid_work_exits_0_and_keeps_the_state() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejected_token_fails_start_up_without_restart() {
-    let sim = OktaSim::start().await.unwrap();
+    let sim = start_okta().await;
     let s = Setup::new(&sim, "");
     let mut child = s.spawn("00-not-the-token");
     let st = wait_exit(&mut child, Duration::from_secs(30)).await;
@@ -499,7 +489,7 @@ async fn a_rejected_token_fails_start_up_without_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_prometheus_text_and_follow_failures() {
-    let sim = OktaSim::start().await.unwrap();
+    let sim = start_okta().await;
     let app = sim.add_app("Sales");
     let s = Setup::new(&sim, "");
     let mut child = s.spawn(&sim.api_token());
@@ -566,7 +556,7 @@ async fn metrics_are_prometheus_text_and_follow_failures() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthz_turns_503_while_okta_refuses_and_recovers() {
-    let sim = OktaSim::start().await.unwrap();
+    let sim = start_okta().await;
     sim.add_app("Sales");
     let token = sim.api_token();
     let s = Setup::new(&sim, "");
@@ -619,7 +609,7 @@ async fn doctor(s: &Setup, token: &str, json: bool) -> (Option<i32>, String, Str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_fails_on_disabled_create_or_deactivate_and_hides_the_token() {
-    let sim = OktaSim::start().await.unwrap();
+    let sim = start_okta().await;
     let payroll = sim.add_app("Payroll");
     sim.set_provisioning(&payroll, false, true, true);
     let badge = sim.add_app("Badge");
@@ -746,7 +736,7 @@ fn spawn_notified(s: &Setup, token: &str, notify: &NotifySocket) -> Child {
         .arg("WATCHDOG_PID=$$ exec \"$0\" --config \"$1\" run")
         .arg(BIN)
         .arg(&s.config)
-        .env(TOKEN_VAR, token)
+        .env(TOKEN_ENV, token)
         .env("NOTIFY_SOCKET", &notify.path)
         .env("WATCHDOG_USEC", "2000000")
         .env("RUST_LOG", "info")
@@ -759,7 +749,7 @@ fn spawn_notified(s: &Setup, token: &str, notify: &NotifySocket) -> Child {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn speaks_sd_notify_and_reloads_on_sighup() {
-    let sim = OktaSim::start().await.unwrap();
+    let sim = start_okta().await;
     sim.add_app("Sales");
     let s = Setup::new(&sim, "");
 
@@ -870,7 +860,7 @@ async fn speaks_sd_notify_and_reloads_on_sighup() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_finishes_in_time_and_cleans_up() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = temp_dir();
     let run = Command::new(BIN)
         .args(["demo", "--seconds", "10"])
         .env("TMPDIR", tmp.path())

@@ -393,167 +393,218 @@ async fn deactivate_failures_are_never_pushed_again() {
     assert_eq!(posts(&h.sim, &app, &bob), 0);
 }
 
-#[tokio::test(start_paused = true)]
-async fn the_manual_command_retries_exactly_what_it_was_asked() {
-    let h = harness(|c| c.retry.enabled = false).await;
-    let (sales, s_users) = failing_app(&h.sim, "Sales", &["ann@x.com", "ben@x.com"]);
-    let (support, p_users) = failing_app(&h.sim, "Support", &["cat@x.com"]);
-    h.sim.set_downstream(&sales, Downstream::Healthy);
-    h.sim.set_downstream(&support, Downstream::Healthy);
-    let ann = observe(
-        &h.ctx,
-        &sales,
-        &s_users[0],
-        "ann@x.com",
-        Operation::Create,
-        DOWN,
-    );
-    let ben = observe(
-        &h.ctx,
-        &sales,
-        &s_users[1],
-        "ben@x.com",
-        Operation::Create,
-        DOWN,
-    );
-    let cat = observe(
-        &h.ctx,
-        &support,
-        &p_users[0],
-        "cat@x.com",
-        Operation::Create,
-        DOWN,
-    );
-    // Labels, as the detector records them.
-    h.ctx
-        .store
-        .blocking(|c| {
-            c.execute(
-                "UPDATE failures SET app_label = 'Sales' WHERE app_id = ?1",
-                [&sales],
-            )?;
-            c.execute(
-                "UPDATE failures SET app_label = 'Support' WHERE app_id = ?1",
-                [&support],
-            )?;
-            Ok(())
-        })
-        .unwrap();
-    let opts = Options {
-        settle: Duration::from_secs(1),
-        ..Options::new("cli:tester".into(), false)
-    };
-    let post_counts = |h: &Harness| {
-        [
-            posts(&h.sim, &sales, &s_users[0]),
-            posts(&h.sim, &sales, &s_users[1]),
-            posts(&h.sim, &support, &p_users[0]),
-        ]
-    };
+/// Three failed creates whose downstream has since recovered: ann and ben in "Sales", cat in
+/// "Support", labelled as the detector records them, with retries off so that only the manual
+/// command pushes.
+struct Manual {
+    h: Harness,
+    sales: String,
+    support: String,
+    s_users: Vec<String>,
+    p_users: Vec<String>,
+    ann: i64,
+    ben: i64,
+    cat: i64,
+    opts: Options,
+}
 
+impl Manual {
+    async fn new() -> Manual {
+        let h = harness(|c| c.retry.enabled = false).await;
+        let (sales, s_users) = failing_app(&h.sim, "Sales", &["ann@x.com", "ben@x.com"]);
+        let (support, p_users) = failing_app(&h.sim, "Support", &["cat@x.com"]);
+        h.sim.set_downstream(&sales, Downstream::Healthy);
+        h.sim.set_downstream(&support, Downstream::Healthy);
+        let ann = observe(
+            &h.ctx,
+            &sales,
+            &s_users[0],
+            "ann@x.com",
+            Operation::Create,
+            DOWN,
+        );
+        let ben = observe(
+            &h.ctx,
+            &sales,
+            &s_users[1],
+            "ben@x.com",
+            Operation::Create,
+            DOWN,
+        );
+        let cat = observe(
+            &h.ctx,
+            &support,
+            &p_users[0],
+            "cat@x.com",
+            Operation::Create,
+            DOWN,
+        );
+        // Labels, as the detector records them.
+        h.ctx
+            .store
+            .blocking(|c| {
+                c.execute(
+                    "UPDATE failures SET app_label = 'Sales' WHERE app_id = ?1",
+                    [&sales],
+                )?;
+                c.execute(
+                    "UPDATE failures SET app_label = 'Support' WHERE app_id = ?1",
+                    [&support],
+                )?;
+                Ok(())
+            })
+            .unwrap();
+        let opts = Options {
+            settle: Duration::from_secs(1),
+            ..Options::new("cli:tester".into(), false)
+        };
+        Manual {
+            h,
+            sales,
+            support,
+            s_users,
+            p_users,
+            ann,
+            ben,
+            cat,
+            opts,
+        }
+    }
+
+    /// Pushes Okta received for [ann, ben, cat].
+    fn post_counts(&self) -> [usize; 3] {
+        [
+            posts(&self.h.sim, &self.sales, &self.s_users[0]),
+            posts(&self.h.sim, &self.sales, &self.s_users[1]),
+            posts(&self.h.sim, &self.support, &self.p_users[0]),
+        ]
+    }
+
+    async fn run(&self, sel: &Selector, opts: &Options) -> manual::Summary {
+        manual::run_manual(&self.h.ctx, sel, opts, |_| {})
+            .await
+            .unwrap()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_manual_retry_by_login_and_app_label_pushes_only_that_user() {
+    let m = Manual::new().await;
     // A user by login within an app (label, any case).
     let sel = Selector::User {
         user: "ANN@x.com".into(),
         app: Some("sales".into()),
     };
-    let s = manual::run_manual(&h.ctx, &sel, &opts, |_| {})
-        .await
-        .unwrap();
+    let s = m.run(&sel, &m.opts).await;
     assert_eq!(s.lines.len(), 1, "{:?}", s.lines);
-    assert_eq!(s.lines[0].failure.id, ann);
+    assert_eq!(s.lines[0].failure.id, m.ann);
     assert!(
         matches!(s.lines[0].result, Retried::Succeeded(_)),
         "{:?}",
         s.lines
     );
     assert!(!s.any_failed);
-    assert_eq!(post_counts(&h), [1, 0, 0]);
-    assert_eq!(failure(&h.ctx, ann).state, State::Resolved);
-    let hist = history(&h.ctx, ann);
+    assert_eq!(m.post_counts(), [1, 0, 0]);
+    assert_eq!(failure(&m.h.ctx, m.ann).state, State::Resolved);
+    let hist = history(&m.h.ctx, m.ann);
     let started = hist.iter().find(|e| e.kind == "retry_started").unwrap();
     assert_eq!(started.actor, "cli:tester");
     assert_eq!(hist.last().unwrap().actor, "cli:tester");
+}
 
-    // A dry run lists and touches nothing.
+#[tokio::test(start_paused = true)]
+async fn a_manual_dry_run_lists_and_touches_nothing() {
+    let m = Manual::new().await;
     let dry = Options {
         dry_run: true,
-        ..opts.clone()
+        ..m.opts.clone()
     };
-    let s = manual::run_manual(&h.ctx, &Selector::All, &dry, |_| {})
-        .await
-        .unwrap();
-    let listed: Vec<i64> = s.lines.iter().map(|l| l.failure.id).collect();
-    assert_eq!(listed.len(), 2);
-    assert!(listed.contains(&ben) && listed.contains(&cat));
+    let s = m.run(&Selector::All, &dry).await;
+    let mut listed: Vec<i64> = s.lines.iter().map(|l| l.failure.id).collect();
+    listed.sort_unstable();
+    let mut all = vec![m.ann, m.ben, m.cat];
+    all.sort_unstable();
+    assert_eq!(listed, all);
     assert!(s.lines.iter().all(|l| l.result == Retried::WouldRetry));
     assert!(s.lines[0].render().contains("would retry"));
-    assert_eq!(post_counts(&h), [1, 0, 0]);
+    assert!(!s.any_failed);
+    assert_eq!(m.post_counts(), [0, 0, 0]);
+    assert_eq!(failure(&m.h.ctx, m.ann).state, State::Open);
+}
 
-    // An app by label.
-    let s = manual::run_manual(&h.ctx, &Selector::App("Support".into()), &opts, |_| {})
-        .await
-        .unwrap();
+#[tokio::test(start_paused = true)]
+async fn a_manual_retry_by_app_label_pushes_only_that_app() {
+    let m = Manual::new().await;
+    let s = m.run(&Selector::App("Support".into()), &m.opts).await;
     assert_eq!(
         s.lines.iter().map(|l| l.failure.id).collect::<Vec<_>>(),
-        [cat]
+        [m.cat]
     );
-    assert_eq!(post_counts(&h), [1, 0, 1]);
+    assert_eq!(m.post_counts(), [0, 0, 1]);
+}
 
-    // Held by someone else: busy, skipped, nothing pushed.
-    let now = h.ctx.now_ms();
-    h.ctx
-        .store
+/// Claims `id` for another owner for a minute, as a running daemon would.
+fn hold(ctx: &Context, id: i64, owner: &str) -> i64 {
+    let now = ctx.now_ms();
+    ctx.store
         .blocking(|c| {
-            store_retry::claim(c, ben, "daemon-other", now, now + 60_000, "t", "x")?
-                .expect("claimable");
+            store_retry::claim(c, id, owner, now, now + 60_000, "t", "x")?.expect("claimable");
             Ok(())
         })
         .unwrap();
-    let s = manual::run_manual(&h.ctx, &Selector::Failure(ben), &opts, |_| {})
-        .await
-        .unwrap();
+    now
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_manual_retry_of_a_failure_held_elsewhere_is_skipped_as_busy() {
+    let m = Manual::new().await;
+    hold(&m.h.ctx, m.ben, "daemon-other");
+    let s = m.run(&Selector::Failure(m.ben), &m.opts).await;
     let Retried::Busy(d) = &s.lines[0].result else {
         panic!("{:?}", s.lines)
     };
     assert!(d.contains("daemon-other"), "{d}");
     assert!(s.lines[0].render().contains("busy, skipped"));
-    assert_eq!(post_counts(&h), [1, 0, 1]);
+    assert_eq!(m.post_counts(), [0, 0, 0]);
+}
 
-    // Once released, a manual retry ignores backoff and exhaustion.
-    h.ctx
+#[tokio::test(start_paused = true)]
+async fn a_released_failure_is_retried_manually_despite_backoff_and_exhaustion() {
+    let m = Manual::new().await;
+    let now = hold(&m.h.ctx, m.ben, "daemon-other");
+    m.h.ctx
         .store
         .blocking(|c| {
             store_retry::release_all(c, "daemon-other", now, "t")?;
             c.execute(
                 "UPDATE failures SET retry_exhausted = 1, next_attempt_at = ?2 WHERE id = ?1",
-                [ben, now + 86_400_000],
+                [m.ben, now + 86_400_000],
             )?;
             Ok(())
         })
         .unwrap();
-    let s = manual::run_manual(&h.ctx, &Selector::Failure(ben), &opts, |_| {})
-        .await
-        .unwrap();
+    let s = m.run(&Selector::Failure(m.ben), &m.opts).await;
     assert!(
         matches!(s.lines[0].result, Retried::Succeeded(_)),
         "{:?}",
         s.lines
     );
-    assert_eq!(post_counts(&h), [1, 1, 1]);
+    assert_eq!(m.post_counts(), [0, 1, 0]);
+}
 
-    // A failed manual retry makes the command fail.
-    let (down, d_users) = failing_app(&h.sim, "Down", &["dan@x.com"]);
+#[tokio::test(start_paused = true)]
+async fn a_failed_manual_retry_fails_the_command_and_an_unknown_id_is_an_error() {
+    let m = Manual::new().await;
+    let (down, d_users) = failing_app(&m.h.sim, "Down", &["dan@x.com"]);
     let dan = observe(
-        &h.ctx,
+        &m.h.ctx,
         &down,
         &d_users[0],
         "dan@x.com",
         Operation::Create,
         DOWN,
     );
-    let s = manual::run_manual(&h.ctx, &Selector::Failure(dan), &opts, |_| {})
-        .await
-        .unwrap();
+    let s = m.run(&Selector::Failure(dan), &m.opts).await;
     assert!(s.any_failed);
     assert!(
         matches!(s.lines[0].result, Retried::Failed(_)),
@@ -561,10 +612,9 @@ async fn the_manual_command_retries_exactly_what_it_was_asked() {
         s.lines
     );
     assert!(matches!(
-        manual::run_manual(&h.ctx, &Selector::Failure(9_999), &opts, |_| {}).await,
+        manual::run_manual(&m.h.ctx, &Selector::Failure(9_999), &m.opts, |_| {}).await,
         Err(manual::SelectError::NoSuchFailure(9_999))
     ));
-    let _ = &h.dir;
 }
 
 #[test]
