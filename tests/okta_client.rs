@@ -32,10 +32,7 @@ fn ssws(sim: &OktaSim) -> OktaClient {
 
 /// Another integration of the org spends `n` of the shared logs bucket.
 async fn other_integration_reads_logs(sim: &OktaSim, n: usize) {
-    let other = http_builder()
-        .pool_max_idle_per_host(0)
-        .build()
-        .unwrap();
+    let other = http_builder().pool_max_idle_per_host(0).build().unwrap();
     for _ in 0..n {
         other
             .get(format!("{}/api/v1/logs?limit=1", sim.base_url()))

@@ -50,17 +50,23 @@ pub fn state_path(dir: &Path) -> std::path::PathBuf {
 
 /// The simulated Okta org, on a loopback port of its own.
 pub async fn start_okta() -> OktaSim {
-    OktaSim::start().await.expect("the Okta simulator binds 127.0.0.1:0")
+    OktaSim::start()
+        .await
+        .expect("the Okta simulator binds 127.0.0.1:0")
 }
 
 /// The fake Slack (webhooks and Web API), on a loopback port of its own.
 pub async fn start_slack() -> FakeSlack {
-    FakeSlack::start().await.expect("the fake Slack binds 127.0.0.1:0")
+    FakeSlack::start()
+        .await
+        .expect("the fake Slack binds 127.0.0.1:0")
 }
 
 /// The SMTP sink, on a loopback port of its own.
 pub async fn start_smtp() -> SmtpSink {
-    SmtpSink::start().await.expect("the SMTP sink binds 127.0.0.1:0")
+    SmtpSink::start()
+        .await
+        .expect("the SMTP sink binds 127.0.0.1:0")
 }
 
 /// A loopback port that nothing listens on (bound, then released), for refused connections.
@@ -72,7 +78,9 @@ pub fn closed_port() -> u16 {
 /// race with other processes; loopback ports are plentiful enough for tests.
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
-    l.local_addr().expect("a bound socket has an address").port()
+    l.local_addr()
+        .expect("a bound socket has an address")
+        .port()
 }
 
 // ---- config ----------------------------------------------------------------------------------
