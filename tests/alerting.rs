@@ -991,3 +991,68 @@ async fn a_failure_alerted_while_being_retried_stays_alerted_after_the_retry() {
     // And the retry's state flips are no news to the group.
     assert!(h.eval(T0 + mins(12)).is_empty());
 }
+
+/// Issue 10 defect 4: polls that wait (a 429 storm, a slow Okta) never fail, so a rule that
+/// counts failed polls stays silent while nothing is detected. A poller whose polls hang for
+/// 3x the interval must turn the shared health verdict unhealthy and fire the health alert.
+#[tokio::test]
+async fn hanging_polls_turn_health_unhealthy_and_fire_the_health_alert() {
+    use okta_provwatch::clock::Clock;
+    use okta_provwatch::health::{self, Health, Verdict};
+    let h = Harness::new().await;
+    tokio::time::pause();
+    let clock = Clock::tokio();
+    let record = Health::new(clock);
+    let interval = h.config.detect.poll_interval;
+    let poller = {
+        let record = record.clone();
+        tokio::spawn(async move {
+            loop {
+                // Every poll hangs for three intervals before it succeeds: no failure counted.
+                tokio::time::sleep(interval * 3).await;
+                record.poll_ok(None);
+                tokio::time::sleep(interval).await;
+            }
+        })
+    };
+    // Let the poller start its first (hanging) poll at time zero.
+    tokio::task::yield_now().await;
+    let started = record.snapshot().started_ms;
+    let judge = |now: i64| health::verdict(&record.snapshot(), interval, started, now);
+
+    tokio::time::advance(interval).await;
+    assert_eq!(judge(clock.now_ms()), Verdict::Unknown);
+    assert!(h
+        .eval_health(Some(&record.snapshot()), clock.now_ms())
+        .is_empty());
+
+    // Three intervals into the first hung poll: nothing has succeeded since start.
+    tokio::time::advance(interval * 2 + Duration::from_millis(1)).await;
+    let snap = record.snapshot();
+    assert_eq!(snap.consecutive_poll_failures, 0);
+    assert!(judge(clock.now_ms()).is_unhealthy());
+    let o = h.eval_health(Some(&snap), clock.now_ms());
+    assert_eq!(o.firing, [health_alerts::GROUP_KEY]);
+
+    // The poll returns; the next one hangs again and the verdict flips once it is 3x late.
+    tokio::time::advance(Duration::from_millis(10)).await;
+    tokio::task::yield_now().await;
+    assert_eq!(judge(clock.now_ms()), Verdict::Healthy);
+    tokio::time::advance(interval * 3).await;
+    tokio::task::yield_now().await;
+    match judge(clock.now_ms()) {
+        Verdict::Unhealthy { cause, reason, .. } => {
+            assert_eq!(cause, health::Cause::Stalled);
+            assert!(reason.contains("waiting"), "{reason}");
+        }
+        v => panic!("expected unhealthy, got {v:?}"),
+    }
+    poller.abort();
+    tokio::time::resume();
+    h.deliver(clock.now_ms()).await;
+    let slack = h.slack_texts();
+    assert!(
+        slack.iter().any(|t| t.contains("polling stalled")),
+        "{slack:?}"
+    );
+}
