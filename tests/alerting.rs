@@ -1,4 +1,4 @@
-//! Alerting end to end: the evaluator (`alert::policy`), the durable outbox and its sender,
+//! Alerting end to end: the evaluator (`alert::evaluator`), the durable outbox and its sender,
 //! silences, the digest and daemon-health alerts, delivering to the fake Slack
 //! (`okta_sim::slack::FakeSlack`) and a real SMTP server on loopback
 //! (`okta_sim::smtp::SmtpSink`).
@@ -11,17 +11,18 @@ use std::path::Path;
 use std::time::Duration;
 
 use okta_provwatch::alert::digest;
+use okta_provwatch::alert::evaluator::evaluate;
+use okta_provwatch::alert::group::{Outcome, Settings};
 use okta_provwatch::alert::health_alerts;
 use okta_provwatch::alert::message::AlertMessage;
 use okta_provwatch::alert::outbox::failed_deliveries;
-use okta_provwatch::alert::policy::{evaluate, Outcome, Settings};
 use okta_provwatch::alert::sender::{Delivered, Sender};
 use okta_provwatch::cli::SilenceArgs;
 use okta_provwatch::config::{Config, Env};
 use okta_provwatch::health::HealthState;
 use okta_provwatch::metrics::Metrics;
-use okta_provwatch::store::alerts::list_outbox;
 use okta_provwatch::store::failures::{self, Applied, Observation, Operation, Source, State};
+use okta_provwatch::store::outbox::list as list_outbox;
 use okta_provwatch::store::Store;
 use okta_sim::slack::{FakeSlack, SlackMode};
 use okta_sim::smtp::SmtpSink;
@@ -164,7 +165,7 @@ impl Harness {
     fn eval_health(&self, health: Option<&HealthState>, now: i64) -> Outcome {
         let s = self.settings.clone();
         self.store
-            .blocking(|c| evaluate(c, &s, health, now))
+            .write_blocking(|tx| evaluate(tx, &s, health, now))
             .unwrap()
     }
 
@@ -281,7 +282,7 @@ fn decode_base64(s: &str) -> Option<String> {
 
 fn payloads(store: &Store) -> Vec<AlertMessage> {
     store
-        .blocking(|c| list_outbox(c))
+        .read_blocking(list_outbox)
         .unwrap()
         .into_iter()
         .map(|r| serde_json::from_str(&r.payload).unwrap())
@@ -640,7 +641,7 @@ async fn outage_with_restarts_delivers_everything_exactly_once() {
     // Slack's Retry-After is honoured.
     let slack_row = h
         .store
-        .blocking(|c| list_outbox(c))
+        .read_blocking(list_outbox)
         .unwrap()
         .into_iter()
         .find(|r| r.channel == "slack")
@@ -663,7 +664,7 @@ async fn outage_with_restarts_delivers_everything_exactly_once() {
         h.tick(t).await;
     }
     assert!(h.slack.messages().is_empty() && h.smtp.messages().is_empty());
-    let rows = h.store.blocking(|c| list_outbox(c)).unwrap();
+    let rows = h.store.read_blocking(list_outbox).unwrap();
     assert_eq!(rows.len(), 4, "two groups × two channels: {rows:?}");
     assert!(rows.iter().all(|r| r.state == "pending"));
     assert!(rows.iter().any(|r| r.attempts >= 3), "{rows:?}");
@@ -703,15 +704,11 @@ async fn outage_with_restarts_delivers_everything_exactly_once() {
     );
     assert!(h
         .store
-        .blocking(|c| list_outbox(c))
+        .read_blocking(list_outbox)
         .unwrap()
         .iter()
         .all(|r| r.state == "sent"));
-    assert!(h
-        .store
-        .blocking(|c| failed_deliveries(c))
-        .unwrap()
-        .is_empty());
+    assert!(h.store.read_blocking(failed_deliveries).unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -737,7 +734,7 @@ async fn permanent_errors_mark_rows_failed_and_are_reported() {
         }
     );
 
-    let failed = h.store.blocking(|c| failed_deliveries(c)).unwrap();
+    let failed = h.store.read_blocking(failed_deliveries).unwrap();
     assert_eq!(failed.len(), 2, "{failed:?}");
     let slack = failed.iter().find(|f| f.channel == "slack").unwrap();
     assert!(slack.error.contains("no_service"), "{}", slack.error);
@@ -770,7 +767,7 @@ async fn digest_follows_the_schedule_across_restarts() {
     let ch = ["slack", "email"];
     let step = |h: &Harness, now: i64| {
         h.store
-            .blocking(|c| digest::step(c, &schedule, &ch, now))
+            .write_blocking(|tx| digest::step(tx, &schedule, &ch, now))
             .unwrap()
     };
     let nine = chrono::DateTime::parse_from_rfc3339("2023-11-15T09:00:00Z")
@@ -855,7 +852,7 @@ async fn without_channels_alerts_go_to_the_log_only() {
     let (o, d) = h.tick(T0 + secs(2)).await;
     assert_eq!(o.rows, 1);
     assert_eq!(d.sent, 1);
-    let rows = h.store.blocking(|c| list_outbox(c)).unwrap();
+    let rows = h.store.read_blocking(list_outbox).unwrap();
     assert_eq!(rows[0].channel, "console");
     assert!(h.slack.messages().is_empty());
 }
@@ -887,7 +884,7 @@ async fn daemon_loops_deliver_and_stop_on_shutdown() {
         .unwrap();
     let shutdown = CancellationToken::new();
     let tasks = [
-        tokio::spawn(okta_provwatch::alert::policy::run(
+        tokio::spawn(okta_provwatch::alert::evaluator::run(
             ctx.clone(),
             shutdown.clone(),
         )),
@@ -946,7 +943,7 @@ async fn a_stopped_sender_starts_no_further_delivery() {
         .unwrap();
     assert_eq!(d, Delivered::default());
     assert!(h.slack.messages().is_empty() && h.smtp.messages().is_empty());
-    let rows = h.store.blocking(|c| list_outbox(c)).unwrap();
+    let rows = h.store.read_blocking(list_outbox).unwrap();
     assert!(
         rows.iter().all(|r| r.state == "pending" && r.attempts == 0),
         "{rows:?}"

@@ -8,11 +8,10 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use chrono::{TimeZone, Utc};
-use okta_provwatch::alert::email::EmailNotifier;
-use okta_provwatch::alert::message::{
-    AlertLine, AlertMessage, DeliveryError, MessageKind, Severity,
-};
-use okta_provwatch::alert::slack::SlackNotifier;
+use okta_provwatch::alert::channels::email::EmailNotifier;
+use okta_provwatch::alert::channels::slack::SlackNotifier;
+use okta_provwatch::alert::channels::DeliveryError;
+use okta_provwatch::alert::message::{AlertLine, AlertMessage, MessageKind, Severity};
 use okta_provwatch::config::{EmailConfig, SlackConfig, SlackTarget};
 use okta_sim::slack::{FakeSlack, SlackMode, SlackVia};
 use okta_sim::smtp::SmtpSink;

@@ -9,26 +9,25 @@
 //! [`HealthState`]. Its `pending_since` holds when the trouble was first seen (durable, so a
 //! restart during an outage does not restart the clock). Silences do not apply: they name apps.
 
-use super::message::{AlertMessage, MessageKind, Severity};
+use super::compose::{health_firing_message, health_resolved_message};
+use super::group::{save_if_changed, Outcome, Settings};
 use super::outbox;
-use super::policy::{to_time, Outcome, Settings};
-use crate::health::{verdict, Cause, HealthState, Verdict};
-use crate::store::alerts::{self, AlertGroup};
-use crate::store::StoreError;
-use rusqlite::Connection;
+use crate::health::{verdict, HealthState, Verdict};
+use crate::store::alert_groups::{self, AlertGroup};
+use crate::store::{StoreError, Tx};
 use std::time::Duration;
 
-pub const GROUP_KEY: &str = "daemon:health";
+pub use super::group::HEALTH_GROUP_KEY as GROUP_KEY;
 
 /// Evaluates the health group at `now`, in the caller's transaction.
 pub fn evaluate(
-    c: &Connection,
+    tx: &Tx<'_>,
     s: &Settings,
     h: &HealthState,
     now: i64,
     out: &mut Outcome,
 ) -> Result<(), StoreError> {
-    let mut g = alerts::get_group(c, GROUP_KEY)?.unwrap_or_else(|| AlertGroup {
+    let mut g = alert_groups::get(tx, GROUP_KEY)?.unwrap_or_else(|| AlertGroup {
         group_key: GROUP_KEY.to_string(),
         ..AlertGroup::default()
     });
@@ -51,8 +50,8 @@ pub fn evaluate(
                     .is_none_or(|t| now >= t.saturating_add(s.repeat_interval_ms))
             };
             if due {
-                let msg = firing_message(cause, &reason, since, now);
-                out.rows += outbox::enqueue(c, &s.channels, "health", &msg, now)?.len();
+                let msg = health_firing_message(cause, &reason, since, now);
+                out.rows += outbox::enqueue(tx, &s.channels, "health", &msg, now)?.len();
                 out.firing.push(GROUP_KEY.to_string());
                 g.firing = true;
                 g.fingerprint = Some(fp);
@@ -61,20 +60,8 @@ pub fn evaluate(
         }
         Verdict::Healthy => {
             if g.firing && s.send_resolved {
-                let msg = AlertMessage {
-                    kind: MessageKind::Resolved,
-                    severity: Severity::Info,
-                    title: "okta-provwatch reaches Okta again".into(),
-                    app_id: None,
-                    app_label: None,
-                    admin_url: None,
-                    summary: "System Log polling works again; failures that happened meanwhile are picked up from the log.".into(),
-                    lines: Vec::new(),
-                    total_lines: 0,
-                    group_key: GROUP_KEY.into(),
-                    created_at: to_time(now),
-                };
-                out.rows += outbox::enqueue(c, &s.channels, "resolved", &msg, now)?.len();
+                let msg = health_resolved_message(now);
+                out.rows += outbox::enqueue(tx, &s.channels, "resolved", &msg, now)?.len();
                 out.resolved.push(GROUP_KEY.to_string());
                 g.last_sent_at = Some(now);
             }
@@ -85,39 +72,5 @@ pub fn evaluate(
         // "unknown", not "recovered", so only a successful poll resolves.
         Verdict::Unknown => {}
     }
-    super::policy::save_if_changed(c, &g, &before)
-}
-
-fn firing_message(cause: Cause, reason: &str, since: i64, now: i64) -> AlertMessage {
-    let title = match cause {
-        Cause::Auth => "okta-provwatch: Okta rejects its credentials",
-        Cause::Failing => "okta-provwatch cannot poll Okta",
-        Cause::Stalled => "okta-provwatch: System Log polling stalled",
-    }
-    .to_string();
-    let mut summary = format!(
-        "No System Log poll succeeded since {}: {reason}. Provisioning failures are not being detected until this clears.",
-        to_time(since).format("%Y-%m-%d %H:%M UTC"),
-    );
-    match cause {
-        Cause::Auth => summary
-            .push_str(" Check that the API token or OAuth key is valid and has the needed scopes."),
-        Cause::Stalled => summary.push_str(
-            " Check `okta-provwatch doctor` and the org's rate-limit dashboard: another integration may be using the budget.",
-        ),
-        Cause::Failing => {}
-    }
-    AlertMessage {
-        kind: MessageKind::Health,
-        severity: Severity::Urgent,
-        title,
-        app_id: None,
-        app_label: None,
-        admin_url: None,
-        summary,
-        lines: Vec::new(),
-        total_lines: 0,
-        group_key: GROUP_KEY.into(),
-        created_at: to_time(now),
-    }
+    save_if_changed(tx, &g, &before)
 }

@@ -23,39 +23,26 @@
 
 use super::message::AlertMessage;
 use crate::config::Config;
-use crate::store::{alerts, StoreError};
+use crate::store::{outbox as rows, StoreError, Tx};
 use rand::Rng;
-use rusqlite::Connection;
 use serde::Serialize;
 use std::time::Duration;
 
-pub const SLACK: &str = "slack";
-pub const EMAIL: &str = "email";
-pub const CONSOLE: &str = "console";
+pub use super::channels::{CONSOLE, EMAIL, SLACK};
 
 /// First retry delay after a transient error; doubled per attempt.
 pub const BASE_BACKOFF: Duration = Duration::from_secs(5);
 /// No row waits longer than this between attempts, whatever the receiver asks.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
 
-/// Channels rows are written for, in delivery order.
+/// Channels rows are written for, in delivery order (see [`super::channels::RECEIVERS`]).
 pub fn channels(config: &Config) -> Vec<&'static str> {
-    let mut out = Vec::new();
-    if config.slack.is_some() {
-        out.push(SLACK);
-    }
-    if config.email.is_some() {
-        out.push(EMAIL);
-    }
-    if out.is_empty() {
-        out.push(CONSOLE);
-    }
-    out
+    super::channels::configured(config)
 }
 
 /// Writes one row per channel for `msg`, in the caller's transaction.
 pub fn enqueue(
-    c: &Connection,
+    tx: &Tx<'_>,
     channels: &[&str],
     kind: &str,
     msg: &AlertMessage,
@@ -65,7 +52,7 @@ pub fn enqueue(
         .map_err(|e| StoreError::Join(format!("encoding alert message: {e}")))?;
     channels
         .iter()
-        .map(|ch| alerts::insert_outbox(c, ch, kind, Some(&msg.group_key), &payload, now))
+        .map(|ch| rows::insert(tx, ch, kind, Some(&msg.group_key), &payload, now))
         .collect()
 }
 
@@ -102,8 +89,8 @@ pub struct FailedDelivery {
 }
 
 /// Every delivery marked `failed`, oldest first, for `status` and `doctor`.
-pub fn failed_deliveries(c: &Connection) -> Result<Vec<FailedDelivery>, StoreError> {
-    Ok(alerts::outbox_in_state(c, "failed")?
+pub fn failed_deliveries(tx: &Tx<'_>) -> Result<Vec<FailedDelivery>, StoreError> {
+    Ok(rows::in_state(tx, "failed")?
         .into_iter()
         .map(|r| FailedDelivery {
             id: r.id,
@@ -122,12 +109,8 @@ pub fn failed_deliveries(c: &Connection) -> Result<Vec<FailedDelivery>, StoreErr
 }
 
 /// Rows still waiting for delivery (for `status`).
-pub fn pending_count(c: &Connection) -> Result<usize, StoreError> {
-    Ok(c.query_row(
-        "SELECT COUNT(*) FROM outbox WHERE state = 'pending'",
-        [],
-        |r| r.get::<_, i64>(0),
-    )? as usize)
+pub fn pending_count(tx: &Tx<'_>) -> Result<usize, StoreError> {
+    rows::pending_count(tx)
 }
 
 #[cfg(test)]
