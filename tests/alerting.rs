@@ -1053,3 +1053,52 @@ async fn hanging_polls_turn_health_unhealthy_and_fire_the_health_alert() {
         "{slack:?}"
     );
 }
+
+/// Issue 10 defect 5: a 20 MB failure reason once made a 41.6 MB email, and the next, normal
+/// alert for the same app was refused by a mail server with a 10 MB limit. Every message is
+/// now bounded per line and in total, in the outbox and in every channel's rendering.
+#[tokio::test]
+async fn a_huge_reason_yields_a_bounded_email_and_the_next_alert_still_delivers() {
+    let h = Harness::new().await;
+    let huge = format!("SCIM error: {}", "<x&>".repeat(5 * 1024 * 1024));
+    assert!(huge.len() >= 20 * 1024 * 1024);
+    let o = Observation {
+        reason: Some(huge),
+        source: Source::Scan,
+        ..Observation::failure("0oaWorkday", "00ubig", Operation::Deactivate)
+    };
+    h.store
+        .blocking(|c| failures::apply(c, &o, T0, "test"))
+        .unwrap();
+    h.tick(T0).await;
+    let (o, d) = h.tick(T0 + secs(2)).await;
+    assert_eq!(o.firing.len(), 1, "{o:?}");
+    assert_eq!(d.sent, 2, "{d:?}");
+    let payloads: usize = h
+        .store
+        .read_blocking(list_outbox)
+        .unwrap()
+        .iter()
+        .map(|r| r.payload.len())
+        .max()
+        .unwrap();
+    assert!(payloads < 64 * 1024, "outbox payload {payloads} bytes");
+    let mails = h.smtp.messages();
+    assert_eq!(mails.len(), 1);
+    let size = mails[0].data.len();
+    assert!(size < 300 * 1024, "email of {size} bytes");
+    assert!(decode_mail(&mails[0].data).contains("SCIM error"));
+    let slack = h.slack_texts();
+    assert!(slack[0].len() < 64 * 1024, "slack body {} bytes", slack[0].len());
+
+    // A normal alert for the same app afterwards goes out on both channels.
+    h.fail("Workday", "erin", Operation::Deactivate, T0 + secs(10));
+    h.tick(T0 + secs(10)).await;
+    let (o, d) = h.tick(T0 + secs(12)).await;
+    assert_eq!(o.firing.len(), 1, "{o:?}");
+    assert_eq!((d.sent, d.failed), (2, 0), "{d:?}");
+    let mails = h.smtp.messages();
+    assert_eq!(mails.len(), 2);
+    assert!(decode_mail(&mails[1].data).contains("erin@example.com"));
+    assert!(mails[1].data.len() < 300 * 1024);
+}
