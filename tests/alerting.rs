@@ -1089,7 +1089,11 @@ async fn a_huge_reason_yields_a_bounded_email_and_the_next_alert_still_delivers(
     assert!(size < 300 * 1024, "email of {size} bytes");
     assert!(decode_mail(&mails[0].data).contains("SCIM error"));
     let slack = h.slack_texts();
-    assert!(slack[0].len() < 64 * 1024, "slack body {} bytes", slack[0].len());
+    assert!(
+        slack[0].len() < 64 * 1024,
+        "slack body {} bytes",
+        slack[0].len()
+    );
 
     // A normal alert for the same app afterwards goes out on both channels.
     h.fail("Workday", "erin", Operation::Deactivate, T0 + secs(10));
@@ -1100,5 +1104,11 @@ async fn a_huge_reason_yields_a_bounded_email_and_the_next_alert_still_delivers(
     let mails = h.smtp.messages();
     assert_eq!(mails.len(), 2);
     assert!(decode_mail(&mails[1].data).contains("erin@example.com"));
+    // Each line says what to do beyond waiting: a failed deprovisioning may leave access.
+    assert!(
+        decode_mail(&mails[1].data).contains("may still have access to Workday"),
+        "{}",
+        decode_mail(&mails[1].data)
+    );
     assert!(mails[1].data.len() < 300 * 1024);
 }

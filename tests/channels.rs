@@ -38,6 +38,8 @@ fn alert(n: usize) -> AlertMessage {
                 reason: Some("INVALID_FIELD: Title too long".into()),
                 first_seen: Utc.with_ymd_and_hms(2024, 5, 1, 12, 30, 0).unwrap(),
                 attempts: 3,
+                app: None,
+                next_step: None,
             })
             .collect(),
         total_lines: n,

@@ -7,7 +7,7 @@ use super::group::{Settings, HEALTH_GROUP_KEY};
 use super::message::{truncate_chars, AlertLine, AlertMessage, MessageKind, Severity};
 use crate::health::Cause;
 use crate::store::alert_groups;
-use crate::store::failures::Failure;
+use crate::store::failures::{Failure, Operation};
 use crate::store::{StoreError, Tx};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeSet;
@@ -24,6 +24,27 @@ pub const MAX_FIELD_CHARS: usize = 256;
 
 pub fn to_time(ms: i64) -> DateTime<Utc> {
     DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+/// What a person should do about `f` beyond waiting for the automatic retries, if anything.
+pub fn next_step(f: &Failure) -> Option<String> {
+    let app = truncate_chars(f.app_name(), MAX_FIELD_CHARS);
+    if f.retry_exhausted {
+        Some(format!(
+            "automatic retries gave up: fix the cause in {app} or Okta, then run `okta-provwatch retry --failure {}`",
+            f.id
+        ))
+    } else if f.operation == Operation::Integration {
+        Some(format!(
+            "check {app}'s provisioning settings and API credentials in the Okta admin console (Provisioning tab)"
+        ))
+    } else if f.operation.is_deprovisioning() {
+        Some(format!(
+            "the person may still have access to {app}: confirm it is removed there if this does not clear"
+        ))
+    } else {
+        None
+    }
 }
 
 /// One failure as a message line. Every field is bounded here, where the message is made: a
@@ -48,6 +69,8 @@ pub fn line(f: &Failure) -> AlertLine {
             .map(|r| truncate_chars(r, MAX_REASON_CHARS)),
         first_seen: to_time(f.first_seen),
         attempts: f.attempts,
+        app: None,
+        next_step: next_step(f),
     }
 }
 

@@ -103,7 +103,7 @@ pub fn build(tx: &Tx<'_>, since: i64, now: i64) -> Result<Option<AlertMessage>, 
         .map(|f| {
             let mut l = line(f);
             // One digest spans every app, so each line names its app.
-            l.user_login = format!("{} ({})", l.user_login, f.app_name());
+            l.app = Some(f.app_name().to_string());
             l
         })
         .collect();

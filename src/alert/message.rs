@@ -81,6 +81,13 @@ pub struct AlertLine {
     pub reason: Option<String>,
     pub first_seen: DateTime<Utc>,
     pub attempts: u32,
+    /// The app, for messages that span apps (the digest); `None` in a per-app message, whose
+    /// title names the app.
+    #[serde(default)]
+    pub app: Option<String>,
+    /// What a person should do about this failure when waiting for the retries is not enough.
+    #[serde(default)]
+    pub next_step: Option<String>,
 }
 
 /// One notification, independent of the channel that will carry it.
@@ -205,7 +212,28 @@ pub(crate) fn fmt_time(t: &DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
+/// A line's next step is cut to this many characters in any rendering.
+pub const MAX_NEXT_STEP_CHARS: usize = 500;
+
 impl AlertLine {
+    /// The user, followed by the app when the line carries one: `login (App)`.
+    pub fn who(&self) -> String {
+        let login = truncate_chars(&one_line(&self.user_login), MAX_LINE_FIELD_CHARS);
+        match &self.app {
+            Some(app) => format!("{login} ({})", truncate_chars(&one_line(app), 200)),
+            None => login,
+        }
+    }
+
+    /// The next step on one line, bounded; `None` when there is none.
+    pub fn next_step_text(&self) -> Option<String> {
+        self.next_step
+            .as_deref()
+            .map(one_line)
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| truncate_chars(s.trim(), MAX_NEXT_STEP_CHARS))
+    }
+
     pub(crate) fn reason_or_default(&self) -> &str {
         self.reason
             .as_deref()
@@ -213,16 +241,21 @@ impl AlertLine {
             .unwrap_or("no reason given")
     }
 
-    /// `login — operation — reason — first seen … — N attempts`, plain text.
+    /// `login — operation — reason — first seen … — N attempts[ — next: …]`, plain text.
     pub fn render_text(&self) -> String {
-        format!(
+        let mut out = format!(
             "{} — {} — {} — first seen {} — {}",
-            truncate_chars(&one_line(&self.user_login), MAX_LINE_FIELD_CHARS),
+            self.who(),
             truncate_chars(&one_line(&self.operation), MAX_LINE_FIELD_CHARS),
             truncate_chars(&one_line(self.reason_or_default()), MAX_LINE_FIELD_CHARS),
             fmt_time(&self.first_seen),
             plural(u64::from(self.attempts), "attempt", "attempts"),
-        )
+        );
+        if let Some(step) = self.next_step_text() {
+            out.push_str(" — next: ");
+            out.push_str(&step);
+        }
+        out
     }
 }
 
@@ -324,6 +357,8 @@ pub(crate) mod tests {
             reason: Some("Salesforce API: INVALID_FIELD".into()),
             first_seen: Utc.with_ymd_and_hms(2024, 5, 1, 12, 30, 0).unwrap(),
             attempts: 3,
+            app: None,
+            next_step: None,
         }
     }
 
@@ -363,6 +398,19 @@ pub(crate) mod tests {
         assert!(s.contains("\"kind\":\"firing\""));
         let back: AlertMessage = serde_json::from_str(&s).unwrap();
         assert_eq!(back, m);
+    }
+
+    #[test]
+    fn lines_name_their_app_and_next_step_when_they_have_one() {
+        let mut l = msg(1).lines.remove(0);
+        assert_eq!(l.render_text().matches(" — ").count(), 4);
+        l.app = Some("Workday".into());
+        l.next_step = Some("fix it\nthen retry".into());
+        let t = l.render_text();
+        assert!(t.starts_with("user0@example.com (Workday) — "), "{t}");
+        assert!(t.ends_with(" — next: fix it then retry"), "{t}");
+        l.next_step = Some("x".repeat(10_000));
+        assert!(l.render_text().len() < 2_000);
     }
 
     #[test]

@@ -28,7 +28,7 @@ use crate::config::EmailConfig;
 pub use super::DeliveryError;
 use super::{Channel, ChannelFuture};
 use crate::alert::message::{
-    escape_html, fmt_time, one_line, safe_link, truncate_chars, AlertMessage, Severity,
+    escape_html, fmt_time, one_line, safe_link, truncate_chars, AlertLine, AlertMessage, Severity,
     MAX_LINE_FIELD_CHARS, MAX_SUMMARY_CHARS, PRODUCT, TEXT_MAX_BYTES, TEXT_MAX_LINES,
 };
 use std::fmt::Write as _;
@@ -222,6 +222,17 @@ impl Channel for EmailNotifier {
     }
 }
 
+/// The reason, and the next step under it when there is one, escaped and bounded.
+fn reason_cell(l: &AlertLine) -> String {
+    let mut cell = escape_html(&truncate_chars(l.reason_or_default(), MAX_LINE_FIELD_CHARS));
+    if let Some(step) = l.next_step_text() {
+        cell.push_str("<br><i>Next: ");
+        cell.push_str(&escape_html(&step));
+        cell.push_str("</i>");
+    }
+    cell
+}
+
 fn html_color(s: Severity) -> &'static str {
     match s {
         Severity::Urgent => "#b00020",
@@ -267,9 +278,9 @@ pub fn render_html(msg: &AlertMessage) -> String {
         for l in msg.lines.iter().take(TEXT_MAX_LINES) {
             let row = format!(
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-                escape_html(&truncate_chars(&l.user_login, MAX_LINE_FIELD_CHARS)),
+                escape_html(&l.who()),
                 escape_html(&truncate_chars(&l.operation, MAX_LINE_FIELD_CHARS)),
-                escape_html(&truncate_chars(l.reason_or_default(), MAX_LINE_FIELD_CHARS)),
+                reason_cell(l),
                 escape_html(&fmt_time(&l.first_seen)),
                 l.attempts,
             );
@@ -396,6 +407,42 @@ mod tests {
             assert!(text.contains(needle), "text lacks {needle}");
             assert!(html.contains(needle), "html lacks {needle}");
         }
+    }
+
+    #[test]
+    fn email_is_bounded_whatever_the_lines_hold() {
+        // A row queued before reasons were bounded can hold megabytes per line.
+        let mut m = msg(TEXT_MAX_LINES + 50);
+        for l in &mut m.lines {
+            l.reason = Some("<&>".repeat(200_000));
+            l.next_step = Some("n".repeat(100_000));
+        }
+        m.summary = "s".repeat(5_000_000);
+        m.title = "t".repeat(1_000_000);
+        let (text, html) = (m.render_text(), render_html(&m));
+        assert!(
+            text.len() < TEXT_MAX_BYTES + 16 * 1024,
+            "text {}",
+            text.len()
+        );
+        assert!(
+            html.len() < TEXT_MAX_BYTES + 32 * 1024,
+            "html {}",
+            html.len()
+        );
+        assert!(html.contains("…and ") && text.contains("…and "));
+        assert!(email_subject(&m).chars().count() < 300);
+    }
+
+    #[test]
+    fn next_step_is_escaped_in_html() {
+        let mut m = msg(1);
+        m.lines[0].next_step = Some("<b>retry</b>".into());
+        let html = render_html(&m);
+        assert!(
+            html.contains("<i>Next: &lt;b&gt;retry&lt;/b&gt;</i>"),
+            "{html}"
+        );
     }
 
     #[test]

@@ -297,13 +297,16 @@ fn mrkdwn_context(text: String) -> SlackBlock {
 
 /// One failure line as Slack `mrkdwn`, within the section text limit.
 fn line_mrkdwn(line: &AlertLine) -> String {
-    let login = escape_mrkdwn_truncated(&one_line(&line.user_login), 500);
+    let login = escape_mrkdwn_truncated(&line.who(), 500);
     let op = escape_mrkdwn_truncated(&one_line(&line.operation), 200);
-    let tail = format!(
+    let mut tail = format!(
         " — first seen {} — {}",
         fmt_time(&line.first_seen),
         plural(u64::from(line.attempts), "attempt", "attempts"),
     );
+    if let Some(step) = line.next_step_text() {
+        let _ = write!(tail, "\n_Next:_ {}", escape_mrkdwn_truncated(&step, 700));
+    }
     let head = format!("*{login}* — {op} — ");
     let room = SLACK_MAX_SECTION_TEXT.saturating_sub(head.chars().count() + tail.chars().count());
     let reason = escape_mrkdwn_truncated(&one_line(line.reason_or_default()), room);
@@ -570,6 +573,30 @@ mod tests {
             }
         }
         assert!(fallback_text(&m).chars().count() <= SLACK_MAX_SECTION_TEXT);
+    }
+
+    #[test]
+    fn next_step_and_app_show_escaped_within_the_section_limit() {
+        let mut m = msg(1);
+        m.lines[0].app = Some("<Work&day>".into());
+        m.lines[0].next_step = Some(format!(
+            "run `okta-provwatch retry` <@U1> {}",
+            "y".repeat(5000)
+        ));
+        m.lines[0].reason = Some("r".repeat(5000));
+        let blocks = json(&m);
+        let section = blocks
+            .iter()
+            .filter(|b| b["type"] == "section")
+            .map(|b| b["text"]["text"].as_str().unwrap())
+            .find(|t| t.contains("user0"))
+            .unwrap();
+        assert!(section.chars().count() <= SLACK_MAX_SECTION_TEXT);
+        assert!(
+            section.starts_with("*user0@example.com (&lt;Work&amp;day&gt;)*"),
+            "{section:.80}"
+        );
+        assert!(section.contains("\n_Next:_ run `okta-provwatch retry` &lt;@U1&gt;"));
     }
 
     #[test]
