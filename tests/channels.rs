@@ -40,6 +40,7 @@ fn alert(n: usize) -> AlertMessage {
                 attempts: 3,
                 app: None,
                 next_step: None,
+                link: None,
             })
             .collect(),
         total_lines: n,

@@ -71,7 +71,20 @@ pub fn line(f: &Failure) -> AlertLine {
         attempts: f.attempts,
         app: None,
         next_step: next_step(f),
+        link: None,
     }
+}
+
+/// `line` with the user's admin console page, on Okta hosts (see [`Settings::admin_base`]).
+fn linked_line(s: &Settings, f: &Failure) -> AlertLine {
+    let mut l = line(f);
+    if let Some(base) = s.admin_base.as_deref().filter(|_| !f.user_id.is_empty()) {
+        // Okta ids are URL-safe; anything else is not a user id we should link.
+        if f.user_id.chars().all(|c| c.is_ascii_alphanumeric()) {
+            l.link = Some(format!("{base}/admin/user/profile/view/{}", f.user_id));
+        }
+    }
+    l
 }
 
 fn admin_url(s: &Settings, tx: &Tx<'_>, app_id: &str) -> Result<Option<String>, StoreError> {
@@ -172,7 +185,11 @@ pub fn firing_message(
         app_label: label.map(str::to_string),
         admin_url: admin_url(s, tx, app_id)?,
         summary: summary.join(" "),
-        lines: sorted.iter().take(MAX_LINES).map(|f| line(f)).collect(),
+        lines: sorted
+            .iter()
+            .take(MAX_LINES)
+            .map(|f| linked_line(s, f))
+            .collect(),
         total_lines: sorted.len(),
         group_key: format!("app:{app_id}"),
         created_at: to_time(now),
@@ -199,7 +216,11 @@ pub fn resolved_message(
             "All {} previously reported for {app} cleared.",
             plural(cleared.len(), "failure", "failures")
         ),
-        lines: cleared.iter().take(MAX_LINES).map(line).collect(),
+        lines: cleared
+            .iter()
+            .take(MAX_LINES)
+            .map(|f| linked_line(s, f))
+            .collect(),
         total_lines: cleared.len(),
         group_key: format!("app:{app_id}"),
         created_at: to_time(now),

@@ -88,6 +88,9 @@ pub struct AlertLine {
     /// What a person should do about this failure when waiting for the retries is not enough.
     #[serde(default)]
     pub next_step: Option<String>,
+    /// The user's page in the Okta admin console, when known (rendered only if http(s)).
+    #[serde(default)]
+    pub link: Option<String>,
 }
 
 /// One notification, independent of the channel that will carry it.
@@ -225,6 +228,13 @@ impl AlertLine {
         }
     }
 
+    /// The line's link when it is safe to render (http(s), no characters that could break
+    /// out of a Slack link or an HTML attribute once escaped).
+    pub fn safe_link(&self) -> Option<&str> {
+        safe_link(self.link.as_deref())
+            .filter(|u| u.len() <= 2000 && !u.contains(['|', '<', '>', '"', ' ']))
+    }
+
     /// The next step on one line, bounded; `None` when there is none.
     pub fn next_step_text(&self) -> Option<String> {
         self.next_step
@@ -254,6 +264,10 @@ impl AlertLine {
         if let Some(step) = self.next_step_text() {
             out.push_str(" — next: ");
             out.push_str(&step);
+        }
+        if let Some(url) = self.safe_link() {
+            out.push_str(" — ");
+            out.push_str(url);
         }
         out
     }
@@ -359,6 +373,7 @@ pub(crate) mod tests {
             attempts: 3,
             app: None,
             next_step: None,
+            link: None,
         }
     }
 
@@ -411,6 +426,13 @@ pub(crate) mod tests {
         assert!(t.ends_with(" — next: fix it then retry"), "{t}");
         l.next_step = Some("x".repeat(10_000));
         assert!(l.render_text().len() < 2_000);
+        l.next_step = None;
+        l.link = Some("javascript:alert(1)".into());
+        assert!(!l.render_text().contains("javascript"));
+        l.link = Some("https://acme-admin.okta.com/admin/user/profile/view/00u1".into());
+        assert!(l
+            .render_text()
+            .ends_with(" — https://acme-admin.okta.com/admin/user/profile/view/00u1"));
     }
 
     #[test]

@@ -222,6 +222,18 @@ impl Channel for EmailNotifier {
     }
 }
 
+/// The user (and app), linked to their admin console page when the line has one.
+fn user_cell(l: &AlertLine) -> String {
+    match l.safe_link() {
+        Some(url) => format!(
+            "<a href=\"{}\">{}</a>",
+            escape_html(url),
+            escape_html(&l.who())
+        ),
+        None => escape_html(&l.who()),
+    }
+}
+
 /// The reason, and the next step under it when there is one, escaped and bounded.
 fn reason_cell(l: &AlertLine) -> String {
     let mut cell = escape_html(&truncate_chars(l.reason_or_default(), MAX_LINE_FIELD_CHARS));
@@ -278,7 +290,7 @@ pub fn render_html(msg: &AlertMessage) -> String {
         for l in msg.lines.iter().take(TEXT_MAX_LINES) {
             let row = format!(
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-                escape_html(&l.who()),
+                user_cell(l),
                 escape_html(&truncate_chars(&l.operation, MAX_LINE_FIELD_CHARS)),
                 reason_cell(l),
                 escape_html(&fmt_time(&l.first_seen)),

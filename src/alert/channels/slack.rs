@@ -307,7 +307,10 @@ fn line_mrkdwn(line: &AlertLine) -> String {
     if let Some(step) = line.next_step_text() {
         let _ = write!(tail, "\n_Next:_ {}", escape_mrkdwn_truncated(&step, 700));
     }
-    let head = format!("*{login}* — {op} — ");
+    let head = match line.safe_link() {
+        Some(url) => format!("*<{url}|{login}>* — {op} — "),
+        None => format!("*{login}* — {op} — "),
+    };
     let room = SLACK_MAX_SECTION_TEXT.saturating_sub(head.chars().count() + tail.chars().count());
     let reason = escape_mrkdwn_truncated(&one_line(line.reason_or_default()), room);
     format!("{head}{reason}{tail}")
@@ -597,6 +600,11 @@ mod tests {
             "{section:.80}"
         );
         assert!(section.contains("\n_Next:_ run `okta-provwatch retry` &lt;@U1&gt;"));
+        m.lines[0].link = Some("https://acme-admin.okta.com/admin/user/profile/view/00u1".into());
+        let text = all_text(&json(&m));
+        assert!(text.contains("*<https://acme-admin.okta.com/admin/user/profile/view/00u1|user0@example.com (&lt;Work&amp;day&gt;)>*"), "{text:.400}");
+        m.lines[0].link = Some("https://x.test/a|<!channel>".into());
+        assert!(!all_text(&json(&m)).contains("x.test"));
     }
 
     #[test]
