@@ -36,7 +36,7 @@ use crate::alert::message::{
 };
 use std::fmt::Write as _;
 
-/// Slack Block Kit limits (https://api.slack.com/reference/block-kit).
+/// Slack Block Kit limits (<https://api.slack.com/reference/block-kit>).
 pub const SLACK_MAX_BLOCKS: usize = 50;
 pub const SLACK_MAX_SECTION_TEXT: usize = 3000;
 pub const SLACK_MAX_HEADER_TEXT: usize = 150;
