@@ -40,6 +40,30 @@ pub fn channels(config: &Config) -> Vec<&'static str> {
     super::channels::configured(config)
 }
 
+/// A stored message is at most this large: past it, lines are dropped from the end (the
+/// renderers say "…and N more" for them). Composition already bounds each field, so this is
+/// the last guard that keeps one message from bloating the store or a receiver.
+pub const MAX_PAYLOAD_BYTES: usize = 512 * 1024;
+
+/// The message as stored: JSON within [`MAX_PAYLOAD_BYTES`].
+pub fn encode(msg: &AlertMessage) -> Result<String, StoreError> {
+    let encode = |m: &AlertMessage| {
+        serde_json::to_string(m)
+            .map_err(|e| StoreError::Join(format!("encoding alert message: {e}")))
+    };
+    let mut payload = encode(msg)?;
+    if payload.len() > MAX_PAYLOAD_BYTES {
+        let mut m = msg.clone();
+        m.total_lines = m.total_lines.max(m.lines.len());
+        while payload.len() > MAX_PAYLOAD_BYTES && !m.lines.is_empty() {
+            let keep = m.lines.len() / 2;
+            m.lines.truncate(keep);
+            payload = encode(&m)?;
+        }
+    }
+    Ok(payload)
+}
+
 /// Writes one row per channel for `msg`, in the caller's transaction.
 pub fn enqueue(
     tx: &Tx<'_>,
@@ -48,8 +72,7 @@ pub fn enqueue(
     msg: &AlertMessage,
     now: i64,
 ) -> Result<Vec<i64>, StoreError> {
-    let payload = serde_json::to_string(msg)
-        .map_err(|e| StoreError::Join(format!("encoding alert message: {e}")))?;
+    let payload = encode(msg)?;
     channels
         .iter()
         .map(|ch| rows::insert(tx, ch, kind, Some(&msg.group_key), &payload, now))
@@ -116,6 +139,30 @@ pub fn pending_count(tx: &Tx<'_>) -> Result<usize, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn oversized_messages_are_stored_with_fewer_lines_and_say_so() {
+        let mut msg: AlertMessage = serde_json::from_value(serde_json::json!({
+            "kind": "firing", "severity": "warning", "title": "t", "app_id": null,
+            "app_label": null, "admin_url": null, "summary": "", "lines": [],
+            "group_key": "app:1", "created_at": "2024-01-01T00:00:00Z"
+        }))
+        .unwrap();
+        let line: crate::alert::message::AlertLine = serde_json::from_value(serde_json::json!({
+            "user_login": "a@example.com", "user_id": "00u1", "operation": "PUSH_PROFILE",
+            "reason": "r".repeat(10_000), "first_seen": "2024-01-01T00:00:00Z", "attempts": 1
+        }))
+        .unwrap();
+        msg.lines = vec![line; 500];
+        msg.total_lines = 700;
+        let payload = encode(&msg).unwrap();
+        assert!(payload.len() <= MAX_PAYLOAD_BYTES, "{}", payload.len());
+        let back: AlertMessage = serde_json::from_str(&payload).unwrap();
+        assert!(!back.lines.is_empty() && back.lines.len() < 500);
+        assert_eq!(back.total_lines, 700);
+        msg.lines.truncate(3);
+        assert_eq!(encode(&msg).unwrap(), serde_json::to_string(&msg).unwrap());
+    }
 
     #[test]
     fn backoff_grows_respects_retry_after_and_is_capped() {
