@@ -226,6 +226,7 @@ pub struct Tx<'c> {
 
 impl<'c> Tx<'c> {
     /// The backend connection, for the table modules only.
+    #[allow(dead_code)] // used by the table modules as they move onto `Tx`
     pub(in crate::store) fn conn(&self) -> &'c Connection {
         self.conn
     }
