@@ -53,7 +53,7 @@ pub fn start(ctx: Context, shutdown: CancellationToken) -> Running {
     tasks.spawn(crate::detect::scanner::run(ctx.clone(), shutdown.clone()));
     // Components of later stages register here, one line each.
     tasks.spawn(crate::retry::worker::run(ctx.clone(), shutdown.clone()));
-    tasks.spawn(crate::alert::policy::run(ctx.clone(), shutdown.clone()));
+    tasks.spawn(crate::alert::evaluator::run(ctx.clone(), shutdown.clone()));
     tasks.spawn(crate::alert::sender::run(ctx.clone(), shutdown.clone()));
     tasks.spawn(crate::alert::digest::run(ctx.clone(), shutdown.clone()));
     Running { shutdown, tasks }

@@ -25,12 +25,6 @@ use tokio_util::sync::CancellationToken;
 /// The Prometheus text exposition format, version 0.0.4.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// `/healthz` reports unhealthy after this many System Log polls in a row failed.
-pub const MAX_CONSECUTIVE_POLL_FAILURES: u32 = 3;
-
-/// ... or when the last successful poll is older than this many poll intervals.
-pub const STALE_POLL_INTERVALS: u32 = 3;
-
 /// Scrapes share the daemon's one store connection, so the store-backed gauges are recomputed
 /// at most this often, by one scrape at a time; scrapes in between render the registry as is.
 pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
@@ -102,59 +96,19 @@ async fn healthz(State(st): State<AppState>) -> Response {
     }
 }
 
-/// `Ok` when polling works; otherwise why not, in words an operator can act on.
+/// `Ok` when polling works; otherwise why not, in words an operator can act on. The rule is
+/// [`crate::health::verdict`], the same one the daemon-health alert uses.
 pub fn health_verdict(ctx: &Context, started_ms: i64, now_ms: i64) -> Result<(), String> {
     let h = ctx.health.snapshot();
-    let interval = ctx.config.detect.poll_interval;
-    let stale_after = interval * STALE_POLL_INTERVALS;
-    let last_error = || {
-        h.last_poll_error
-            .as_deref()
-            .map(|e| format!("; last error: {e}"))
-            .unwrap_or_default()
-    };
-    if h.consecutive_poll_failures >= MAX_CONSECUTIVE_POLL_FAILURES {
-        let auth = if h.auth_failing {
-            " (Okta rejected the credentials)"
-        } else {
-            ""
-        };
-        return Err(format!(
-            "{} consecutive System Log polls failed{auth}{}",
-            h.consecutive_poll_failures,
-            last_error()
-        ));
+    match crate::health::verdict(
+        &h,
+        ctx.config.detect.poll_interval,
+        Some(started_ms),
+        now_ms,
+    ) {
+        crate::health::Verdict::Unhealthy { reason, .. } => Err(reason),
+        crate::health::Verdict::Healthy | crate::health::Verdict::Unknown => Ok(()),
     }
-    // A fresh daemon has not polled yet; judging it before one full staleness window would
-    // make every restart flap the health check.
-    let since_start = Duration::from_millis(now_ms.saturating_sub(started_ms).max(0) as u64);
-    if since_start < stale_after {
-        return Ok(());
-    }
-    match h.last_poll_ok_ms {
-        None => Err(format!(
-            "no successful System Log poll since start ({} ago){}",
-            humantime::format_duration(round_secs(since_start)),
-            last_error()
-        )),
-        Some(ok) => {
-            let age = Duration::from_millis(now_ms.saturating_sub(ok).max(0) as u64);
-            if age > stale_after {
-                Err(format!(
-                    "last successful System Log poll was {} ago (more than {STALE_POLL_INTERVALS} poll intervals of {}){}",
-                    humantime::format_duration(round_secs(age)),
-                    humantime::format_duration(interval),
-                    last_error()
-                ))
-            } else {
-                Ok(())
-            }
-        }
-    }
-}
-
-fn round_secs(d: Duration) -> Duration {
-    Duration::from_secs(d.as_secs())
 }
 
 /// The registry plus the scrape-time gauges.
@@ -289,7 +243,9 @@ mod tests {
             c.health
                 .poll_failed("Okta rejected the credentials (401)".into(), true);
         }
-        let e = health_verdict(&c, start, now).unwrap_err();
+        // Failed polls count once the last success is too old, and name their cause.
+        assert!(health_verdict(&c, start, now).is_ok());
+        let e = health_verdict(&c, start, now + 31_000).unwrap_err();
         assert!(e.contains("3 consecutive") && e.contains("401"), "{e}");
     }
 

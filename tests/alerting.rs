@@ -1,4 +1,4 @@
-//! Alerting end to end: the evaluator (`alert::policy`), the durable outbox and its sender,
+//! Alerting end to end: the evaluator (`alert::evaluator`), the durable outbox and its sender,
 //! silences, the digest and daemon-health alerts, delivering to the fake Slack
 //! (`okta_sim::slack::FakeSlack`) and a real SMTP server on loopback
 //! (`okta_sim::smtp::SmtpSink`).
@@ -14,17 +14,18 @@ use std::path::Path;
 use std::time::Duration;
 
 use okta_provwatch::alert::digest;
+use okta_provwatch::alert::evaluator::evaluate;
+use okta_provwatch::alert::group::{Outcome, Settings};
 use okta_provwatch::alert::health_alerts;
 use okta_provwatch::alert::message::AlertMessage;
 use okta_provwatch::alert::outbox::failed_deliveries;
-use okta_provwatch::alert::policy::{evaluate, Outcome, Settings};
 use okta_provwatch::alert::sender::{Delivered, Sender};
 use okta_provwatch::cli::SilenceArgs;
 use okta_provwatch::config::Config;
 use okta_provwatch::health::HealthState;
 use okta_provwatch::metrics::Metrics;
-use okta_provwatch::store::alerts::list_outbox;
 use okta_provwatch::store::failures::{self, Applied, Observation, Operation, Source, State};
+use okta_provwatch::store::outbox::list as list_outbox;
 use okta_provwatch::store::Store;
 use okta_sim::slack::{FakeSlack, SlackMode};
 use okta_sim::smtp::SmtpSink;
@@ -160,7 +161,7 @@ impl Harness {
     fn eval_health(&self, health: Option<&HealthState>, now: i64) -> Outcome {
         let s = self.settings.clone();
         self.store
-            .blocking(|c| evaluate(c, &s, health, now))
+            .write_blocking(|tx| evaluate(tx, &s, health, now))
             .unwrap()
     }
 
@@ -277,7 +278,7 @@ fn decode_base64(s: &str) -> Option<String> {
 
 fn payloads(store: &Store) -> Vec<AlertMessage> {
     store
-        .blocking(|c| list_outbox(c))
+        .read_blocking(list_outbox)
         .unwrap()
         .into_iter()
         .map(|r| serde_json::from_str(&r.payload).unwrap())
@@ -636,7 +637,7 @@ async fn outage_with_restarts_delivers_everything_exactly_once() {
     // Slack's Retry-After is honoured.
     let slack_row = h
         .store
-        .blocking(|c| list_outbox(c))
+        .read_blocking(list_outbox)
         .unwrap()
         .into_iter()
         .find(|r| r.channel == "slack")
@@ -659,7 +660,7 @@ async fn outage_with_restarts_delivers_everything_exactly_once() {
         h.tick(t).await;
     }
     assert!(h.slack.messages().is_empty() && h.smtp.messages().is_empty());
-    let rows = h.store.blocking(|c| list_outbox(c)).unwrap();
+    let rows = h.store.read_blocking(list_outbox).unwrap();
     assert_eq!(rows.len(), 4, "two groups × two channels: {rows:?}");
     assert!(rows.iter().all(|r| r.state == "pending"));
     assert!(rows.iter().any(|r| r.attempts >= 3), "{rows:?}");
@@ -699,15 +700,11 @@ async fn outage_with_restarts_delivers_everything_exactly_once() {
     );
     assert!(h
         .store
-        .blocking(|c| list_outbox(c))
+        .read_blocking(list_outbox)
         .unwrap()
         .iter()
         .all(|r| r.state == "sent"));
-    assert!(h
-        .store
-        .blocking(|c| failed_deliveries(c))
-        .unwrap()
-        .is_empty());
+    assert!(h.store.read_blocking(failed_deliveries).unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -733,7 +730,7 @@ async fn permanent_errors_mark_rows_failed_and_are_reported() {
         }
     );
 
-    let failed = h.store.blocking(|c| failed_deliveries(c)).unwrap();
+    let failed = h.store.read_blocking(failed_deliveries).unwrap();
     assert_eq!(failed.len(), 2, "{failed:?}");
     let slack = failed.iter().find(|f| f.channel == "slack").unwrap();
     assert!(slack.error.contains("no_service"), "{}", slack.error);
@@ -766,7 +763,7 @@ async fn digest_follows_the_schedule_across_restarts() {
     let ch = ["slack", "email"];
     let step = |h: &Harness, now: i64| {
         h.store
-            .blocking(|c| digest::step(c, &schedule, &ch, now))
+            .write_blocking(|tx| digest::step(tx, &schedule, &ch, now))
             .unwrap()
     };
     let nine = chrono::DateTime::parse_from_rfc3339("2023-11-15T09:00:00Z")
@@ -851,7 +848,7 @@ async fn without_channels_alerts_go_to_the_log_only() {
     let (o, d) = h.tick(T0 + secs(2)).await;
     assert_eq!(o.rows, 1);
     assert_eq!(d.sent, 1);
-    let rows = h.store.blocking(|c| list_outbox(c)).unwrap();
+    let rows = h.store.read_blocking(list_outbox).unwrap();
     assert_eq!(rows[0].channel, "console");
     assert!(h.slack.messages().is_empty());
 }
@@ -883,7 +880,7 @@ async fn daemon_loops_deliver_and_stop_on_shutdown() {
         .unwrap();
     let shutdown = CancellationToken::new();
     let tasks = [
-        tokio::spawn(okta_provwatch::alert::policy::run(
+        tokio::spawn(okta_provwatch::alert::evaluator::run(
             ctx.clone(),
             shutdown.clone(),
         )),
@@ -942,7 +939,7 @@ async fn a_stopped_sender_starts_no_further_delivery() {
         .unwrap();
     assert_eq!(d, Delivered::default());
     assert!(h.slack.messages().is_empty() && h.smtp.messages().is_empty());
-    let rows = h.store.blocking(|c| list_outbox(c)).unwrap();
+    let rows = h.store.read_blocking(list_outbox).unwrap();
     assert!(
         rows.iter().all(|r| r.state == "pending" && r.attempts == 0),
         "{rows:?}"
@@ -986,4 +983,128 @@ async fn a_failure_alerted_while_being_retried_stays_alerted_after_the_retry() {
     assert_eq!(h.failure_state(alice), State::Alerted);
     // And the retry's state flips are no news to the group.
     assert!(h.eval(T0 + mins(12)).is_empty());
+}
+
+/// Issue 10 defect 4: polls that wait (a 429 storm, a slow Okta) never fail, so a rule that
+/// counts failed polls stays silent while nothing is detected. A poller whose polls hang for
+/// 3x the interval must turn the shared health verdict unhealthy and fire the health alert.
+#[tokio::test]
+async fn hanging_polls_turn_health_unhealthy_and_fire_the_health_alert() {
+    use okta_provwatch::clock::Clock;
+    use okta_provwatch::health::{self, Health, Verdict};
+    let h = Harness::new().await;
+    tokio::time::pause();
+    let clock = Clock::tokio();
+    let record = Health::new(clock);
+    let interval = h.config.detect.poll_interval;
+    let poller = {
+        let record = record.clone();
+        tokio::spawn(async move {
+            loop {
+                // Every poll hangs for three intervals before it succeeds: no failure counted.
+                tokio::time::sleep(interval * 3).await;
+                record.poll_ok(None);
+                tokio::time::sleep(interval).await;
+            }
+        })
+    };
+    // Let the poller start its first (hanging) poll at time zero.
+    tokio::task::yield_now().await;
+    let started = record.snapshot().started_ms;
+    let judge = |now: i64| health::verdict(&record.snapshot(), interval, started, now);
+
+    tokio::time::advance(interval).await;
+    assert_eq!(judge(clock.now_ms()), Verdict::Unknown);
+    assert!(h
+        .eval_health(Some(&record.snapshot()), clock.now_ms())
+        .is_empty());
+
+    // Three intervals into the first hung poll: nothing has succeeded since start.
+    tokio::time::advance(interval * 2 + Duration::from_millis(1)).await;
+    let snap = record.snapshot();
+    assert_eq!(snap.consecutive_poll_failures, 0);
+    assert!(judge(clock.now_ms()).is_unhealthy());
+    let o = h.eval_health(Some(&snap), clock.now_ms());
+    assert_eq!(o.firing, [health_alerts::GROUP_KEY]);
+
+    // The poll returns; the next one hangs again and the verdict flips once it is 3x late.
+    tokio::time::advance(Duration::from_millis(10)).await;
+    tokio::task::yield_now().await;
+    assert_eq!(judge(clock.now_ms()), Verdict::Healthy);
+    tokio::time::advance(interval * 3).await;
+    tokio::task::yield_now().await;
+    match judge(clock.now_ms()) {
+        Verdict::Unhealthy { cause, reason, .. } => {
+            assert_eq!(cause, health::Cause::Stalled);
+            assert!(reason.contains("waiting"), "{reason}");
+        }
+        v => panic!("expected unhealthy, got {v:?}"),
+    }
+    poller.abort();
+    tokio::time::resume();
+    h.deliver(clock.now_ms()).await;
+    let slack = h.slack_texts();
+    assert!(
+        slack.iter().any(|t| t.contains("polling stalled")),
+        "{slack:?}"
+    );
+}
+
+/// Issue 10 defect 5: a 20 MB failure reason once made a 41.6 MB email, and the next, normal
+/// alert for the same app was refused by a mail server with a 10 MB limit. Every message is
+/// now bounded per line and in total, in the outbox and in every channel's rendering.
+#[tokio::test]
+async fn a_huge_reason_yields_a_bounded_email_and_the_next_alert_still_delivers() {
+    let h = Harness::new().await;
+    let huge = format!("SCIM error: {}", "<x&>".repeat(5 * 1024 * 1024));
+    assert!(huge.len() >= 20 * 1024 * 1024);
+    let o = Observation {
+        reason: Some(huge),
+        source: Source::Scan,
+        ..Observation::failure("0oaWorkday", "00ubig", Operation::Deactivate)
+    };
+    h.store
+        .blocking(|c| failures::apply(c, &o, T0, "test"))
+        .unwrap();
+    h.tick(T0).await;
+    let (o, d) = h.tick(T0 + secs(2)).await;
+    assert_eq!(o.firing.len(), 1, "{o:?}");
+    assert_eq!(d.sent, 2, "{d:?}");
+    let payloads: usize = h
+        .store
+        .read_blocking(list_outbox)
+        .unwrap()
+        .iter()
+        .map(|r| r.payload.len())
+        .max()
+        .unwrap();
+    assert!(payloads < 64 * 1024, "outbox payload {payloads} bytes");
+    let mails = h.smtp.messages();
+    assert_eq!(mails.len(), 1);
+    let size = mails[0].data.len();
+    assert!(size < 300 * 1024, "email of {size} bytes");
+    assert!(decode_mail(&mails[0].data).contains("SCIM error"));
+    let slack = h.slack_texts();
+    assert!(
+        slack[0].len() < 64 * 1024,
+        "slack body {} bytes",
+        slack[0].len()
+    );
+
+    // A normal alert for the same app afterwards goes out on both channels.
+    h.fail("Workday", "erin", Operation::Deactivate, T0 + secs(10));
+    h.tick(T0 + secs(10)).await;
+    let (o, d) = h.tick(T0 + secs(12)).await;
+    assert_eq!(o.firing.len(), 1, "{o:?}");
+    assert_eq!((d.sent, d.failed), (2, 0), "{d:?}");
+    let mails = h.smtp.messages();
+    assert_eq!(mails.len(), 2);
+    assert!(decode_mail(&mails[1].data).contains("erin@example.com"));
+    // Each line says what to do beyond waiting: a failed deprovisioning may leave access.
+    assert!(
+        decode_mail(&mails[1].data).contains("may still have access to Workday"),
+        "{}",
+        decode_mail(&mails[1].data)
+    );
+    assert!(mails[1].data.len() < 300 * 1024);
 }

@@ -11,11 +11,10 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use chrono::{TimeZone, Utc};
-use okta_provwatch::alert::email::EmailNotifier;
-use okta_provwatch::alert::message::{
-    AlertLine, AlertMessage, DeliveryError, MessageKind, Severity,
-};
-use okta_provwatch::alert::slack::SlackNotifier;
+use okta_provwatch::alert::channels::email::EmailNotifier;
+use okta_provwatch::alert::channels::slack::SlackNotifier;
+use okta_provwatch::alert::channels::DeliveryError;
+use okta_provwatch::alert::message::{AlertLine, AlertMessage, MessageKind, Severity};
 use okta_provwatch::config::{EmailConfig, SlackConfig, SlackTarget};
 use okta_sim::slack::{FakeSlack, SlackMode, SlackVia};
 use okta_sim::smtp::SmtpSink;
@@ -42,6 +41,9 @@ fn alert(n: usize) -> AlertMessage {
                 reason: Some("INVALID_FIELD: Title too long".into()),
                 first_seen: Utc.with_ymd_and_hms(2024, 5, 1, 12, 30, 0).unwrap(),
                 attempts: 3,
+                app: None,
+                next_step: None,
+                link: None,
             })
             .collect(),
         total_lines: n,

@@ -9,13 +9,13 @@
 //! first digest goes out at the next scheduled time. Digests with nothing to report (nothing
 //! open, nothing happened) are skipped, but still advance the clock.
 
+use super::compose::{line, to_time, MAX_LINES};
 use super::message::{AlertLine, AlertMessage, MessageKind, Severity};
 use super::outbox;
-use super::policy::{line, to_time, MAX_LINES};
 use crate::context::Context;
-use crate::store::{failures, get_meta, set_meta, StoreError};
+use crate::store::alert_groups::{self, failures_with_history, get_meta, set_meta};
+use crate::store::{StoreError, Tx};
 use cron::Schedule;
-use rusqlite::{params, Connection, TransactionBehavior};
 use std::collections::BTreeSet;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -48,60 +48,38 @@ pub fn next_after(schedule: &Schedule, after_ms: i64) -> Option<i64> {
 /// Checks the schedule at `now` and queues a digest when one is due. Returns what it did and
 /// when the next digest is due.
 pub fn step(
-    c: &mut Connection,
+    tx: &Tx<'_>,
     schedule: &Schedule,
     channels: &[&str],
     now: i64,
 ) -> Result<(Step, Option<i64>), StoreError> {
-    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let last = get_meta(&tx, META_KEY)?.and_then(|v| v.parse::<i64>().ok());
+    let last = get_meta(tx, META_KEY)?.and_then(|v| v.parse::<i64>().ok());
     let Some(last) = last else {
-        set_meta(&tx, META_KEY, &now.to_string())?;
-        tx.commit()?;
+        set_meta(tx, META_KEY, &now.to_string())?;
         return Ok((Step::Started, next_after(schedule, now)));
     };
     match next_after(schedule, last) {
         Some(due) if due <= now => {}
         next => return Ok((Step::NotDue, next)),
     }
-    let msg = build(&tx, last, now)?;
+    let msg = build(tx, last, now)?;
     let step = match msg {
         Some(msg) => {
-            outbox::enqueue(&tx, channels, "digest", &msg, now)?;
+            outbox::enqueue(tx, channels, "digest", &msg, now)?;
             Step::Sent
         }
         None => Step::Empty,
     };
-    set_meta(&tx, META_KEY, &now.to_string())?;
-    tx.commit()?;
+    set_meta(tx, META_KEY, &now.to_string())?;
     Ok((step, next_after(schedule, now)))
 }
 
-fn failures_with(
-    c: &Connection,
-    kinds: &[&str],
-    since: i64,
-    now: i64,
-) -> Result<BTreeSet<i64>, StoreError> {
-    let mut out = BTreeSet::new();
-    let mut stmt = c.prepare(
-        "SELECT DISTINCT failure_id FROM failure_history WHERE kind = ?1 AND at > ?2 AND at <= ?3",
-    )?;
-    for kind in kinds {
-        let rows = stmt.query_map(params![kind, since, now], |r| r.get::<_, i64>(0))?;
-        for id in rows {
-            out.insert(id?);
-        }
-    }
-    Ok(out)
-}
-
 /// The digest for the window (`since`, `now`], or `None` when there is nothing to say.
-pub fn build(c: &Connection, since: i64, now: i64) -> Result<Option<AlertMessage>, StoreError> {
-    let open = failures::list_unresolved(c)?;
-    let detected = failures_with(c, &["detected", "reopened"], since, now)?;
-    let retried = failures_with(c, &["retry_started"], since, now)?;
-    let resolved = failures_with(c, &["resolved"], since, now)?;
+pub fn build(tx: &Tx<'_>, since: i64, now: i64) -> Result<Option<AlertMessage>, StoreError> {
+    let open = alert_groups::unresolved_failures(tx)?;
+    let detected = failures_with_history(tx, &["detected", "reopened"], since, now)?;
+    let retried = failures_with_history(tx, &["retry_started"], since, now)?;
+    let resolved = failures_with_history(tx, &["resolved"], since, now)?;
     if open.is_empty() && detected.is_empty() && retried.is_empty() && resolved.is_empty() {
         return Ok(None);
     }
@@ -125,7 +103,7 @@ pub fn build(c: &Connection, since: i64, now: i64) -> Result<Option<AlertMessage
         .map(|f| {
             let mut l = line(f);
             // One digest spans every app, so each line names its app.
-            l.user_login = format!("{} ({})", l.user_login, f.app_name());
+            l.app = Some(f.app_name().to_string());
             l
         })
         .collect();
@@ -155,7 +133,11 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
     loop {
         let now = ctx.clock.now_ms();
         let (sched, chans) = (schedule.clone(), channels.clone());
-        let wait = match ctx.store.call(move |c| step(c, &sched, &chans, now)).await {
+        let wait = match ctx
+            .store
+            .write(move |tx| step(tx, &sched, &chans, now))
+            .await
+        {
             Ok((what, next)) => {
                 match what {
                     Step::Sent => tracing::info!("digest queued"),

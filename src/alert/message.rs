@@ -1,38 +1,33 @@
-//! The channel-neutral alert message and its renderings.
+//! The channel-neutral alert message: what the alerting pipeline decided to say, independent
+//! of the channel that carries it, and the plain-text form every channel can fall back on.
 //!
-//! An [`AlertMessage`] is what the alerting pipeline decides to say; it is
-//! stored as JSON in the outbox and only rendered at send time, so every
-//! channel (Slack Block Kit, email text + HTML) renders the same facts from the
-//! same value. This module also owns [`DeliveryError`], the retry contract all
-//! channels report in.
+//! An [`AlertMessage`] is stored as JSON in the outbox and only rendered at send time, so
+//! every channel renders the same facts from the same value; each channel in
+//! [`super::channels`] owns its own rendering (Slack Block Kit, email text + HTML).
 //!
-//! Renderers treat every string in the message as untrusted (user logins and
-//! Okta error reasons come from the org): HTML escapes everything, Slack
-//! `mrkdwn` escapes `&`, `<`, `>` as Slack requires, and every rendering stays
-//! inside the target's size limits by truncating with "…and N more".
+//! Renderers treat every string in the message as untrusted (user logins and Okta error
+//! reasons come from the org) and bound every rendering, per line and in total, so that one
+//! oversized value can never make a message the receiver refuses. The helpers here
+//! (truncation, escaping, one-line folding) are shared by the channels.
 
 use std::fmt::Write as _;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 
 /// Product name used in subjects and footers.
 pub const PRODUCT: &str = "okta-provwatch";
 
-/// Slack Block Kit limits (https://api.slack.com/reference/block-kit).
-pub const SLACK_MAX_BLOCKS: usize = 50;
-pub const SLACK_MAX_SECTION_TEXT: usize = 3000;
-pub const SLACK_MAX_HEADER_TEXT: usize = 150;
-pub const SLACK_MAX_BUTTON_TEXT: usize = 75;
-pub const SLACK_MAX_BUTTON_URL: usize = 3000;
-/// User lines shown as their own section; the rest collapse into
-/// "…and N more". Header, summary, overflow note, context and actions take the
-/// remaining blocks, with headroom under [`SLACK_MAX_BLOCKS`].
-pub const SLACK_MAX_LINE_BLOCKS: usize = 40;
-/// User lines listed in an email before collapsing into "…and N more".
-pub const EMAIL_MAX_LINES: usize = 200;
+/// User lines in a plain-text rendering before collapsing into "…and N more".
+pub const TEXT_MAX_LINES: usize = 200;
+/// A plain-text rendering stops adding lines past this many bytes ("…and N more" follows), so
+/// a message stays far below any mail server's size limit whatever its lines hold.
+pub const TEXT_MAX_BYTES: usize = 96 * 1024;
+/// The summary is cut to this many characters in any rendering.
+pub const MAX_SUMMARY_CHARS: usize = 4000;
+/// Each field of a line (login, operation, reason) is cut to this many characters when
+/// rendered, whatever the producer stored.
+pub const MAX_LINE_FIELD_CHARS: usize = 1000;
 
 /// How loudly to alert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -50,22 +45,6 @@ impl Severity {
             Severity::Urgent => "URGENT",
             Severity::Warning => "WARNING",
             Severity::Info => "INFO",
-        }
-    }
-
-    fn slack_emoji(self) -> &'static str {
-        match self {
-            Severity::Urgent => ":rotating_light:",
-            Severity::Warning => ":warning:",
-            Severity::Info => ":information_source:",
-        }
-    }
-
-    fn html_color(self) -> &'static str {
-        match self {
-            Severity::Urgent => "#b00020",
-            Severity::Warning => "#b26a00",
-            Severity::Info => "#1a5fb4",
         }
     }
 }
@@ -102,6 +81,16 @@ pub struct AlertLine {
     pub reason: Option<String>,
     pub first_seen: DateTime<Utc>,
     pub attempts: u32,
+    /// The app, for messages that span apps (the digest); `None` in a per-app message, whose
+    /// title names the app.
+    #[serde(default)]
+    pub app: Option<String>,
+    /// What a person should do about this failure when waiting for the retries is not enough.
+    #[serde(default)]
+    pub next_step: Option<String>,
+    /// The user's page in the Okta admin console, when known (rendered only if http(s)).
+    #[serde(default)]
+    pub link: Option<String>,
 }
 
 /// One notification, independent of the channel that will carry it.
@@ -126,58 +115,6 @@ pub struct AlertMessage {
     pub created_at: DateTime<Utc>,
 }
 
-/// Why a channel could not deliver; decides whether the outbox retries.
-///
-/// Messages are built by the channels from status codes and error codes only,
-/// never from URLs or credentials, so they are safe to log and store.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DeliveryError {
-    /// Worth retrying: rate limits, 5xx, timeouts, refused connections, SMTP 4xx.
-    #[error("transient delivery failure: {message}")]
-    Transient {
-        message: String,
-        /// The receiver's own back-off hint (Slack `Retry-After`).
-        retry_after: Option<Duration>,
-    },
-    /// Retrying will not help until configuration changes.
-    #[error("permanent delivery failure: {message}")]
-    Permanent { message: String },
-}
-
-impl DeliveryError {
-    pub fn transient(message: impl Into<String>) -> Self {
-        DeliveryError::Transient {
-            message: message.into(),
-            retry_after: None,
-        }
-    }
-
-    pub fn permanent(message: impl Into<String>) -> Self {
-        DeliveryError::Permanent {
-            message: message.into(),
-        }
-    }
-
-    pub fn is_transient(&self) -> bool {
-        matches!(self, DeliveryError::Transient { .. })
-    }
-
-    pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            DeliveryError::Transient { retry_after, .. } => *retry_after,
-            DeliveryError::Permanent { .. } => None,
-        }
-    }
-
-    pub fn message(&self) -> &str {
-        match self {
-            DeliveryError::Transient { message, .. } | DeliveryError::Permanent { message } => {
-                message
-            }
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------
 // escaping and truncation helpers
 
@@ -197,7 +134,7 @@ pub fn escape_html(s: &str) -> String {
     out
 }
 
-fn escape_mrkdwn_char(c: char, out: &mut String) {
+pub(crate) fn escape_mrkdwn_char(c: char, out: &mut String) {
     // Slack's three control characters; everything else is literal.
     match c {
         '&' => out.push_str("&amp;"),
@@ -253,20 +190,20 @@ pub fn escape_mrkdwn_truncated(s: &str, max: usize) -> String {
 
 /// Only http(s) links are rendered as links or buttons; anything else (a
 /// `javascript:` URL from a bad config) is dropped.
-fn safe_link(url: Option<&str>) -> Option<&str> {
+pub(crate) fn safe_link(url: Option<&str>) -> Option<&str> {
     let url = url?.trim();
     let parsed = url::Url::parse(url).ok()?;
     matches!(parsed.scheme(), "http" | "https").then_some(url)
 }
 
-fn one_line(s: &str) -> String {
+pub(crate) fn one_line(s: &str) -> String {
     s.split(['\r', '\n'])
         .filter(|p| !p.is_empty())
         .collect::<Vec<_>>()
         .join(" ")
 }
 
-fn plural(n: u64, one: &str, many: &str) -> String {
+pub(crate) fn plural(n: u64, one: &str, many: &str) -> String {
     if n == 1 {
         format!("1 {one}")
     } else {
@@ -274,54 +211,75 @@ fn plural(n: u64, one: &str, many: &str) -> String {
     }
 }
 
-fn fmt_time(t: &DateTime<Utc>) -> String {
+pub(crate) fn fmt_time(t: &DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
+/// A line's next step is cut to this many characters in any rendering.
+pub const MAX_NEXT_STEP_CHARS: usize = 500;
+
 impl AlertLine {
-    fn reason_or_default(&self) -> &str {
+    /// The user, followed by the app when the line carries one: `login (App)`.
+    pub fn who(&self) -> String {
+        let login = truncate_chars(&one_line(&self.user_login), MAX_LINE_FIELD_CHARS);
+        match &self.app {
+            Some(app) => format!("{login} ({})", truncate_chars(&one_line(app), 200)),
+            None => login,
+        }
+    }
+
+    /// The line's link when it is safe to render (http(s), no characters that could break
+    /// out of a Slack link or an HTML attribute once escaped).
+    pub fn safe_link(&self) -> Option<&str> {
+        safe_link(self.link.as_deref())
+            .filter(|u| u.len() <= 2000 && !u.contains(['|', '<', '>', '"', ' ']))
+    }
+
+    /// The next step on one line, bounded; `None` when there is none.
+    pub fn next_step_text(&self) -> Option<String> {
+        self.next_step
+            .as_deref()
+            .map(one_line)
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| truncate_chars(s.trim(), MAX_NEXT_STEP_CHARS))
+    }
+
+    pub(crate) fn reason_or_default(&self) -> &str {
         self.reason
             .as_deref()
             .filter(|r| !r.trim().is_empty())
             .unwrap_or("no reason given")
     }
 
-    /// `login — operation — reason — first seen … — N attempts`, plain text.
+    /// `login — operation — reason — first seen … — N attempts[ — next: …]`, plain text.
     pub fn render_text(&self) -> String {
-        format!(
+        let mut out = format!(
             "{} — {} — {} — first seen {} — {}",
-            one_line(&self.user_login),
-            one_line(&self.operation),
-            one_line(self.reason_or_default()),
-            fmt_time(&self.first_seen),
-            plural(u64::from(self.attempts), "attempt", "attempts"),
-        )
-    }
-
-    /// The same line as Slack `mrkdwn`, within the section text limit.
-    pub fn render_mrkdwn(&self) -> String {
-        let login = escape_mrkdwn_truncated(&one_line(&self.user_login), 500);
-        let op = escape_mrkdwn_truncated(&one_line(&self.operation), 200);
-        let tail = format!(
-            " — first seen {} — {}",
+            self.who(),
+            truncate_chars(&one_line(&self.operation), MAX_LINE_FIELD_CHARS),
+            truncate_chars(&one_line(self.reason_or_default()), MAX_LINE_FIELD_CHARS),
             fmt_time(&self.first_seen),
             plural(u64::from(self.attempts), "attempt", "attempts"),
         );
-        let head = format!("*{login}* — {op} — ");
-        let room =
-            SLACK_MAX_SECTION_TEXT.saturating_sub(head.chars().count() + tail.chars().count());
-        let reason = escape_mrkdwn_truncated(&one_line(self.reason_or_default()), room);
-        format!("{head}{reason}{tail}")
+        if let Some(step) = self.next_step_text() {
+            out.push_str(" — next: ");
+            out.push_str(&step);
+        }
+        if let Some(url) = self.safe_link() {
+            out.push_str(" — ");
+            out.push_str(url);
+        }
+        out
     }
 }
 
 impl AlertMessage {
     /// Lines that exist but are not in `lines` (producer-side truncation).
-    fn total(&self) -> usize {
+    pub(crate) fn total(&self) -> usize {
         self.total_lines.max(self.lines.len())
     }
 
-    fn subject_tag(&self) -> &'static str {
+    pub(crate) fn subject_tag(&self) -> &'static str {
         match self.kind {
             MessageKind::Resolved => "RESOLVED",
             MessageKind::Test => "TEST",
@@ -329,7 +287,7 @@ impl AlertMessage {
         }
     }
 
-    fn app_display(&self) -> Option<String> {
+    pub(crate) fn app_display(&self) -> Option<String> {
         match (self.app_label.as_deref(), self.app_id.as_deref()) {
             (Some(l), Some(id)) => Some(format!("{l} ({id})")),
             (Some(l), None) => Some(l.to_string()),
@@ -338,7 +296,7 @@ impl AlertMessage {
         }
     }
 
-    fn footer_text(&self) -> String {
+    pub(crate) fn footer_text(&self) -> String {
         format!(
             "Severity: {} · {} · group {} · generated {} by {PRODUCT}",
             self.severity.tag(),
@@ -348,29 +306,39 @@ impl AlertMessage {
         )
     }
 
-    /// `[URGENT] Salesforce: 3 users failing provisioning (okta-provwatch)`.
-    pub fn email_subject(&self) -> String {
-        // A header value must stay on one line whatever the title holds.
-        let title = truncate_chars(&one_line(&self.title), 200);
-        format!("[{}] {title} ({PRODUCT})", self.subject_tag())
-    }
-
-    /// Plain-text body (email text part, logs, CLI).
+    /// Plain-text body (email text part, logs, CLI), within [`TEXT_MAX_LINES`] lines and
+    /// about [`TEXT_MAX_BYTES`] bytes.
     pub fn render_text(&self) -> String {
-        self.render_text_limited(EMAIL_MAX_LINES)
+        self.render_text_limited(TEXT_MAX_LINES, TEXT_MAX_BYTES)
     }
 
-    fn render_text_limited(&self, max_lines: usize) -> String {
+    /// [`Self::render_text`] with explicit bounds: lines stop once either is reached, and the
+    /// rest is counted in "…and N more".
+    pub fn render_text_limited(&self, max_lines: usize, max_bytes: usize) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "[{}] {}", self.subject_tag(), one_line(&self.title));
+        let _ = writeln!(
+            out,
+            "[{}] {}",
+            self.subject_tag(),
+            truncate_chars(&one_line(&self.title), MAX_LINE_FIELD_CHARS)
+        );
         out.push('\n');
         if !self.summary.trim().is_empty() {
-            let _ = writeln!(out, "{}", self.summary.trim());
+            let _ = writeln!(
+                out,
+                "{}",
+                truncate_chars(self.summary.trim(), MAX_SUMMARY_CHARS)
+            );
             out.push('\n');
         }
-        let shown = self.lines.len().min(max_lines);
-        for line in &self.lines[..shown] {
-            let _ = writeln!(out, "- {}", line.render_text());
+        let mut shown = 0;
+        for line in self.lines.iter().take(max_lines) {
+            let text = line.render_text();
+            if out.len() + text.len() + 3 > max_bytes {
+                break;
+            }
+            let _ = writeln!(out, "- {text}");
+            shown += 1;
         }
         let hidden = self.total() - shown;
         if hidden > 0 {
@@ -388,155 +356,10 @@ impl AlertMessage {
         let _ = writeln!(out, "{}", self.footer_text());
         out
     }
-
-    /// A complete HTML document with the same content as [`render_text`]
-    /// (email HTML part). Every value is escaped.
-    ///
-    /// [`render_text`]: Self::render_text
-    pub fn render_html(&self) -> String {
-        let mut out = String::new();
-        let color = self.severity.html_color();
-        out.push_str("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>");
-        out.push_str(&escape_html(&self.email_subject()));
-        out.push_str("</title></head>\n<body style=\"font-family:sans-serif\">\n");
-        let _ = writeln!(
-            out,
-            "<h2><span style=\"color:{color}\">[{}]</span> {}</h2>",
-            self.subject_tag(),
-            escape_html(&one_line(&self.title))
-        );
-        if !self.summary.trim().is_empty() {
-            let _ = writeln!(out, "<p>{}</p>", escape_html(self.summary.trim()));
-        }
-        let shown = self.lines.len().min(EMAIL_MAX_LINES);
-        if shown > 0 {
-            out.push_str(
-                "<table border=\"1\" cellpadding=\"4\" cellspacing=\"0\">\n\
-                 <tr><th>User</th><th>Operation</th><th>Reason</th><th>First seen</th><th>Attempts</th></tr>\n",
-            );
-            for l in &self.lines[..shown] {
-                let _ = writeln!(
-                    out,
-                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    escape_html(&l.user_login),
-                    escape_html(&l.operation),
-                    escape_html(l.reason_or_default()),
-                    escape_html(&fmt_time(&l.first_seen)),
-                    l.attempts,
-                );
-            }
-            out.push_str("</table>\n");
-        }
-        let hidden = self.total() - shown;
-        if hidden > 0 {
-            let _ = writeln!(out, "<p>…and {hidden} more</p>");
-        }
-        if let Some(app) = self.app_display() {
-            let _ = writeln!(out, "<p>App: {}</p>", escape_html(&app));
-        }
-        if let Some(url) = safe_link(self.admin_url.as_deref()) {
-            let _ = writeln!(
-                out,
-                "<p><a href=\"{0}\">Open in Okta admin</a> ({0})</p>",
-                escape_html(url)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "<p style=\"color:#666;font-size:small\">{}</p>",
-            escape_html(&self.footer_text())
-        );
-        out.push_str("</body></html>\n");
-        out
-    }
-
-    /// Top-level `text` for Slack: shown in notifications and by clients that
-    /// cannot render blocks.
-    pub fn slack_fallback_text(&self) -> String {
-        let s = format!(
-            "[{}] {}: {}",
-            self.subject_tag(),
-            one_line(&self.title),
-            one_line(&self.summary)
-        );
-        escape_mrkdwn_truncated(&s, SLACK_MAX_SECTION_TEXT)
-    }
-
-    /// Slack Block Kit blocks: header, summary, one section per user line
-    /// (collapsing past [`SLACK_MAX_LINE_BLOCKS`] into "…and N more"),
-    /// context with severity, and a button to the Okta admin page. Always
-    /// within Slack's block count and text limits.
-    pub fn slack_blocks(&self) -> Vec<Value> {
-        let mut blocks = Vec::new();
-        let header = format!("{} {}", self.subject_tag(), one_line(&self.title).trim());
-        blocks.push(json!({
-            "type": "header",
-            "text": {
-                "type": "plain_text",
-                "text": truncate_chars(header.trim(), SLACK_MAX_HEADER_TEXT),
-                "emoji": true,
-            }
-        }));
-        if !self.summary.trim().is_empty() {
-            blocks.push(mrkdwn_section(escape_mrkdwn_truncated(
-                self.summary.trim(),
-                SLACK_MAX_SECTION_TEXT,
-            )));
-        }
-        let shown = self.lines.len().min(SLACK_MAX_LINE_BLOCKS);
-        for line in &self.lines[..shown] {
-            blocks.push(mrkdwn_section(line.render_mrkdwn()));
-        }
-        let hidden = self.total() - shown;
-        if hidden > 0 {
-            blocks.push(json!({
-                "type": "context",
-                "elements": [{"type": "mrkdwn", "text": format!("…and {hidden} more")}],
-            }));
-        }
-        let mut context = format!(
-            "{} *{}* · {}",
-            self.severity.slack_emoji(),
-            self.severity.tag(),
-            self.kind.label()
-        );
-        if let Some(app) = self.app_display() {
-            let _ = write!(context, " · {}", escape_mrkdwn_truncated(&app, 300));
-        }
-        let _ = write!(
-            context,
-            " · group `{}` · {}",
-            escape_mrkdwn_truncated(&one_line(&self.group_key), 300),
-            fmt_time(&self.created_at)
-        );
-        blocks.push(json!({
-            "type": "context",
-            "elements": [{"type": "mrkdwn", "text": truncate_chars(&context, SLACK_MAX_SECTION_TEXT)}],
-        }));
-        if let Some(url) = safe_link(self.admin_url.as_deref())
-            .filter(|u| u.chars().count() <= SLACK_MAX_BUTTON_URL)
-        {
-            blocks.push(json!({
-                "type": "actions",
-                "elements": [{
-                    "type": "button",
-                    "text": {"type": "plain_text", "text": "Open in Okta admin", "emoji": true},
-                    "url": url,
-                    "action_id": "open_okta_admin",
-                }],
-            }));
-        }
-        debug_assert!(blocks.len() <= SLACK_MAX_BLOCKS);
-        blocks
-    }
-}
-
-fn mrkdwn_section(text: String) -> Value {
-    json!({"type": "section", "text": {"type": "mrkdwn", "text": text}})
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use chrono::TimeZone;
 
@@ -548,10 +371,14 @@ mod tests {
             reason: Some("Salesforce API: INVALID_FIELD".into()),
             first_seen: Utc.with_ymd_and_hms(2024, 5, 1, 12, 30, 0).unwrap(),
             attempts: 3,
+            app: None,
+            next_step: None,
+            link: None,
         }
     }
 
-    fn msg(n: usize) -> AlertMessage {
+    /// A firing message with `n` lines, shared by the channels' tests.
+    pub(crate) fn msg(n: usize) -> AlertMessage {
         AlertMessage {
             kind: MessageKind::Firing,
             severity: Severity::Urgent,
@@ -566,139 +393,6 @@ mod tests {
             total_lines: n,
             group_key: "app:0oa1salesforce".into(),
             created_at: Utc.with_ymd_and_hms(2024, 5, 1, 13, 0, 0).unwrap(),
-        }
-    }
-
-    fn all_text(blocks: &[Value]) -> String {
-        serde_json::to_string(blocks).unwrap()
-    }
-
-    #[test]
-    fn subject_style() {
-        assert_eq!(
-            msg(3).email_subject(),
-            "[URGENT] Salesforce: 3 users failing provisioning (okta-provwatch)"
-        );
-        let mut m = msg(1);
-        m.kind = MessageKind::Resolved;
-        m.title = "a\r\nBcc: evil@x.test".into();
-        assert_eq!(
-            m.email_subject(),
-            "[RESOLVED] a Bcc: evil@x.test (okta-provwatch)"
-        );
-    }
-
-    #[test]
-    fn html_escapes_everything() {
-        let mut m = msg(1);
-        m.title = "<script>alert(1)</script>".into();
-        m.summary = "a & b \"quoted\" 'single'".into();
-        m.lines[0].user_login = "<img src=x onerror=alert(1)>@x".into();
-        m.lines[0].reason = Some("</td><td>".into());
-        m.app_label = Some("<b>app</b>".into());
-        m.admin_url = Some("https://x.test/?a=1&b=\"2\"".into());
-        let html = m.render_html();
-        assert!(!html.contains("<script>"), "{html}");
-        assert!(!html.contains("<img"), "{html}");
-        assert!(!html.contains("</td><td></td>"), "{html}");
-        assert!(!html.contains("<b>app"), "{html}");
-        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
-        assert!(html.contains("a &amp; b &quot;quoted&quot; &#39;single&#39;"));
-        assert!(html.contains("href=\"https://x.test/?a=1&amp;b=&quot;2&quot;\""));
-    }
-
-    #[test]
-    fn unsafe_admin_links_are_dropped() {
-        let mut m = msg(1);
-        m.admin_url = Some("javascript:alert(1)".into());
-        assert!(!m.render_html().contains("javascript:"));
-        assert!(!m.render_text().contains("javascript:"));
-        assert!(!all_text(&m.slack_blocks()).contains("javascript:"));
-    }
-
-    #[test]
-    fn mrkdwn_escapes_control_characters() {
-        let mut m = msg(1);
-        m.lines[0].user_login = "<!channel> & <@U123>".into();
-        m.summary = "<https://evil.test|click>".into();
-        let blocks = m.slack_blocks();
-        let s = all_text(&blocks);
-        assert!(!s.contains("<!channel>"), "{s}");
-        assert!(!s.contains("<https://evil"), "{s}");
-        assert!(s.contains("&lt;!channel&gt; &amp; &lt;@U123&gt;"));
-        assert_eq!(escape_mrkdwn("a<b>&c"), "a&lt;b&gt;&amp;c");
-    }
-
-    #[test]
-    fn slack_line_format() {
-        let blocks = msg(1).slack_blocks();
-        let texts: Vec<&str> = blocks
-            .iter()
-            .filter(|b| b["type"] == "section")
-            .map(|b| b["text"]["text"].as_str().unwrap())
-            .collect();
-        assert!(texts.contains(
-            &"*user0@example.com* — PUSH_PROFILE — Salesforce API: INVALID_FIELD — first seen 2024-05-01 12:30 UTC — 3 attempts"
-        ), "{texts:?}");
-    }
-
-    #[test]
-    fn slack_truncates_to_limits() {
-        let mut m = msg(120);
-        m.total_lines = 130;
-        m.title = "T".repeat(400);
-        m.summary = "&".repeat(5000);
-        m.lines[0].reason = Some("<".repeat(5000));
-        let blocks = m.slack_blocks();
-        assert!(blocks.len() <= SLACK_MAX_BLOCKS);
-        let line_sections = blocks
-            .iter()
-            .filter(|b| b["type"] == "section")
-            .filter(|b| b["text"]["text"].as_str().unwrap().contains("@example.com"))
-            .count();
-        assert_eq!(line_sections, SLACK_MAX_LINE_BLOCKS);
-        assert!(all_text(&blocks).contains(&format!("…and {} more", 130 - SLACK_MAX_LINE_BLOCKS)));
-        for b in &blocks {
-            let t = b["text"]["text"].as_str().unwrap_or("");
-            match b["type"].as_str().unwrap() {
-                "header" => assert!(t.chars().count() <= SLACK_MAX_HEADER_TEXT),
-                "section" => {
-                    assert!(t.chars().count() <= SLACK_MAX_SECTION_TEXT, "{}", t.len());
-                    // never cut in the middle of an entity
-                    assert!(!t.trim_end_matches('…').ends_with("&amp"));
-                    assert!(!t.contains("&l…") && !t.contains("&a…"));
-                }
-                _ => {}
-            }
-        }
-        assert!(m.slack_fallback_text().chars().count() <= SLACK_MAX_SECTION_TEXT);
-    }
-
-    #[test]
-    fn email_truncates_with_more_note() {
-        let mut m = msg(3);
-        m.total_lines = 10;
-        let text = m.render_text();
-        assert!(text.contains("…and 7 more"), "{text}");
-        assert!(m.render_html().contains("…and 7 more"));
-        let big = msg(EMAIL_MAX_LINES + 5);
-        assert!(big.render_text().contains("…and 5 more"));
-    }
-
-    #[test]
-    fn text_and_html_carry_the_same_facts() {
-        let m = msg(2);
-        let (text, html) = (m.render_text(), m.render_html());
-        for needle in [
-            "Salesforce: 2 users failing provisioning",
-            "user1@example.com",
-            "PUSH_PROFILE",
-            "Salesforce API: INVALID_FIELD",
-            "2024-05-01 12:30 UTC",
-            "https://acme-admin.okta.com/admin/app/salesforce/instance/0oa1salesforce",
-        ] {
-            assert!(text.contains(needle), "text lacks {needle}");
-            assert!(html.contains(needle), "html lacks {needle}");
         }
     }
 
@@ -722,15 +416,36 @@ mod tests {
     }
 
     #[test]
-    fn delivery_error_accessors() {
-        let e = DeliveryError::Transient {
-            message: "slack rate limited".into(),
-            retry_after: Some(Duration::from_secs(30)),
-        };
-        assert!(e.is_transient());
-        assert_eq!(e.retry_after(), Some(Duration::from_secs(30)));
-        let p = DeliveryError::permanent("invalid_auth");
-        assert!(!p.is_transient());
-        assert_eq!(p.to_string(), "permanent delivery failure: invalid_auth");
+    fn lines_name_their_app_and_next_step_when_they_have_one() {
+        let mut l = msg(1).lines.remove(0);
+        assert_eq!(l.render_text().matches(" — ").count(), 4);
+        l.app = Some("Workday".into());
+        l.next_step = Some("fix it\nthen retry".into());
+        let t = l.render_text();
+        assert!(t.starts_with("user0@example.com (Workday) — "), "{t}");
+        assert!(t.ends_with(" — next: fix it then retry"), "{t}");
+        l.next_step = Some("x".repeat(10_000));
+        assert!(l.render_text().len() < 2_000);
+        l.next_step = None;
+        l.link = Some("javascript:alert(1)".into());
+        assert!(!l.render_text().contains("javascript"));
+        l.link = Some("https://acme-admin.okta.com/admin/user/profile/view/00u1".into());
+        assert!(l
+            .render_text()
+            .ends_with(" — https://acme-admin.okta.com/admin/user/profile/view/00u1"));
+    }
+
+    #[test]
+    fn text_is_bounded_per_line_and_in_total() {
+        let mut m = msg(150);
+        for l in &mut m.lines {
+            l.reason = Some("x".repeat(100_000));
+        }
+        m.summary = "s".repeat(1_000_000);
+        let text = m.render_text();
+        assert!(text.len() <= TEXT_MAX_BYTES + 4096, "{}", text.len());
+        assert!(text.contains("…and"), "the cut lines are counted");
+        // A line never grows past its field bounds, so at least a few lines show.
+        assert!(text.matches("\n- ").count() >= 10, "{text:.300}");
     }
 }

@@ -23,49 +23,59 @@
 
 use super::message::AlertMessage;
 use crate::config::Config;
-use crate::store::{alerts, StoreError};
+use crate::store::{outbox as rows, StoreError, Tx};
 use rand::RngExt;
-use rusqlite::Connection;
 use serde::Serialize;
 use std::time::Duration;
 
-pub const SLACK: &str = "slack";
-pub const EMAIL: &str = "email";
-pub const CONSOLE: &str = "console";
+pub use super::channels::{CONSOLE, EMAIL, SLACK};
 
 /// First retry delay after a transient error; doubled per attempt.
 pub const BASE_BACKOFF: Duration = Duration::from_secs(5);
 /// No row waits longer than this between attempts, whatever the receiver asks.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
 
-/// Channels rows are written for, in delivery order.
+/// Channels rows are written for, in delivery order (see [`super::channels::RECEIVERS`]).
 pub fn channels(config: &Config) -> Vec<&'static str> {
-    let mut out = Vec::new();
-    if config.slack.is_some() {
-        out.push(SLACK);
+    super::channels::configured(config)
+}
+
+/// A stored message is at most this large: past it, lines are dropped from the end (the
+/// renderers say "…and N more" for them). Composition already bounds each field, so this is
+/// the last guard that keeps one message from bloating the store or a receiver.
+pub const MAX_PAYLOAD_BYTES: usize = 512 * 1024;
+
+/// The message as stored: JSON within [`MAX_PAYLOAD_BYTES`].
+pub fn encode(msg: &AlertMessage) -> Result<String, StoreError> {
+    let encode = |m: &AlertMessage| {
+        serde_json::to_string(m)
+            .map_err(|e| StoreError::Join(format!("encoding alert message: {e}")))
+    };
+    let mut payload = encode(msg)?;
+    if payload.len() > MAX_PAYLOAD_BYTES {
+        let mut m = msg.clone();
+        m.total_lines = m.total_lines.max(m.lines.len());
+        while payload.len() > MAX_PAYLOAD_BYTES && !m.lines.is_empty() {
+            let keep = m.lines.len() / 2;
+            m.lines.truncate(keep);
+            payload = encode(&m)?;
+        }
     }
-    if config.email.is_some() {
-        out.push(EMAIL);
-    }
-    if out.is_empty() {
-        out.push(CONSOLE);
-    }
-    out
+    Ok(payload)
 }
 
 /// Writes one row per channel for `msg`, in the caller's transaction.
 pub fn enqueue(
-    c: &Connection,
+    tx: &Tx<'_>,
     channels: &[&str],
     kind: &str,
     msg: &AlertMessage,
     now: i64,
 ) -> Result<Vec<i64>, StoreError> {
-    let payload = serde_json::to_string(msg)
-        .map_err(|e| StoreError::Join(format!("encoding alert message: {e}")))?;
+    let payload = encode(msg)?;
     channels
         .iter()
-        .map(|ch| alerts::insert_outbox(c, ch, kind, Some(&msg.group_key), &payload, now))
+        .map(|ch| rows::insert(tx, ch, kind, Some(&msg.group_key), &payload, now))
         .collect()
 }
 
@@ -102,8 +112,8 @@ pub struct FailedDelivery {
 }
 
 /// Every delivery marked `failed`, oldest first, for `status` and `doctor`.
-pub fn failed_deliveries(c: &Connection) -> Result<Vec<FailedDelivery>, StoreError> {
-    Ok(alerts::outbox_in_state(c, "failed")?
+pub fn failed_deliveries(tx: &Tx<'_>) -> Result<Vec<FailedDelivery>, StoreError> {
+    Ok(rows::in_state(tx, "failed")?
         .into_iter()
         .map(|r| FailedDelivery {
             id: r.id,
@@ -122,17 +132,37 @@ pub fn failed_deliveries(c: &Connection) -> Result<Vec<FailedDelivery>, StoreErr
 }
 
 /// Rows still waiting for delivery (for `status`).
-pub fn pending_count(c: &Connection) -> Result<usize, StoreError> {
-    Ok(c.query_row(
-        "SELECT COUNT(*) FROM outbox WHERE state = 'pending'",
-        [],
-        |r| r.get::<_, i64>(0),
-    )? as usize)
+pub fn pending_count(tx: &Tx<'_>) -> Result<usize, StoreError> {
+    rows::pending_count(tx)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn oversized_messages_are_stored_with_fewer_lines_and_say_so() {
+        let mut msg: AlertMessage = serde_json::from_value(serde_json::json!({
+            "kind": "firing", "severity": "warning", "title": "t", "app_id": null,
+            "app_label": null, "admin_url": null, "summary": "", "lines": [],
+            "group_key": "app:1", "created_at": "2024-01-01T00:00:00Z"
+        }))
+        .unwrap();
+        let line: crate::alert::message::AlertLine = serde_json::from_value(serde_json::json!({
+            "user_login": "a@example.com", "user_id": "00u1", "operation": "PUSH_PROFILE",
+            "reason": "r".repeat(10_000), "first_seen": "2024-01-01T00:00:00Z", "attempts": 1
+        }))
+        .unwrap();
+        msg.lines = vec![line; 500];
+        msg.total_lines = 700;
+        let payload = encode(&msg).unwrap();
+        assert!(payload.len() <= MAX_PAYLOAD_BYTES, "{}", payload.len());
+        let back: AlertMessage = serde_json::from_str(&payload).unwrap();
+        assert!(!back.lines.is_empty() && back.lines.len() < 500);
+        assert_eq!(back.total_lines, 700);
+        msg.lines.truncate(3);
+        assert_eq!(encode(&msg).unwrap(), serde_json::to_string(&msg).unwrap());
+    }
 
     #[test]
     fn backoff_grows_respects_retry_after_and_is_capped() {

@@ -6,14 +6,13 @@
 //! rows behind it would fail the same way, and hammering a rate-limited receiver only extends
 //! the limit. See [`super::outbox`] for the delivery guarantee.
 
-use super::email::EmailNotifier;
-use super::message::{AlertMessage, DeliveryError};
-use super::outbox::{self, CONSOLE, EMAIL, SLACK};
-use super::slack::SlackNotifier;
+use super::channels::{self, Channel, DeliveryError};
+use super::message::AlertMessage;
+use super::outbox;
 use crate::config::Config;
 use crate::context::Context;
 use crate::metrics::Metrics;
-use crate::store::{alerts, Store, StoreError};
+use crate::store::{outbox as rows, Store, StoreError};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -28,36 +27,6 @@ pub const KEEP_SENT: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Rows fetched per channel per pass.
 const BATCH: usize = 20;
 
-/// One delivery channel.
-pub enum Channel {
-    Slack(SlackNotifier),
-    Email(EmailNotifier),
-    /// No channel configured: "deliver" by logging the message text.
-    Console,
-    /// A configured channel whose notifier could not be built; every row fails permanently
-    /// with this (secret-free) reason, so the problem shows in `status` and `doctor`.
-    Broken(String),
-}
-
-impl Channel {
-    pub async fn send(&self, msg: &AlertMessage) -> Result<(), DeliveryError> {
-        match self {
-            Channel::Slack(n) => n.send(msg).await,
-            Channel::Email(n) => n.send(msg).await,
-            Channel::Console => {
-                tracing::warn!(
-                    group = %msg.group_key,
-                    kind = msg.kind.label(),
-                    "alert (no channel configured):\n{}",
-                    msg.render_text()
-                );
-                Ok(())
-            }
-            Channel::Broken(why) => Err(DeliveryError::permanent(why.clone())),
-        }
-    }
-}
-
 /// Counts of one delivery pass.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Delivered {
@@ -68,13 +37,13 @@ pub struct Delivered {
 
 /// Delivers outbox rows for a set of channels.
 pub struct Sender {
-    channels: Vec<(&'static str, Channel)>,
+    channels: Vec<(&'static str, Box<dyn Channel>)>,
     /// Per channel: no attempts before this time (ms), after a transient error.
     held_until: Mutex<HashMap<&'static str, i64>>,
 }
 
 impl Sender {
-    pub fn new(channels: Vec<(&'static str, Channel)>) -> Sender {
+    pub fn new(channels: Vec<(&'static str, Box<dyn Channel>)>) -> Sender {
         Sender {
             channels,
             held_until: Mutex::new(HashMap::new()),
@@ -83,31 +52,10 @@ impl Sender {
 
     /// Notifiers for the channels [`outbox::channels`] writes rows for.
     pub fn from_config(config: &Config) -> Sender {
-        let mut channels = Vec::new();
-        for name in outbox::channels(config) {
-            let channel = match name {
-                SLACK => config
-                    .slack
-                    .as_ref()
-                    .map(|c| SlackNotifier::new(c, SEND_TIMEOUT).map(Channel::Slack)),
-                EMAIL => config
-                    .email
-                    .as_ref()
-                    .map(|c| EmailNotifier::new(c, SEND_TIMEOUT).map(Channel::Email)),
-                CONSOLE => Some(Ok(Channel::Console)),
-                _ => None,
-            };
-            let channel = match channel {
-                Some(Ok(ch)) => ch,
-                Some(Err(e)) => {
-                    // The notifiers' errors never include the webhook URL, token or password.
-                    tracing::error!(channel = name, error = %e, "alert channel unusable; its alerts will be marked failed");
-                    Channel::Broken(format!("{name} channel unusable: {e}"))
-                }
-                None => continue,
-            };
-            channels.push((name, channel));
-        }
+        let channels = outbox::channels(config)
+            .into_iter()
+            .filter_map(|name| Some((name, channels::build(config, name, SEND_TIMEOUT)?)))
+            .collect();
         Sender::new(channels)
     }
 
@@ -145,7 +93,7 @@ impl Sender {
             }
             'rows: loop {
                 let rows = store
-                    .call(move |c| alerts::due_outbox(c, name, now, BATCH))
+                    .read(move |tx| rows::due(tx, name, now, BATCH))
                     .await?;
                 if rows.is_empty() {
                     break;
@@ -164,7 +112,7 @@ impl Sender {
                     let id = row.id;
                     match result {
                         Ok(()) => {
-                            store.call(move |c| alerts::mark_sent(c, id, now)).await?;
+                            store.write(move |tx| rows::mark_sent(tx, id, now)).await?;
                             metrics.inc(
                                 "provwatch_alerts_total",
                                 &[("channel", name), ("result", "sent")],
@@ -180,7 +128,7 @@ impl Sender {
                             let next = now.saturating_add(delay.as_millis() as i64);
                             let err = message.clone();
                             store
-                                .call(move |c| alerts::mark_retry(c, id, next, &err))
+                                .write(move |tx| rows::mark_retry(tx, id, next, &err))
                                 .await?;
                             self.hold(name, next);
                             metrics.inc(
@@ -194,7 +142,7 @@ impl Sender {
                         Err(DeliveryError::Permanent { message }) => {
                             let err = message.clone();
                             store
-                                .call(move |c| alerts::mark_failed(c, id, now, &err))
+                                .write(move |tx| rows::mark_failed(tx, id, now, &err))
                                 .await?;
                             metrics.inc(
                                 "provwatch_alerts_total",
@@ -237,7 +185,7 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
     let now = ctx.clock.now_ms();
     match ctx
         .store
-        .call(move |c| alerts::fail_unconfigured(c, &configured, now))
+        .write(move |tx| rows::fail_unconfigured(tx, &configured, now))
         .await
     {
         Ok(0) => {}
@@ -265,7 +213,11 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
         if now.saturating_sub(last_prune) >= 3_600_000 {
             last_prune = now;
             let before = now - KEEP_SENT.as_millis() as i64;
-            if let Err(e) = ctx.store.call(move |c| alerts::prune_sent(c, before)).await {
+            if let Err(e) = ctx
+                .store
+                .write(move |tx| rows::prune_sent(tx, before))
+                .await
+            {
                 tracing::warn!(error = %e, "pruning delivered alerts failed");
             }
         }

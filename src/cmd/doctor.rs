@@ -7,9 +7,9 @@
 //! here prints a secret: the config appears through `redacted_summary`, and every error it
 //! shows (Okta, Slack, SMTP) is built by its module from status codes, never from credentials.
 
-use crate::alert::email::EmailNotifier;
+use crate::alert::channels::email::EmailNotifier;
+use crate::alert::channels::slack::SlackNotifier;
 use crate::alert::message::{AlertMessage, MessageKind, Severity};
-use crate::alert::slack::SlackNotifier;
 use crate::cli::DoctorArgs;
 use crate::clock::Clock;
 use crate::config::{Config, OktaAuth};
@@ -164,7 +164,7 @@ fn check_store(config: &Config, r: &mut Report) {
 
 /// Alerts the outbox gave up on: people were not told about something.
 fn check_failed_deliveries(store: &Store, r: &mut Report) {
-    match store.blocking(|c| crate::alert::outbox::failed_deliveries(c)) {
+    match store.read_blocking(crate::alert::outbox::failed_deliveries) {
         Ok(rows) if rows.is_empty() => r.add(
             "alert deliveries",
             Status::Pass,

@@ -32,7 +32,7 @@ fn created_by() -> Option<String> {
 }
 
 fn fmt_ms(ms: i64) -> String {
-    crate::alert::policy::to_time(ms)
+    crate::alert::compose::to_time(ms)
         .format("%Y-%m-%d %H:%M UTC")
         .to_string()
 }

@@ -13,18 +13,15 @@ use std::process::ExitCode;
 
 pub fn run(config_path: &Path, args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let store = super::open_store_only(config_path)?;
-    let (rows, undelivered, pending) = store.blocking(|c| {
-        let rows = if args.all {
-            failures::list_all(c)?
+    let rows = store.blocking(|c| {
+        if args.all {
+            failures::list_all(c)
         } else {
-            failures::list_unresolved(c)?
-        };
-        Ok((
-            rows,
-            outbox::failed_deliveries(c)?,
-            outbox::pending_count(c)?,
-        ))
+            failures::list_unresolved(c)
+        }
     })?;
+    let (undelivered, pending) = store
+        .read_blocking(|tx| Ok((outbox::failed_deliveries(tx)?, outbox::pending_count(tx)?)))?;
     if args.json {
         let mut j = to_json(&rows);
         j["pending_alerts"] = json!(pending);

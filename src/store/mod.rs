@@ -8,9 +8,11 @@
 //! rusqlite is synchronous; async callers go through [`Store::call`], which runs the closure on
 //! tokio's blocking pool so a slow disk never stalls the runtime's two worker threads.
 
+pub mod alert_groups;
 pub mod alerts;
 pub mod failures;
 pub mod logcursor;
+pub mod outbox;
 pub mod retry;
 pub mod scan;
 

@@ -1,5 +1,10 @@
-//! The Slack channel: delivers an [`AlertMessage`] as Block Kit through an
-//! incoming webhook or a bot token (`chat.postMessage`), via slack-morphism.
+//! The Slack channel: renders an [`AlertMessage`] as slack-morphism's typed Block Kit and
+//! delivers it through an incoming webhook or a bot token (`chat.postMessage`).
+//!
+//! Owns the Slack layout: header, summary, one section per failure line (collapsing past
+//! [`SLACK_MAX_LINE_BLOCKS`] into "…and N more"), a context line and a button to the Okta
+//! admin page, always within Slack's block count and text limits, with every user-supplied
+//! string escaped for `mrkdwn` so it cannot form links or mentions.
 //!
 //! Owns the translation of Slack's failure modes into [`DeliveryError`]:
 //! `429` → transient with `Retry-After`; 5xx, connection errors and timeouts →
@@ -23,8 +28,24 @@ use url::Url;
 
 use crate::config::{SlackConfig, SlackTarget};
 
-use super::message::AlertMessage;
-pub use super::message::DeliveryError;
+pub use super::DeliveryError;
+use super::{Channel, ChannelFuture};
+use crate::alert::message::{
+    escape_mrkdwn_truncated, fmt_time, one_line, plural, safe_link, truncate_chars, AlertLine,
+    AlertMessage, Severity,
+};
+use std::fmt::Write as _;
+
+/// Slack Block Kit limits (<https://api.slack.com/reference/block-kit>).
+pub const SLACK_MAX_BLOCKS: usize = 50;
+pub const SLACK_MAX_SECTION_TEXT: usize = 3000;
+pub const SLACK_MAX_HEADER_TEXT: usize = 150;
+pub const SLACK_MAX_BUTTON_TEXT: usize = 75;
+pub const SLACK_MAX_BUTTON_URL: usize = 3000;
+/// User lines shown as their own section; the rest collapse into "…and N more". Header,
+/// summary, overflow note, context and actions take the remaining blocks, with headroom under
+/// [`SLACK_MAX_BLOCKS`].
+pub const SLACK_MAX_LINE_BLOCKS: usize = 40;
 
 type Connector = SlackClientHyperHttpsConnector;
 
@@ -140,7 +161,7 @@ impl SlackNotifier {
 
     /// Posts `msg`; `Ok` means Slack accepted it.
     pub async fn send(&self, msg: &AlertMessage) -> Result<(), DeliveryError> {
-        let content = message_content(msg)?;
+        let content = message_content(msg);
         match &self.target {
             Target::Webhook { url } => {
                 let url = Url::parse(url.expose_secret())
@@ -256,16 +277,132 @@ fn api_token(token: &SecretString) -> SlackApiToken {
     SlackApiToken::new(SlackApiTokenValue::new(token.expose_secret().to_string()))
 }
 
-/// Block Kit JSON from the message model, typed for slack-morphism.
-fn message_content(msg: &AlertMessage) -> Result<SlackMessageContent, DeliveryError> {
-    let blocks: Vec<SlackBlock> =
-        serde_json::from_value(serde_json::Value::Array(msg.slack_blocks())).map_err(|e| {
-            // A rendering bug: retrying the same message cannot fix it.
-            DeliveryError::permanent(format!("could not encode Slack blocks: {e}"))
-        })?;
-    Ok(SlackMessageContent::new()
-        .with_text(msg.slack_fallback_text())
-        .with_blocks(blocks))
+fn emoji(s: Severity) -> &'static str {
+    match s {
+        Severity::Urgent => ":rotating_light:",
+        Severity::Warning => ":warning:",
+        Severity::Info => ":information_source:",
+    }
+}
+
+fn mrkdwn_section(text: String) -> SlackBlock {
+    SlackSectionBlock::new()
+        .with_text(SlackBlockMarkDownText::new(text).into())
+        .into()
+}
+
+fn mrkdwn_context(text: String) -> SlackBlock {
+    SlackContextBlock::new(vec![SlackBlockMarkDownText::new(text).into()]).into()
+}
+
+/// One failure line as Slack `mrkdwn`, within the section text limit.
+fn line_mrkdwn(line: &AlertLine) -> String {
+    let login = escape_mrkdwn_truncated(&line.who(), 500);
+    let op = escape_mrkdwn_truncated(&one_line(&line.operation), 200);
+    let mut tail = format!(
+        " — first seen {} — {}",
+        fmt_time(&line.first_seen),
+        plural(u64::from(line.attempts), "attempt", "attempts"),
+    );
+    if let Some(step) = line.next_step_text() {
+        let _ = write!(tail, "\n_Next:_ {}", escape_mrkdwn_truncated(&step, 700));
+    }
+    let head = match line.safe_link() {
+        Some(url) => format!("*<{url}|{login}>* — {op} — "),
+        None => format!("*{login}* — {op} — "),
+    };
+    let room = SLACK_MAX_SECTION_TEXT.saturating_sub(head.chars().count() + tail.chars().count());
+    let reason = escape_mrkdwn_truncated(&one_line(line.reason_or_default()), room);
+    format!("{head}{reason}{tail}")
+}
+
+/// Top-level `text`: shown in notifications and by clients that cannot render blocks.
+pub fn fallback_text(msg: &AlertMessage) -> String {
+    let s = format!(
+        "[{}] {}: {}",
+        msg.subject_tag(),
+        one_line(&msg.title),
+        one_line(&msg.summary)
+    );
+    escape_mrkdwn_truncated(&s, SLACK_MAX_SECTION_TEXT)
+}
+
+/// The Block Kit blocks for `msg`, always within Slack's block count and text limits.
+pub fn blocks(msg: &AlertMessage) -> Vec<SlackBlock> {
+    let mut blocks: Vec<SlackBlock> = Vec::new();
+    let header = format!("{} {}", msg.subject_tag(), one_line(&msg.title).trim());
+    blocks.push(
+        SlackHeaderBlock::new(
+            SlackBlockPlainText::new(truncate_chars(header.trim(), SLACK_MAX_HEADER_TEXT))
+                .with_emoji(true)
+                .into(),
+        )
+        .into(),
+    );
+    if !msg.summary.trim().is_empty() {
+        blocks.push(mrkdwn_section(escape_mrkdwn_truncated(
+            msg.summary.trim(),
+            SLACK_MAX_SECTION_TEXT,
+        )));
+    }
+    let shown = msg.lines.len().min(SLACK_MAX_LINE_BLOCKS);
+    for line in &msg.lines[..shown] {
+        blocks.push(mrkdwn_section(line_mrkdwn(line)));
+    }
+    let hidden = msg.total() - shown;
+    if hidden > 0 {
+        blocks.push(mrkdwn_context(format!("…and {hidden} more")));
+    }
+    let mut context = format!(
+        "{} *{}* · {}",
+        emoji(msg.severity),
+        msg.severity.tag(),
+        msg.kind.label()
+    );
+    if let Some(app) = msg.app_display() {
+        let _ = write!(context, " · {}", escape_mrkdwn_truncated(&app, 300));
+    }
+    let _ = write!(
+        context,
+        " · group `{}` · {}",
+        escape_mrkdwn_truncated(&one_line(&msg.group_key), 300),
+        fmt_time(&msg.created_at)
+    );
+    blocks.push(mrkdwn_context(truncate_chars(
+        &context,
+        SLACK_MAX_SECTION_TEXT,
+    )));
+    if let Some(url) = safe_link(msg.admin_url.as_deref())
+        .filter(|u| u.chars().count() <= SLACK_MAX_BUTTON_URL)
+        .and_then(|u| Url::parse(u).ok())
+    {
+        let button = SlackBlockButtonElement::new(
+            SlackBlockPlainText::new("Open in Okta admin".into())
+                .with_emoji(true)
+                .into(),
+        )
+        .with_action_id(SlackActionId::new("open_okta_admin".into()))
+        .with_url(url);
+        blocks.push(SlackActionsBlock::new(vec![button.into()]).into());
+    }
+    debug_assert!(blocks.len() <= SLACK_MAX_BLOCKS);
+    blocks
+}
+
+fn message_content(msg: &AlertMessage) -> SlackMessageContent {
+    SlackMessageContent::new()
+        .with_text(fallback_text(msg))
+        .with_blocks(blocks(msg))
+}
+
+impl Channel for SlackNotifier {
+    fn send<'a>(&'a self, msg: &'a AlertMessage) -> ChannelFuture<'a, ()> {
+        Box::pin(SlackNotifier::send(self, msg))
+    }
+
+    fn check(&self) -> ChannelFuture<'_, String> {
+        Box::pin(SlackNotifier::check(self))
+    }
 }
 
 /// Slack error codes worth retrying; everything else needs a human.
@@ -365,38 +502,118 @@ fn classify(what: &str, err: SlackClientError) -> DeliveryError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::message::{AlertLine, MessageKind, Severity};
-    use chrono::{TimeZone, Utc};
+    use crate::alert::message::escape_mrkdwn;
+    use serde_json::Value;
 
-    fn sample() -> AlertMessage {
-        AlertMessage {
-            kind: MessageKind::Firing,
-            severity: Severity::Warning,
-            title: "Workday: 2 users failing provisioning".into(),
-            app_id: Some("0oa2".into()),
-            app_label: Some("Workday".into()),
-            admin_url: Some("https://acme-admin.okta.com/admin/app/workday/instance/0oa2/".into()),
-            summary: "Two users <failed> & more".into(),
-            lines: vec![AlertLine {
-                user_login: "a@example.com".into(),
-                user_id: "00u1".into(),
-                operation: "CREATE_USER".into(),
-                reason: None,
-                first_seen: Utc.with_ymd_and_hms(2024, 1, 2, 3, 4, 0).unwrap(),
-                attempts: 1,
-            }],
-            total_lines: 5,
-            group_key: "app:0oa2".into(),
-            created_at: Utc.with_ymd_and_hms(2024, 1, 2, 4, 0, 0).unwrap(),
+    fn msg(n: usize) -> AlertMessage {
+        crate::alert::message::tests::msg(n)
+    }
+
+    fn json(m: &AlertMessage) -> Vec<Value> {
+        match serde_json::to_value(blocks(m)).unwrap() {
+            Value::Array(v) => v,
+            v => panic!("{v}"),
         }
     }
 
+    fn all_text(blocks: &[Value]) -> String {
+        serde_json::to_string(blocks).unwrap()
+    }
+
     #[test]
-    fn blocks_survive_slack_morphism_typing() {
-        let msg = sample();
-        let content = message_content(&msg).unwrap();
-        let typed = serde_json::to_value(content.blocks.unwrap()).unwrap();
-        assert_eq!(typed, serde_json::Value::Array(msg.slack_blocks()));
+    fn mrkdwn_escapes_control_characters() {
+        let mut m = msg(1);
+        m.lines[0].user_login = "<!channel> & <@U123>".into();
+        m.summary = "<https://evil.test|click>".into();
+        let blocks = json(&m);
+        let s = all_text(&blocks);
+        assert!(!s.contains("<!channel>"), "{s}");
+        assert!(!s.contains("<https://evil"), "{s}");
+        assert!(s.contains("&lt;!channel&gt; &amp; &lt;@U123&gt;"));
+        assert_eq!(escape_mrkdwn("a<b>&c"), "a&lt;b&gt;&amp;c");
+    }
+
+    #[test]
+    fn slack_line_format() {
+        let blocks = json(&msg(1));
+        let texts: Vec<&str> = blocks
+            .iter()
+            .filter(|b| b["type"] == "section")
+            .map(|b| b["text"]["text"].as_str().unwrap())
+            .collect();
+        assert!(texts.contains(
+            &"*user0@example.com* — PUSH_PROFILE — Salesforce API: INVALID_FIELD — first seen 2024-05-01 12:30 UTC — 3 attempts"
+        ), "{texts:?}");
+    }
+
+    #[test]
+    fn slack_truncates_to_limits() {
+        let mut m = msg(120);
+        m.total_lines = 130;
+        m.title = "T".repeat(400);
+        m.summary = "&".repeat(5000);
+        m.lines[0].reason = Some("<".repeat(5000));
+        let blocks = json(&m);
+        assert!(blocks.len() <= SLACK_MAX_BLOCKS);
+        let line_sections = blocks
+            .iter()
+            .filter(|b| b["type"] == "section")
+            .filter(|b| b["text"]["text"].as_str().unwrap().contains("@example.com"))
+            .count();
+        assert_eq!(line_sections, SLACK_MAX_LINE_BLOCKS);
+        assert!(all_text(&blocks).contains(&format!("…and {} more", 130 - SLACK_MAX_LINE_BLOCKS)));
+        for b in &blocks {
+            let t = b["text"]["text"].as_str().unwrap_or("");
+            match b["type"].as_str().unwrap() {
+                "header" => assert!(t.chars().count() <= SLACK_MAX_HEADER_TEXT),
+                "section" => {
+                    assert!(t.chars().count() <= SLACK_MAX_SECTION_TEXT, "{}", t.len());
+                    // never cut in the middle of an entity
+                    assert!(!t.trim_end_matches('…').ends_with("&amp"));
+                    assert!(!t.contains("&l…") && !t.contains("&a…"));
+                }
+                _ => {}
+            }
+        }
+        assert!(fallback_text(&m).chars().count() <= SLACK_MAX_SECTION_TEXT);
+    }
+
+    #[test]
+    fn next_step_and_app_show_escaped_within_the_section_limit() {
+        let mut m = msg(1);
+        m.lines[0].app = Some("<Work&day>".into());
+        m.lines[0].next_step = Some(format!(
+            "run `okta-provwatch retry` <@U1> {}",
+            "y".repeat(5000)
+        ));
+        m.lines[0].reason = Some("r".repeat(5000));
+        let blocks = json(&m);
+        let section = blocks
+            .iter()
+            .filter(|b| b["type"] == "section")
+            .map(|b| b["text"]["text"].as_str().unwrap())
+            .find(|t| t.contains("user0"))
+            .unwrap();
+        assert!(section.chars().count() <= SLACK_MAX_SECTION_TEXT);
+        assert!(
+            section.starts_with("*user0@example.com (&lt;Work&amp;day&gt;)*"),
+            "{section:.80}"
+        );
+        assert!(section.contains("\n_Next:_ run `okta-provwatch retry` &lt;@U1&gt;"));
+        m.lines[0].link = Some("https://acme-admin.okta.com/admin/user/profile/view/00u1".into());
+        let text = all_text(&json(&m));
+        assert!(text.contains("*<https://acme-admin.okta.com/admin/user/profile/view/00u1|user0@example.com (&lt;Work&amp;day&gt;)>*"), "{text:.400}");
+        m.lines[0].link = Some("https://x.test/a|<!channel>".into());
+        assert!(!all_text(&json(&m)).contains("x.test"));
+    }
+
+    #[test]
+    fn unsafe_admin_links_are_dropped() {
+        let mut m = msg(1);
+        m.admin_url = Some("javascript:alert(1)".into());
+        assert!(!all_text(&json(&m)).contains("javascript:"));
+        m.admin_url = Some("https://acme-admin.okta.com/admin/apps/active".into());
+        assert!(all_text(&json(&m)).contains("open_okta_admin"));
     }
 
     #[test]
