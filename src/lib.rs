@@ -8,6 +8,7 @@ pub mod cmd;
 pub mod config;
 pub mod context;
 pub mod daemon;
+pub mod domain;
 pub mod detect;
 pub mod health;
 pub mod http;
