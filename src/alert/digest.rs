@@ -54,9 +54,9 @@ pub fn step(
     now: i64,
 ) -> Result<(Step, Option<i64>), StoreError> {
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let last = get_meta(&tx, META_KEY)?.and_then(|v| v.parse::<i64>().ok());
+    let last = get_meta(&crate::store::Tx::over(&tx), META_KEY)?.and_then(|v| v.parse::<i64>().ok());
     let Some(last) = last else {
-        set_meta(&tx, META_KEY, &now.to_string())?;
+        set_meta(&crate::store::Tx::over(&tx), META_KEY, &now.to_string())?;
         tx.commit()?;
         return Ok((Step::Started, next_after(schedule, now)));
     };
@@ -72,7 +72,7 @@ pub fn step(
         }
         None => Step::Empty,
     };
-    set_meta(&tx, META_KEY, &now.to_string())?;
+    set_meta(&crate::store::Tx::over(&tx), META_KEY, &now.to_string())?;
     tx.commit()?;
     Ok((step, next_after(schedule, now)))
 }
@@ -98,7 +98,7 @@ fn failures_with(
 
 /// The digest for the window (`since`, `now`], or `None` when there is nothing to say.
 pub fn build(c: &Connection, since: i64, now: i64) -> Result<Option<AlertMessage>, StoreError> {
-    let open = failures::list_unresolved(c)?;
+    let open = failures::list_unresolved(&crate::store::Tx::over(c))?;
     let detected = failures_with(c, &["detected", "reopened"], since, now)?;
     let retried = failures_with(c, &["retry_started"], since, now)?;
     let resolved = failures_with(c, &["resolved"], since, now)?;

@@ -155,7 +155,7 @@ pub fn evaluate(
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut out = Outcome::default();
     let mut by_app: BTreeMap<String, Vec<Failure>> = BTreeMap::new();
-    for f in failures::list_unresolved(&tx)? {
+    for f in failures::list_unresolved(&crate::store::Tx::over(&tx))? {
         by_app.entry(f.app_id.clone()).or_default().push(f);
     }
     let mut groups: BTreeMap<String, AlertGroup> = BTreeMap::new();
@@ -205,10 +205,10 @@ fn evaluate_app(
         .collect();
     let label = match fs.iter().find_map(|f| f.app_label.clone()) {
         Some(l) => Some(l),
-        None => alerts::app_label(tx, app_id)?,
+        None => alerts::app_label(&crate::store::Tx::over(tx), app_id)?,
     };
 
-    if alerts::silence_for(tx, app_id, label.as_deref(), now)?.is_some() {
+    if alerts::silence_for(&crate::store::Tx::over(tx), app_id, label.as_deref(), now)?.is_some() {
         if !set.is_empty() || g.firing {
             out.silenced.push(g.group_key.clone());
         }
@@ -226,7 +226,7 @@ fn evaluate_app(
                 let cleared: Vec<Failure> = g
                     .sent_failures
                     .iter()
-                    .filter_map(|id| failures::get(tx, *id).transpose())
+                    .filter_map(|id| failures::get(&crate::store::Tx::over(tx), *id).transpose())
                     .collect::<Result<_, _>>()?;
                 let msg = resolved_message(s, app_id, label.as_deref(), tx, &cleared, now)?;
                 out.rows += outbox::enqueue(tx, &s.channels, "resolved", &msg, now)?.len();
@@ -311,7 +311,14 @@ fn mark_alerted(c: &Connection, f: &Failure, now: i64, detail: &str) -> Result<(
          WHERE id = ?1",
         [f.id],
     )?;
-    failures::add_history(c, f.id, now, "alerted", ACTOR, Some(detail))
+    failures::add_history(
+        &crate::store::Tx::over(c),
+        f.id,
+        now,
+        crate::domain::HistoryKind::Alerted,
+        ACTOR,
+        Some(detail),
+    )
 }
 
 pub(crate) fn line(f: &Failure) -> AlertLine {
@@ -337,7 +344,7 @@ fn admin_url(s: &Settings, c: &Connection, app_id: &str) -> Result<Option<String
     let Some(base) = &s.admin_base else {
         return Ok(None);
     };
-    Ok(Some(match alerts::app_name(c, app_id)? {
+    Ok(Some(match alerts::app_name(&crate::store::Tx::over(c), app_id)? {
         Some(name) => format!("{base}/admin/app/{name}/instance/{app_id}/"),
         None => format!("{base}/admin/apps/active"),
     }))

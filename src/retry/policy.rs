@@ -3,7 +3,7 @@
 //! unit-tested here and the worker, the circuit breaker and the `retry` command agree on it.
 
 use crate::config::RetryConfig;
-use crate::store::failures::{Failure, Operation};
+use crate::domain::{Failure, Operation};
 use rand::Rng;
 use std::time::Duration;
 
