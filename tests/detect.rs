@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 fn open_failures(ctx: &Context) -> Vec<failures::Failure> {
     ctx.store
-        .blocking(|c| failures::list_unresolved(c))
+        .read_blocking(|c| failures::list_unresolved(c))
         .unwrap()
 }
 
@@ -76,7 +76,7 @@ fn assert_exactly_once(ctx: &Context, n: usize) {
                     [],
                     |r| r.get(0),
                 )?,
-                logcursor::seen_count(c)?,
+                logcursor::seen_count(&okta_provwatch::store::Tx::over(c))?,
             ))
         })
         .unwrap();
@@ -144,7 +144,7 @@ async fn poller_finds_a_failure_within_one_interval_and_a_success_resolves_it() 
         eventually(interval * 3, || open_failures(&ctx).is_empty()).await,
         "success did not resolve the failure"
     );
-    let all = ctx.store.blocking(|c| failures::list_all(c)).unwrap();
+    let all = ctx.store.read_blocking(|c| failures::list_all(c)).unwrap();
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].state, State::Resolved);
 
@@ -285,7 +285,7 @@ async fn kill_9_at_random_points_loses_nothing() {
     let seen = || -> i64 {
         okta_provwatch::store::Store::open(&dir.path().join("state.db"))
             .unwrap()
-            .blocking(|c| logcursor::seen_count(c))
+            .read_blocking(|c| logcursor::seen_count(c))
             .unwrap()
     };
     let mut kills = 0;
@@ -324,7 +324,7 @@ async fn malformed_pages_are_logged_and_leave_the_cursor_unharmed() {
     poller::poll_once(&ctx).await.unwrap();
     let cursor = || {
         ctx.store
-            .blocking(|c| logcursor::get(c))
+            .read_blocking(|c| logcursor::get(c))
             .unwrap()
             .unwrap()
             .next_url

@@ -313,7 +313,7 @@ mod tests {
         }
     }
 
-    fn failure(tx: &Tx<'_>, user: &str, reason: &str) -> Failure {
+    fn failure(c: &Tx<'_>, user: &str, reason: &str) -> Failure {
         let o = Observation {
             app_id: "0oa1".into(),
             app_label: Some("Sales".into()),
@@ -329,7 +329,7 @@ mod tests {
         let Applied::Opened(id) = apply(c, &o, 0, "t").unwrap() else {
             panic!()
         };
-        failures::get(tx, id).unwrap().unwrap()
+        failures::get(c, id).unwrap().unwrap()
     }
 
     #[test]
@@ -356,7 +356,7 @@ mod tests {
                 app.reason.as_deref(),
                 Some(format!("{REASON_PREFIX}{cause}").as_str())
             );
-            let ci = circuits::get(tx, "0oa1")?.unwrap();
+            let ci = circuits::get(c, "0oa1")?.unwrap();
             assert!(ci.open);
             let first_probe = ci.next_probe_at.unwrap();
             assert!(
@@ -365,12 +365,12 @@ mod tests {
             );
             // A failed probe pushes the next one further out.
             on_failure(c, &cfg(), &a, true, 100_000, "t")?;
-            let ci = circuits::get(tx, "0oa1")?.unwrap();
+            let ci = circuits::get(c, "0oa1")?.unwrap();
             assert_eq!(ci.probes, 1);
             assert!(ci.next_probe_at.unwrap() >= 100_000 + 96_000);
             assert_eq!(on_success(c, "0oa1", 200_000, "t")?, Some(Change::Closed));
-            assert!(!circuits::get(tx, "0oa1")?.unwrap().open);
-            assert_eq!(failures::get(tx, app.id)?.unwrap().state, State::Resolved);
+            assert!(!circuits::get(c, "0oa1")?.unwrap().open);
+            assert_eq!(failures::get(c, app.id)?.unwrap().state, State::Resolved);
             Ok(())
         })
         .unwrap();
@@ -392,7 +392,7 @@ mod tests {
             assert_eq!(on_failure(c, &cfg(), &d, false, 3, "t")?, None);
             on_success(c, "0oa1", 4, "t")?;
             assert_eq!(on_failure(c, &cfg(), &e, false, 5, "t")?, None);
-            assert!(!circuits::get(tx, "0oa1")?.unwrap().open);
+            assert!(!circuits::get(c, "0oa1")?.unwrap().open);
             Ok(())
         })
         .unwrap();
@@ -414,15 +414,15 @@ mod tests {
             assert!(open_for_integration_failures(c, &cfg(), 6, "t")?.is_empty());
             // Reported by Okta: not closed just because no user is waiting.
             assert_eq!(nothing_to_probe(c, &cfg(), "0oa9", 7, "t")?, None);
-            assert!(circuits::get(tx, "0oa9")?.unwrap().open);
+            assert!(circuits::get(c, "0oa9")?.unwrap().open);
             assert!(close_where_resolved_elsewhere(c, 8, "t")?.is_empty());
             // The poller saw a user pushed fine and resolved it: the circuit closes.
             let id = failures::find(c, "0oa9", "", Operation::Integration)?
                 .unwrap()
                 .id;
-            failures::resolve(tx, id, 9, None, "poller", "success reported")?;
+            failures::resolve(c, id, 9, None, "poller", "success reported")?;
             assert_eq!(close_where_resolved_elsewhere(c, 10, "t")?, vec!["0oa9"]);
-            assert!(!circuits::get(tx, "0oa9")?.unwrap().open);
+            assert!(!circuits::get(c, "0oa9")?.unwrap().open);
             Ok(())
         })
         .unwrap();
