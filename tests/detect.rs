@@ -392,3 +392,50 @@ async fn malformed_pages_are_logged_and_leave_the_cursor_unharmed() {
     stop.cancel();
     task.await.unwrap();
 }
+
+/// Alerts link to the app's own admin console page with the app's internal `name`, which only
+/// the apps list carries: the scanner must record it, and the poller (whose events name only
+/// the label) must not erase it.
+#[tokio::test]
+async fn both_detectors_record_the_app_and_the_scan_records_its_name() {
+    use okta_provwatch::store::apps;
+    let sim = OktaSim::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(config(&sim, dir.path()));
+    let app = sim.add_app("Zendesk");
+    let bob = sim.add_user("bob@acme.example");
+    sim.set_downstream(&app, Downstream::Down);
+    sim.assign(&app, &bob);
+    let expected = ctx
+        .okta
+        .list_apps()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|a| a.id == app)
+        .and_then(|a| a.name)
+        .expect("the simulator names its apps");
+    let row = |ctx: &Context| {
+        let app = app.clone();
+        ctx.store
+            .read_blocking(move |tx| Ok((apps::label(tx, &app)?, apps::name(tx, &app)?)))
+            .unwrap()
+    };
+
+    // The log event names the label only.
+    poller::poll_once(&ctx).await.unwrap();
+    assert_eq!(open_failures(&ctx).len(), 1);
+    assert_eq!(row(&ctx), (Some("Zendesk".into()), None));
+
+    // The scan reads the apps list, which carries the name.
+    scanner::scan_once(&ctx, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(row(&ctx), (Some("Zendesk".into()), Some(expected.clone())));
+
+    // Another event for the app keeps the name.
+    sim.assign(&app, &sim.add_user("cy@acme.example"));
+    poller::poll_once(&ctx).await.unwrap();
+    assert_eq!(open_failures(&ctx).len(), 2);
+    assert_eq!(row(&ctx), (Some("Zendesk".into()), Some(expected)));
+}
