@@ -299,7 +299,10 @@ mod tests {
 
     #[test]
     fn urgency_rule() {
-        let urgent: Vec<_> = Operation::ALL.into_iter().filter(|o| o.is_urgent()).collect();
+        let urgent: Vec<_> = Operation::ALL
+            .into_iter()
+            .filter(|o| o.is_urgent())
+            .collect();
         assert_eq!(urgent, [Operation::Deactivate, Operation::Integration]);
         assert!(Operation::Deactivate.is_deprovisioning());
         assert!(!Operation::Integration.is_deprovisioning());

@@ -240,9 +240,7 @@ pub async fn refresh_gauges(ctx: &Context) {
 async fn open_failures(
     ctx: &Context,
 ) -> Result<Vec<(String, String, i64)>, crate::store::StoreError> {
-    ctx.store
-        .read(|tx| crate::store::failures::open_counts(tx))
-        .await
+    ctx.store.read(crate::store::failures::open_counts).await
 }
 
 #[cfg(test)]

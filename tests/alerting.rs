@@ -964,8 +964,8 @@ async fn a_failure_alerted_while_being_retried_stays_alerted_after_the_retry() {
     let alice = h.fail("Salesforce", "alice", Operation::Create, T0);
     let bob = h.fail("Salesforce", "bob", Operation::Create, T0);
     h.store
-        .blocking(|c| {
-            store_retry::claim(&okta_provwatch::store::Tx::over(c), alice, "w1", T0 + mins(9), T0 + mins(19), "t", "x")?.unwrap();
+        .write_blocking(|c| {
+            store_retry::claim(c, alice, "w1", T0 + mins(9), T0 + mins(19), "t", "x")?.unwrap();
             Ok(())
         })
         .unwrap();

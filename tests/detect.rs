@@ -14,9 +14,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 fn open_failures(ctx: &Context) -> Vec<failures::Failure> {
-    ctx.store
-        .read_blocking(|c| failures::list_unresolved(c))
-        .unwrap()
+    ctx.store.read_blocking(failures::list_unresolved).unwrap()
 }
 
 fn logs_requests(sim: &OktaSim) -> usize {
@@ -144,7 +142,7 @@ async fn poller_finds_a_failure_within_one_interval_and_a_success_resolves_it() 
         eventually(interval * 3, || open_failures(&ctx).is_empty()).await,
         "success did not resolve the failure"
     );
-    let all = ctx.store.read_blocking(|c| failures::list_all(c)).unwrap();
+    let all = ctx.store.read_blocking(failures::list_all).unwrap();
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].state, State::Resolved);
 
@@ -285,7 +283,7 @@ async fn kill_9_at_random_points_loses_nothing() {
     let seen = || -> i64 {
         okta_provwatch::store::Store::open(&dir.path().join("state.db"))
             .unwrap()
-            .read_blocking(|c| logcursor::seen_count(c))
+            .read_blocking(logcursor::seen_count)
             .unwrap()
     };
     let mut kills = 0;
@@ -324,7 +322,7 @@ async fn malformed_pages_are_logged_and_leave_the_cursor_unharmed() {
     poller::poll_once(&ctx).await.unwrap();
     let cursor = || {
         ctx.store
-            .read_blocking(|c| logcursor::get(c))
+            .read_blocking(logcursor::get)
             .unwrap()
             .unwrap()
             .next_url

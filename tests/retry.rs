@@ -114,7 +114,9 @@ fn failure(ctx: &Context, id: i64) -> failures::Failure {
 }
 
 fn history(ctx: &Context, id: i64) -> Vec<failures::HistoryEntry> {
-    ctx.store.write_blocking(|c| failures::history(c, id)).unwrap()
+    ctx.store
+        .write_blocking(|c| failures::history(c, id))
+        .unwrap()
 }
 
 fn starts(ctx: &Context, id: i64) -> Vec<i64> {
@@ -528,8 +530,16 @@ async fn the_manual_command_retries_exactly_what_it_was_asked() {
     h.ctx
         .store
         .blocking(|c| {
-            store_retry::claim(&okta_provwatch::store::Tx::over(c), ben, "daemon-other", now, now + 60_000, "t", "x")?
-                .expect("claimable");
+            store_retry::claim(
+                &okta_provwatch::store::Tx::over(c),
+                ben,
+                "daemon-other",
+                now,
+                now + 60_000,
+                "t",
+                "x",
+            )?
+            .expect("claimable");
             Ok(())
         })
         .unwrap();
@@ -547,7 +557,12 @@ async fn the_manual_command_retries_exactly_what_it_was_asked() {
     h.ctx
         .store
         .blocking(|c| {
-            store_retry::release_all(&okta_provwatch::store::Tx::over(c), "daemon-other", now, "t")?;
+            store_retry::release_all(
+                &okta_provwatch::store::Tx::over(c),
+                "daemon-other",
+                now,
+                "t",
+            )?;
             c.execute(
                 "UPDATE failures SET retry_exhausted = 1, next_attempt_at = ?2 WHERE id = ?1",
                 [ben, now + 86_400_000],
@@ -870,8 +885,26 @@ async fn claims_of_a_killed_claimer_are_released_when_their_lease_expires() {
                 "UPDATE failures SET state = 'alerted', retry_exhausted = 1 WHERE id = ?1",
                 [ann],
             )?;
-            store_retry::claim(&okta_provwatch::store::Tx::over(c), ann, "cli-killed", now, lease_end, "t", "x")?.unwrap();
-            store_retry::claim(&okta_provwatch::store::Tx::over(c), ben, "daemon-killed", now, lease_end, "t", "x")?.unwrap();
+            store_retry::claim(
+                &okta_provwatch::store::Tx::over(c),
+                ann,
+                "cli-killed",
+                now,
+                lease_end,
+                "t",
+                "x",
+            )?
+            .unwrap();
+            store_retry::claim(
+                &okta_provwatch::store::Tx::over(c),
+                ben,
+                "daemon-killed",
+                now,
+                lease_end,
+                "t",
+                "x",
+            )?
+            .unwrap();
             Ok(())
         })
         .unwrap();
@@ -922,7 +955,16 @@ async fn with_retries_disabled_expired_claims_are_still_released() {
     h.ctx
         .store
         .blocking(|c| {
-            store_retry::claim(&okta_provwatch::store::Tx::over(c), id, "cli-killed", now, now + 60_000, "t", "x")?.unwrap();
+            store_retry::claim(
+                &okta_provwatch::store::Tx::over(c),
+                id,
+                "cli-killed",
+                now,
+                now + 60_000,
+                "t",
+                "x",
+            )?
+            .unwrap();
             Ok(())
         })
         .unwrap();
@@ -1019,8 +1061,22 @@ async fn a_successful_probe_closes_the_circuit_even_when_its_failure_was_resolve
         .ctx
         .store
         .blocking(|c| {
-            okta_provwatch::retry::circuit::open_for_integration_failures(&okta_provwatch::store::Tx::over(c), &cfg, now, "t")?;
-            Ok(store_retry::claim(&okta_provwatch::store::Tx::over(c), user, "w1", now, now + 300_000, "t", "probe")?.unwrap())
+            okta_provwatch::retry::circuit::open_for_integration_failures(
+                &okta_provwatch::store::Tx::over(c),
+                &cfg,
+                now,
+                "t",
+            )?;
+            Ok(store_retry::claim(
+                &okta_provwatch::store::Tx::over(c),
+                user,
+                "w1",
+                now,
+                now + 300_000,
+                "t",
+                "probe",
+            )?
+            .unwrap())
         })
         .unwrap();
     claim.probe = true;
@@ -1068,7 +1124,9 @@ async fn a_retry_never_outlives_its_claim() {
     let claim = h
         .ctx
         .store
-        .write_blocking(|c| Ok(store_retry::claim(c, id, "w1", now, now + 3_000, "t", "x")?.unwrap()))
+        .write_blocking(|c| {
+            Ok(store_retry::claim(c, id, "w1", now, now + 3_000, "t", "x")?.unwrap())
+        })
         .unwrap();
     let report = okta_provwatch::retry::attempt::run(
         &h.ctx,

@@ -54,7 +54,8 @@ pub fn step(
     now: i64,
 ) -> Result<(Step, Option<i64>), StoreError> {
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let last = get_meta(&crate::store::Tx::over(&tx), META_KEY)?.and_then(|v| v.parse::<i64>().ok());
+    let last =
+        get_meta(&crate::store::Tx::over(&tx), META_KEY)?.and_then(|v| v.parse::<i64>().ok());
     let Some(last) = last else {
         set_meta(&crate::store::Tx::over(&tx), META_KEY, &now.to_string())?;
         tx.commit()?;

@@ -344,10 +344,12 @@ fn admin_url(s: &Settings, c: &Connection, app_id: &str) -> Result<Option<String
     let Some(base) = &s.admin_base else {
         return Ok(None);
     };
-    Ok(Some(match alerts::app_name(&crate::store::Tx::over(c), app_id)? {
-        Some(name) => format!("{base}/admin/app/{name}/instance/{app_id}/"),
-        None => format!("{base}/admin/apps/active"),
-    }))
+    Ok(Some(
+        match alerts::app_name(&crate::store::Tx::over(c), app_id)? {
+            Some(name) => format!("{base}/admin/app/{name}/instance/{app_id}/"),
+            None => format!("{base}/admin/apps/active"),
+        },
+    ))
 }
 
 fn plural(n: usize, one: &str, many: &str) -> String {

@@ -167,7 +167,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     }
     let open = ctx
         .store
-        .read(|tx| crate::store::failures::list_unresolved(tx))
+        .read(crate::store::failures::list_unresolved)
         .await
         .unwrap_or_default();
     println!();

@@ -115,7 +115,8 @@ pub fn execute(
         .as_deref()
         .map(str::trim)
         .filter(|r| !r.is_empty());
-    let id = store.write_blocking(|tx| silences::add(tx, &target, until, reason, now, created_by))?;
+    let id =
+        store.write_blocking(|tx| silences::add(tx, &target, until, reason, now, created_by))?;
     Ok(format!(
         "silence {id}: alerts for {target}{note} muted until {}\n",
         fmt_ms(until)

@@ -9,9 +9,9 @@
 use super::classify::{classify, published_ms, Classified, LOG_FILTER};
 use super::DetectError;
 use crate::context::Context;
+use crate::domain::{Observation, Operation};
 use crate::okta::types::LogEvent;
 use crate::okta::OktaError;
-use crate::domain::{Observation, Operation};
 use crate::store::failures::{self, Applied};
 use crate::store::{apps, cursor, StoreError, Tx};
 use serde_json::Value;
@@ -64,7 +64,7 @@ pub fn watched(ctx: &Context, app_id: &str, app_label: Option<&str>) -> bool {
 
 /// Fetches and applies one page.
 pub async fn poll_once(ctx: &Context) -> Result<PollOutcome, DetectError> {
-    let stored = ctx.store.read(|tx| cursor::get(tx)).await?;
+    let stored = ctx.store.read(cursor::get).await?;
     let url = match stored {
         Some(c) => c.next_url,
         None => initial_url(ctx),

@@ -10,10 +10,10 @@
 
 use super::DetectError;
 use crate::context::Context;
+use crate::domain::{Failure, Observation, Operation, Source};
 use crate::okta::client::OktaClient;
 use crate::okta::types::{AppUser, Application};
 use crate::okta::OktaError;
-use crate::domain::{Failure, Observation, Operation, Source};
 use crate::store::failures::{self, Applied};
 use crate::store::{apps, meta, scan, StoreError, Tx};
 use chrono::Utc;
@@ -354,7 +354,9 @@ fn until_next(ctx: &Context) -> Duration {
 pub async fn run(ctx: Context, shutdown: CancellationToken) {
     let pending = ctx
         .store
-        .read(|tx| Ok(meta::get(tx, LAST_SCAN_KEY)?.is_none() || !scan::in_progress(tx)?.is_empty()))
+        .read(
+            |tx| Ok(meta::get(tx, LAST_SCAN_KEY)?.is_none() || !scan::in_progress(tx)?.is_empty()),
+        )
         .await
         .unwrap_or(true);
     let mut delay = if pending {

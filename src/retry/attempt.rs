@@ -5,8 +5,8 @@
 use super::circuit::{self, Change};
 use super::policy;
 use crate::context::Context;
-use crate::okta::{OktaClient, OktaError};
 use crate::domain::{Failure, HistoryKind, Operation};
+use crate::okta::{OktaClient, OktaError};
 use crate::store::claims::{finish, Claim, Finish, Finished};
 use crate::store::{failures, history, StoreError};
 use serde_json::{Map, Value};

@@ -67,7 +67,8 @@ pub fn claim_next(
         match claims::probe_candidate(tx, &app, &q)? {
             Some(f) => {
                 let detail = format!("probe of the open circuit of the app (worker {owner})");
-                if let Ok(mut cl) = claims::claim(tx, f.id, owner, now, until, WORKER_ACTOR, &detail)?
+                if let Ok(mut cl) =
+                    claims::claim(tx, f.id, owner, now, until, WORKER_ACTOR, &detail)?
                 {
                     cl.probe = true;
                     circuit::reserve_probe(tx, &app, until, now)?;

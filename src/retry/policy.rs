@@ -263,7 +263,7 @@ mod tests {
             user_id: user.into(),
             user_login: None,
             operation: op,
-            state: crate::store::failures::State::Open,
+            state: crate::domain::State::Open,
             urgent: false,
             source: "log",
             reason: None,

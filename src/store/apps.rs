@@ -83,7 +83,10 @@ mod tests {
             upsert(tx, "0oa1", Some("Sales CRM"), None, 3)?;
             assert_eq!(name(tx, "0oa1")?.as_deref(), Some("salesforce"));
             assert_eq!(label(tx, "0oa1")?.as_deref(), Some("Sales CRM"));
-            assert_eq!(resolve(tx, "sales crm")?, [("0oa1".into(), Some("Sales CRM".into()))]);
+            assert_eq!(
+                resolve(tx, "sales crm")?,
+                [("0oa1".into(), Some("Sales CRM".into()))]
+            );
             Ok(())
         })
         .unwrap();

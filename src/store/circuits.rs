@@ -91,8 +91,9 @@ pub fn save(tx: &Tx<'_>, ci: &Circuit, now: i64) -> Result<(), StoreError> {
 /// Every open circuit.
 pub fn list_open(tx: &Tx<'_>) -> Result<Vec<Circuit>, StoreError> {
     let apps: Vec<String> = {
-        let mut stmt =
-            tx.conn().prepare("SELECT app_id FROM circuits WHERE state = 'open' ORDER BY app_id")?;
+        let mut stmt = tx
+            .conn()
+            .prepare("SELECT app_id FROM circuits WHERE state = 'open' ORDER BY app_id")?;
         let rows = stmt.query_map([], |r| r.get(0))?;
         rows.collect::<Result<Vec<_>, _>>()?
     };
@@ -129,4 +130,3 @@ pub fn due_probes(tx: &Tx<'_>, now: i64) -> Result<Vec<String>, StoreError> {
     let rows = stmt.query_map([now], |r| r.get(0))?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
-

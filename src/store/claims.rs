@@ -67,12 +67,14 @@ pub fn next_due(tx: &Tx<'_>, q: &DueQuery<'_>) -> Result<Option<Failure>, StoreE
         cols = columns_of("f"),
         ops = op_list(q.ops)
     );
-    Ok(tx.conn().query_row(
-        &sql,
-        params![q.now, q.initial_backoff_ms],
-        failures::from_row,
-    )
-    .optional()?)
+    Ok(tx
+        .conn()
+        .query_row(
+            &sql,
+            params![q.now, q.initial_backoff_ms],
+            failures::from_row,
+        )
+        .optional()?)
 }
 
 /// When the next automatic retry or probe may become due (ms), for the worker's idle sleep.
@@ -88,7 +90,9 @@ pub fn next_wakeup(tx: &Tx<'_>, q: &DueQuery<'_>) -> Result<Option<i64>, StoreEr
             SELECT next_probe_at FROM circuits WHERE state = 'open' AND next_probe_at IS NOT NULL)",
         ops = op_list(q.ops)
     );
-    Ok(tx.conn().query_row(&sql, [q.initial_backoff_ms], |r| r.get(0))?)
+    Ok(tx
+        .conn()
+        .query_row(&sql, [q.initial_backoff_ms], |r| r.get(0))?)
 }
 
 /// The failure a probe of `app_id`'s circuit retries: any unclaimed, unresolved user failure
@@ -109,12 +113,14 @@ pub fn probe_candidate(
         cols = columns_of("f"),
         ops = op_list(q.ops)
     );
-    Ok(tx.conn().query_row(
-        &sql,
-        params![q.now, q.initial_backoff_ms, app_id],
-        failures::from_row,
-    )
-    .optional()?)
+    Ok(tx
+        .conn()
+        .query_row(
+            &sql,
+            params![q.now, q.initial_backoff_ms, app_id],
+            failures::from_row,
+        )
+        .optional()?)
 }
 
 /// A held claim on one failure.
@@ -201,13 +207,15 @@ pub fn claim(
 
 /// Whether `owner` still holds the claim on `id`.
 pub fn holds(tx: &Tx<'_>, id: i64, owner: &str) -> Result<bool, StoreError> {
-    Ok(tx.conn().query_row(
-        "SELECT 1 FROM failures WHERE id = ?1 AND state = 'retrying' AND claimed_by = ?2",
-        params![id, owner],
-        |_| Ok(()),
-    )
-    .optional()?
-    .is_some())
+    Ok(tx
+        .conn()
+        .query_row(
+            "SELECT 1 FROM failures WHERE id = ?1 AND state = 'retrying' AND claimed_by = ?2",
+            params![id, owner],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
 }
 
 /// How a claimed retry ended, for [`finish`].
@@ -337,19 +345,21 @@ pub fn expire_leases(tx: &Tx<'_>, now: i64, actor: &str) -> Result<Vec<i64>, Sto
             "the claim of {} expired before its retry finished; not counted as an attempt",
             by.as_deref().unwrap_or("an unknown claimer")
         );
-        history::add(tx, *id, now, HistoryKind::RetryLeaseExpired, actor, Some(&detail))?;
+        history::add(
+            tx,
+            *id,
+            now,
+            HistoryKind::RetryLeaseExpired,
+            actor,
+            Some(&detail),
+        )?;
     }
     Ok(expired.into_iter().map(|(id, _)| id).collect())
 }
 
 /// Releases every claim `owner` still holds (shutdown with retries in flight), without
 /// counting an attempt. Returns how many were released.
-pub fn release_all(
-    tx: &Tx<'_>,
-    owner: &str,
-    now: i64,
-    actor: &str,
-) -> Result<usize, StoreError> {
+pub fn release_all(tx: &Tx<'_>, owner: &str, now: i64, actor: &str) -> Result<usize, StoreError> {
     let ids: Vec<i64> = {
         let mut stmt = tx.conn().prepare(
             "SELECT id FROM failures WHERE state = 'retrying' AND claimed_by = ?1 ORDER BY id",
@@ -406,7 +416,6 @@ pub fn find_for_app(tx: &Tx<'_>, app: &str) -> Result<Vec<Failure>, StoreError> 
         params![app],
     )
 }
-
 
 /// Unresolved user failures of `app_id` of one of `ops`, claimed or not: the users an open
 /// circuit's probe could still try.

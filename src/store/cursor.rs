@@ -15,26 +15,23 @@ pub struct Cursor {
 }
 
 pub fn get(tx: &Tx<'_>) -> Result<Option<Cursor>, StoreError> {
-    Ok(tx.conn().query_row(
-        "SELECT next_url, updated_at, newest_published FROM log_cursor WHERE id = 1",
-        [],
-        |r| {
-            Ok(Cursor {
-                next_url: r.get(0)?,
-                updated_at: r.get(1)?,
-                newest_published: r.get(2)?,
-            })
-        },
-    )
-    .optional()?)
+    Ok(tx
+        .conn()
+        .query_row(
+            "SELECT next_url, updated_at, newest_published FROM log_cursor WHERE id = 1",
+            [],
+            |r| {
+                Ok(Cursor {
+                    next_url: r.get(0)?,
+                    updated_at: r.get(1)?,
+                    newest_published: r.get(2)?,
+                })
+            },
+        )
+        .optional()?)
 }
 
-pub fn set(
-    tx: &Tx<'_>,
-    next_url: &str,
-    now: i64,
-    newest: Option<i64>,
-) -> Result<(), StoreError> {
+pub fn set(tx: &Tx<'_>, next_url: &str, now: i64, newest: Option<i64>) -> Result<(), StoreError> {
     tx.conn().execute(
         "INSERT INTO log_cursor (id, next_url, updated_at, newest_published) VALUES (1, ?1, ?2, ?3)
          ON CONFLICT (id) DO UPDATE SET next_url = excluded.next_url, updated_at = excluded.updated_at,
@@ -62,5 +59,7 @@ pub fn prune_seen(tx: &Tx<'_>, now: i64) -> Result<usize, StoreError> {
 }
 
 pub fn seen_count(tx: &Tx<'_>) -> Result<i64, StoreError> {
-    Ok(tx.conn().query_row("SELECT COUNT(*) FROM seen_events", [], |r| r.get(0))?)
+    Ok(tx
+        .conn()
+        .query_row("SELECT COUNT(*) FROM seen_events", [], |r| r.get(0))?)
 }

@@ -1,6 +1,6 @@
 //! Failure rows and their state machine: one row per (app, user, operation), opened or
 //! refreshed by observations from the log poller and the assignment scanner, resolved by a
-//! later success, reopened by a later failure. Every change writes its [`history`] row in the
+//! later success, reopened by a later failure. Every change writes its [`history`](super::history) row in the
 //! same transaction.
 //!
 //! States: `open` (known, not being worked), `retrying` (the retry worker holds a claim, see
@@ -26,7 +26,8 @@ pub enum Applied {
     Ignored,
 }
 
-pub(in crate::store) const COLUMNS: &str = "id, app_id, app_label, user_id, user_login, operation, state, urgent, \
+pub(in crate::store) const COLUMNS: &str =
+    "id, app_id, app_label, user_id, user_login, operation, state, urgent, \
     from_log, from_scan, reason, event_uuid, event_published, first_seen, last_seen, attempts, \
     next_attempt_at, retry_exhausted, resolved_at";
 
@@ -67,32 +68,31 @@ pub fn find(
     user_id: &str,
     op: Operation,
 ) -> Result<Option<Failure>, StoreError> {
-    Ok(tx.conn().query_row(
-        &format!(
+    Ok(tx
+        .conn()
+        .query_row(
+            &format!(
             "SELECT {COLUMNS} FROM failures WHERE app_id = ?1 AND user_id = ?2 AND operation = ?3"
         ),
-        params![app_id, user_id, op.as_str()],
-        from_row,
-    )
-    .optional()?)
+            params![app_id, user_id, op.as_str()],
+            from_row,
+        )
+        .optional()?)
 }
 
 pub fn get(tx: &Tx<'_>, id: i64) -> Result<Option<Failure>, StoreError> {
-    Ok(tx.conn().query_row(
-        &format!("SELECT {COLUMNS} FROM failures WHERE id = ?1"),
-        [id],
-        from_row,
-    )
-    .optional()?)
+    Ok(tx
+        .conn()
+        .query_row(
+            &format!("SELECT {COLUMNS} FROM failures WHERE id = ?1"),
+            [id],
+            from_row,
+        )
+        .optional()?)
 }
 
 /// Applies one observation. `now` is when we saw it (ms).
-pub fn apply(
-    tx: &Tx<'_>,
-    obs: &Observation,
-    now: i64,
-    actor: &str,
-) -> Result<Applied, StoreError> {
+pub fn apply(tx: &Tx<'_>, obs: &Observation, now: i64, actor: &str) -> Result<Applied, StoreError> {
     let c = tx.conn();
     let existing = find(tx, &obs.app_id, &obs.user_id, obs.operation)?;
     let reason = bounded_opt(obs.reason.as_deref());
@@ -263,7 +263,6 @@ pub(in crate::store) fn list_where<P: rusqlite::Params>(
     let rows = stmt.query_map(p, from_row)?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
-
 
 /// Transitional: [`history::add`] with the kind's wire name, for callers on other branches.
 pub fn add_history(

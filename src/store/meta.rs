@@ -22,6 +22,7 @@ pub fn set(tx: &Tx<'_>, key: &str, value: &str) -> Result<(), StoreError> {
 
 /// A trivial query: the store answers.
 pub fn ping(tx: &Tx<'_>) -> Result<(), StoreError> {
-    tx.conn().query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
+    tx.conn()
+        .query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
     Ok(())
 }

@@ -85,7 +85,9 @@ pub enum StoreError {
     Join(String),
     /// `status`, `silence --list` and friends found no state file: they never create one, or
     /// they would print a false all-clear for a mistyped `[state] path`.
-    #[error("no state file at {path}; is [state] path right? the daemon creates it on first start")]
+    #[error(
+        "no state file at {path}; is [state] path right? the daemon creates it on first start"
+    )]
     Missing { path: String },
     /// The state file was made by an older build and not migrated yet (read-only opens cannot).
     #[error("state store {path} has schema version {found}, older than this build's ({known}); start the daemon once to migrate it")]
@@ -295,7 +297,7 @@ impl Store {
 
     /// Answers a trivial query: the store is there and not wedged (start-up probe).
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.read(|tx| meta::ping(tx)).await
+        self.read(meta::ping).await
     }
 
     pub fn get_meta(&self, key: &str) -> Result<Option<String>, StoreError> {

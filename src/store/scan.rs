@@ -5,12 +5,14 @@ use super::{StoreError, Tx};
 use rusqlite::{params, OptionalExtension};
 
 pub fn get(tx: &Tx<'_>, app_id: &str) -> Result<Option<(Option<String>, i64)>, StoreError> {
-    Ok(tx.conn().query_row(
-        "SELECT next_url, started_at FROM scan_progress WHERE app_id = ?1",
-        [app_id],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )
-    .optional()?)
+    Ok(tx
+        .conn()
+        .query_row(
+            "SELECT next_url, started_at FROM scan_progress WHERE app_id = ?1",
+            [app_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?)
 }
 
 pub fn set(
@@ -28,12 +30,15 @@ pub fn set(
 }
 
 pub fn clear(tx: &Tx<'_>, app_id: &str) -> Result<(), StoreError> {
-    tx.conn().execute("DELETE FROM scan_progress WHERE app_id = ?1", [app_id])?;
+    tx.conn()
+        .execute("DELETE FROM scan_progress WHERE app_id = ?1", [app_id])?;
     Ok(())
 }
 
 pub fn in_progress(tx: &Tx<'_>) -> Result<Vec<String>, StoreError> {
-    let mut s = tx.conn().prepare("SELECT app_id FROM scan_progress ORDER BY app_id")?;
+    let mut s = tx
+        .conn()
+        .prepare("SELECT app_id FROM scan_progress ORDER BY app_id")?;
     let rows = s.query_map([], |r| r.get(0))?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
