@@ -212,8 +212,11 @@ fn apply_observation(
     out: &mut PollOutcome,
 ) -> Result<(), StoreError> {
     // The event's AppInstance target names the app's label (never its internal name, which
-    // the scanner records from the apps list).
-    apps::upsert(tx, &obs.app_id, obs.app_label.as_deref(), None, now)?;
+    // the scanner records from the apps list). Every event of a page carries it; the upsert
+    // writes only for a new or renamed app.
+    if obs.app_label.is_some() {
+        apps::upsert(tx, &obs.app_id, obs.app_label.as_deref(), None, now)?;
+    }
     match failures::apply(tx, obs, now, "poller")? {
         Applied::Opened(_) | Applied::Reopened(_) => out.opened += 1,
         Applied::Resolved(_) => out.resolved += 1,

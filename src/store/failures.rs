@@ -5,9 +5,10 @@
 //!
 //! States: `open` (known, not being worked), `retrying` (the retry worker holds a claim, see
 //! [`super::claims`]), `alerted` (a person has been told), `resolved`. Reasons are bounded to
-//! [`super::MAX_TEXT_BYTES`] when written.
+//! [`super::MAX_TEXT_BYTES`] when written. The app's label and name are the detectors' to
+//! record ([`super::apps::upsert`]); a failure row keeps its own copy of the label.
 
-use super::{apps, bounded_opt, history, StoreError, Tx};
+use super::{bounded_opt, history, StoreError, Tx};
 use crate::domain::HistoryKind;
 use rusqlite::{params, OptionalExtension, Row};
 
@@ -101,10 +102,6 @@ pub fn apply(tx: &Tx<'_>, obs: &Observation, now: i64, actor: &str) -> Result<Ap
         Source::Log => (1, 0),
         Source::Scan => (0, 1),
     };
-    // Every event of a page carries its app's label; only a new or renamed app costs a write.
-    if obs.app_label.is_some() {
-        apps::upsert(tx, &obs.app_id, obs.app_label.as_deref(), None, now)?;
-    }
     // An event older than the one that last changed this row says nothing new: the System Log
     // is ordered by persistence, not by `published`, so late events do arrive.
     let stale = |f: &Failure| match (obs.published_ms, f.event_published) {
