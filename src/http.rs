@@ -134,7 +134,7 @@ pub async fn refresh_gauges(ctx: &Context) {
         Some(n) => Some(n),
         None => ctx
             .store
-            .call(|c| Ok(crate::store::logcursor::get(c)?.and_then(|k| k.newest_published)))
+            .read(|tx| Ok(crate::store::cursor::get(tx)?.and_then(|k| k.newest_published)))
             .await
             .unwrap_or(None)
             .filter(|n| *n > 0),
@@ -191,21 +191,10 @@ pub async fn refresh_gauges(ctx: &Context) {
 }
 
 /// Unresolved failures grouped by app (label, or id when Okta gave none) and operation.
-/// Grouping on the displayed name keeps label sets unique even if two apps share a label.
 async fn open_failures(
     ctx: &Context,
 ) -> Result<Vec<(String, String, i64)>, crate::store::StoreError> {
-    ctx.store
-        .call(|c| {
-            let mut stmt = c.prepare(
-                "SELECT COALESCE(app_label, app_id) AS app, operation, COUNT(*)
-                 FROM failures WHERE state IN ('open', 'retrying', 'alerted')
-                 GROUP BY app, operation ORDER BY app, operation",
-            )?;
-            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
+    ctx.store.read(crate::store::failures::open_counts).await
 }
 
 #[cfg(test)]
@@ -251,7 +240,8 @@ mod tests {
 
     #[tokio::test]
     async fn open_failures_gauge_follows_the_store() {
-        use crate::store::failures::{apply, Observation, Operation};
+        use crate::domain::{Observation, Operation};
+        use crate::store::failures::apply;
         let dir = tempfile::tempdir().unwrap();
         let c = ctx(dir.path());
         let obs = |user: &str, op| Observation {
@@ -260,7 +250,7 @@ mod tests {
             ..Observation::failure("0oa1", user, op)
         };
         c.store
-            .blocking(|conn| {
+            .write_blocking(|conn| {
                 apply(conn, &obs("00u1", Operation::Create), 1, "t")?;
                 apply(conn, &obs("00u2", Operation::Create), 1, "t")?;
                 apply(conn, &obs("00u1", Operation::Deactivate), 1, "t")?;

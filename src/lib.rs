@@ -1,5 +1,56 @@
 //! okta-provwatch: watches an Okta org for failed app provisioning, retries what it can and
 //! alerts on what it cannot. `main.rs` only parses the command line and calls into this crate.
+//!
+//! # Layout
+//!
+//! Data flows one way; no module imports from a layer downstream of it:
+//!
+//! ```text
+//! Okta ──> detect ──> store ──> retry ──> Okta (re-push)
+//!                       │
+//!                       └────> alert ──> channels (Slack, email)
+//! ```
+//!
+//! Detection, retries and alerting never call each other: they meet only through rows of the
+//! store, each change in one transaction, so a crash anywhere loses nothing and applies
+//! nothing twice.
+//!
+//! - [`domain`]: the vocabulary every layer speaks: failures, observations, operations,
+//!   states, history kinds, the urgency rule. Imports nothing of the crate.
+//! - [`okta`]: everything that talks to Okta: HTTP client, credentials, rate-limit budget,
+//!   resource types.
+//! - [`detect`]: the System Log poller and the assignment scanner turn Okta's reports into
+//!   observations applied to the store.
+//! - [`store`]: the SQLite state, one module per table; owns every SQL statement.
+//! - [`retry`]: automatic (worker) and manual retries of failed pushes, backoff, circuit
+//!   breakers.
+//! - [`alert`]: decides when to tell people (grouping, silences, digests) and delivers through
+//!   the channels, via a durable outbox.
+//! - [`daemon`]: starts the long-running components and stops them.
+//! - [`http`]: `/healthz` and `/metrics`.
+//! - [`health`]: the daemon's view of its own liveness (last poll, failures in a row, lag).
+//! - [`metrics`], [`telemetry`]: the metric registry and log set-up.
+//! - [`config`]: loading and validating the TOML config and its secrets.
+//! - [`context`]: the handle every component shares (config, store, Okta client, metrics,
+//!   health, clock).
+//! - [`cli`], [`cmd`]: the command line and one module per subcommand.
+//! - [`clock`], [`pacer`], [`systemd`]: wall time that tests can pause, a tokio-driven rate
+//!   limiter, the systemd notify protocol.
+//!
+//! # Where does X live
+//!
+//! - Urgency rule (which failures page someone at once): `Operation::is_urgent` in
+//!   [`domain`].
+//! - Slack layout (Block Kit of a message): `alert/channels/slack.rs`.
+//! - Silences: rows in [`store::silences`]; applied by the alert evaluator; set with
+//!   `okta-provwatch silence` ([`cmd::silence`]).
+//! - Health rule (when the daemon counts as unhealthy, for `/healthz` and the health alert):
+//!   [`health`].
+//! - Retry backoff and which failures are retried: [`retry::policy`]; the due selection and
+//!   claims in [`store::claims`].
+//! - System Log cursor: stored in [`store::cursor`], advanced by [`detect::poller`].
+//! - Rate budget (our share of the org's Okta rate limits): [`okta::ratelimit`]; the retry
+//!   pace per minute: [`pacer`].
 
 pub mod alert;
 pub mod cli;
@@ -9,6 +60,7 @@ pub mod config;
 pub mod context;
 pub mod daemon;
 pub mod detect;
+pub mod domain;
 pub mod health;
 pub mod http;
 pub mod metrics;

@@ -139,7 +139,7 @@ impl Harness {
         };
         match self
             .store
-            .blocking(|c| failures::apply(c, &o, at, "test"))
+            .write_blocking(|c| failures::apply(c, &o, at, "test"))
             .unwrap()
         {
             Applied::Opened(id) | Applied::Reopened(id) => id,
@@ -150,7 +150,7 @@ impl Harness {
     fn resolve(&self, id: i64, at: i64) {
         assert!(self
             .store
-            .blocking(|c| failures::resolve(c, id, at, None, "test", "fixed"))
+            .write_blocking(|c| failures::resolve(c, id, at, None, "test", "fixed"))
             .unwrap());
     }
 
@@ -197,7 +197,7 @@ impl Harness {
 
     fn failure_state(&self, id: i64) -> State {
         self.store
-            .blocking(|c| failures::get(c, id))
+            .write_blocking(|c| failures::get(c, id))
             .unwrap()
             .unwrap()
             .state
@@ -341,10 +341,10 @@ async fn one_message_per_app_group_on_every_channel() {
         assert_eq!(h.failure_state(*id), State::Alerted);
         let kinds: Vec<String> = h
             .store
-            .blocking(|c| failures::history(c, *id))
+            .read_blocking(|c| failures::history(c, *id))
             .unwrap()
             .into_iter()
-            .map(|e| e.kind)
+            .map(|e| e.kind.to_string())
             .collect();
         assert_eq!(kinds, ["detected", "alerted"]);
     }
@@ -876,7 +876,7 @@ async fn daemon_loops_deliver_and_stop_on_shutdown() {
         source: Source::Scan,
     };
     ctx.store
-        .blocking(|c| failures::apply(c, &o, now, "test"))
+        .write_blocking(|c| failures::apply(c, &o, now, "test"))
         .unwrap();
     let shutdown = CancellationToken::new();
     let tasks = [
@@ -904,7 +904,7 @@ async fn daemon_loops_deliver_and_stop_on_shutdown() {
     // The digest loop started its clock.
     assert!(ctx
         .store
-        .blocking(|c| get_meta(c, digest::META_KEY))
+        .write_blocking(|c| get_meta(c, digest::META_KEY))
         .unwrap()
         .is_some());
     shutdown.cancel();
@@ -957,7 +957,7 @@ async fn a_failure_alerted_while_being_retried_stays_alerted_after_the_retry() {
     let alice = h.fail("Salesforce", "alice", Operation::Create, T0);
     let bob = h.fail("Salesforce", "bob", Operation::Create, T0);
     h.store
-        .blocking(|c| {
+        .write_blocking(|c| {
             store_retry::claim(c, alice, "w1", T0 + mins(9), T0 + mins(19), "t", "x")?.unwrap();
             Ok(())
         })
@@ -968,7 +968,7 @@ async fn a_failure_alerted_while_being_retried_stays_alerted_after_the_retry() {
     assert_eq!(h.failure_state(bob), State::Alerted);
     // The retry fails and is requeued: back to alerted, not open.
     let how = store_retry::Finish::Requeue {
-        kind: "retry_failed",
+        kind: okta_provwatch::domain::HistoryKind::RetryFailed,
         detail: "ERROR".into(),
         count_attempt: true,
         next_attempt_at: Some(T0 + mins(30)),
@@ -976,7 +976,7 @@ async fn a_failure_alerted_while_being_retried_stays_alerted_after_the_retry() {
     };
     assert_eq!(
         h.store
-            .blocking(|c| store_retry::finish(c, alice, "w1", T0 + mins(11), "t", &how))
+            .write_blocking(|c| store_retry::finish(c, alice, "w1", T0 + mins(11), "t", &how))
             .unwrap(),
         store_retry::Finished::Requeued
     );
@@ -1064,7 +1064,7 @@ async fn a_huge_reason_yields_a_bounded_email_and_the_next_alert_still_delivers(
         ..Observation::failure("0oaWorkday", "00ubig", Operation::Deactivate)
     };
     h.store
-        .blocking(|c| failures::apply(c, &o, T0, "test"))
+        .write_blocking(|tx| failures::apply(tx, &o, T0, "test"))
         .unwrap();
     h.tick(T0).await;
     let (o, d) = h.tick(T0 + secs(2)).await;

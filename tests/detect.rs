@@ -14,9 +14,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 fn open_failures(ctx: &Context) -> Vec<failures::Failure> {
-    ctx.store
-        .blocking(|c| failures::list_unresolved(c))
-        .unwrap()
+    ctx.store.read_blocking(failures::list_unresolved).unwrap()
 }
 
 fn logs_requests(sim: &OktaSim) -> usize {
@@ -76,7 +74,7 @@ fn assert_exactly_once(ctx: &Context, n: usize) {
                     [],
                     |r| r.get(0),
                 )?,
-                logcursor::seen_count(c)?,
+                logcursor::seen_count(&okta_provwatch::store::Tx::over(c))?,
             ))
         })
         .unwrap();
@@ -144,7 +142,7 @@ async fn poller_finds_a_failure_within_one_interval_and_a_success_resolves_it() 
         eventually(interval * 3, || open_failures(&ctx).is_empty()).await,
         "success did not resolve the failure"
     );
-    let all = ctx.store.blocking(|c| failures::list_all(c)).unwrap();
+    let all = ctx.store.read_blocking(failures::list_all).unwrap();
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].state, State::Resolved);
 
@@ -285,7 +283,7 @@ async fn kill_9_at_random_points_loses_nothing() {
     let seen = || -> i64 {
         okta_provwatch::store::Store::open(&dir.path().join("state.db"))
             .unwrap()
-            .blocking(|c| logcursor::seen_count(c))
+            .read_blocking(logcursor::seen_count)
             .unwrap()
     };
     let mut kills = 0;
@@ -324,7 +322,7 @@ async fn malformed_pages_are_logged_and_leave_the_cursor_unharmed() {
     poller::poll_once(&ctx).await.unwrap();
     let cursor = || {
         ctx.store
-            .blocking(|c| logcursor::get(c))
+            .read_blocking(logcursor::get)
             .unwrap()
             .unwrap()
             .next_url
@@ -391,4 +389,51 @@ async fn malformed_pages_are_logged_and_leave_the_cursor_unharmed() {
     assert!(ctx.health.snapshot().last_poll_ok_ms.is_some());
     stop.cancel();
     task.await.unwrap();
+}
+
+/// Alerts link to the app's own admin console page with the app's internal `name`, which only
+/// the apps list carries: the scanner must record it, and the poller (whose events name only
+/// the label) must not erase it.
+#[tokio::test]
+async fn both_detectors_record_the_app_and_the_scan_records_its_name() {
+    use okta_provwatch::store::apps;
+    let sim = OktaSim::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(config(&sim, dir.path()));
+    let app = sim.add_app("Zendesk");
+    let bob = sim.add_user("bob@acme.example");
+    sim.set_downstream(&app, Downstream::Down);
+    sim.assign(&app, &bob);
+    let expected = ctx
+        .okta
+        .list_apps()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|a| a.id == app)
+        .and_then(|a| a.name)
+        .expect("the simulator names its apps");
+    let row = |ctx: &Context| {
+        let app = app.clone();
+        ctx.store
+            .read_blocking(move |tx| Ok((apps::label(tx, &app)?, apps::name(tx, &app)?)))
+            .unwrap()
+    };
+
+    // The log event names the label only.
+    poller::poll_once(&ctx).await.unwrap();
+    assert_eq!(open_failures(&ctx).len(), 1);
+    assert_eq!(row(&ctx), (Some("Zendesk".into()), None));
+
+    // The scan reads the apps list, which carries the name.
+    scanner::scan_once(&ctx, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(row(&ctx), (Some("Zendesk".into()), Some(expected.clone())));
+
+    // Another event for the app keeps the name.
+    sim.assign(&app, &sim.add_user("cy@acme.example"));
+    poller::poll_once(&ctx).await.unwrap();
+    assert_eq!(open_failures(&ctx).len(), 2);
+    assert_eq!(row(&ctx), (Some("Zendesk".into()), Some(expected)));
 }

@@ -437,7 +437,7 @@ async fn sigterm_mid_work_exits_0_and_keeps_the_state() {
         .blocking(|c| Ok(c.query_row("PRAGMA integrity_check", [], |r| r.get(0))?))
         .unwrap();
     assert_eq!(check, "ok");
-    let open = store.blocking(|c| failures::list_unresolved(c)).unwrap();
+    let open = store.read_blocking(failures::list_unresolved).unwrap();
     assert!(open.len() >= 3, "failures lost on shutdown: {open:?}");
     let before: Vec<_> = open.iter().map(|f| f.user_id.clone()).collect();
     drop(store);
@@ -455,7 +455,7 @@ async fn sigterm_mid_work_exits_0_and_keeps_the_state() {
     let st = wait_exit(&mut child, Duration::from_secs(30)).await;
     assert_eq!(st.code(), Some(0), "exit status {st}\n{}", s.daemon_log());
     let store = Store::open(&s.state()).unwrap();
-    let after = store.blocking(|c| failures::list_unresolved(c)).unwrap();
+    let after = store.read_blocking(failures::list_unresolved).unwrap();
     for u in &before {
         assert!(
             after.iter().any(|f| &f.user_id == u),

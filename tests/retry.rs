@@ -84,7 +84,7 @@ fn observe(ctx: &Context, app: &str, user: &str, login: &str, op: Operation, rea
     };
     let now = ctx.now_ms();
     ctx.store
-        .blocking(|c| match failures::apply(c, &o, now, "test")? {
+        .write_blocking(|c| match failures::apply(c, &o, now, "test")? {
             Applied::Opened(id) => Ok(id),
             other => panic!("{other:?}"),
         })
@@ -93,13 +93,15 @@ fn observe(ctx: &Context, app: &str, user: &str, login: &str, op: Operation, rea
 
 fn failure(ctx: &Context, id: i64) -> failures::Failure {
     ctx.store
-        .blocking(|c| failures::get(c, id))
+        .write_blocking(|c| failures::get(c, id))
         .unwrap()
         .unwrap()
 }
 
 fn history(ctx: &Context, id: i64) -> Vec<failures::HistoryEntry> {
-    ctx.store.blocking(|c| failures::history(c, id)).unwrap()
+    ctx.store
+        .write_blocking(|c| failures::history(c, id))
+        .unwrap()
 }
 
 fn starts(ctx: &Context, id: i64) -> Vec<i64> {
@@ -203,7 +205,7 @@ async fn a_transient_outage_heals_through_automatic_retries() {
     let circuit = h
         .ctx
         .store
-        .blocking(|c| store_retry::get_circuit(c, &app))
+        .write_blocking(|c| store_retry::get_circuit(c, &app))
         .unwrap();
     assert!(circuit.is_none_or(|c| !c.open));
 }
@@ -271,7 +273,7 @@ async fn the_circuit_opens_for_a_down_app_and_closes_when_it_recovers() {
     let circuit = |h: &Harness| {
         h.ctx
             .store
-            .blocking(|c| store_retry::get_circuit(c, &app))
+            .write_blocking(|c| store_retry::get_circuit(c, &app))
             .unwrap()
     };
     let w = spawn_worker(&h.ctx, "w1");
@@ -283,7 +285,7 @@ async fn the_circuit_opens_for_a_down_app_and_closes_when_it_recovers() {
     let app_failure = h
         .ctx
         .store
-        .blocking(|c| failures::find(c, &app, "", Operation::Integration))
+        .write_blocking(|c| failures::find(c, &app, "", Operation::Integration))
         .unwrap()
         .expect("one app-level failure");
     assert!(app_failure.urgent);
@@ -547,8 +549,8 @@ async fn a_manual_retry_by_app_label_pushes_only_that_app() {
 fn hold(ctx: &Context, id: i64, owner: &str) -> i64 {
     let now = ctx.now_ms();
     ctx.store
-        .blocking(|c| {
-            store_retry::claim(c, id, owner, now, now + 60_000, "t", "x")?.expect("claimable");
+        .write_blocking(|tx| {
+            store_retry::claim(tx, id, owner, now, now + 60_000, "t", "x")?.expect("claimable");
             Ok(())
         })
         .unwrap();
@@ -575,7 +577,12 @@ async fn a_released_failure_is_retried_manually_despite_backoff_and_exhaustion()
     m.h.ctx
         .store
         .blocking(|c| {
-            store_retry::release_all(c, "daemon-other", now, "t")?;
+            store_retry::release_all(
+                &okta_provwatch::store::Tx::over(c),
+                "daemon-other",
+                now,
+                "t",
+            )?;
             c.execute(
                 "UPDATE failures SET retry_exhausted = 1, next_attempt_at = ?2 WHERE id = ?1",
                 [m.ben, now + 86_400_000],
@@ -625,8 +632,7 @@ fn two_claimers_on_two_connections_never_hold_the_same_failure() {
     let a = Store::open(&path).unwrap();
     let b = Store::open(&path).unwrap();
     let n = 300;
-    a.blocking(|c| {
-        let tx = c.transaction()?;
+    a.write_blocking(|tx| {
         for i in 0..n {
             let o = Observation {
                 app_id: format!("0oa{}", i % 7),
@@ -640,9 +646,8 @@ fn two_claimers_on_two_connections_never_hold_the_same_failure() {
                 published_ms: None,
                 source: Source::Scan,
             };
-            failures::apply(&tx, &o, 0, "t")?;
+            failures::apply(tx, &o, 0, "t")?;
         }
-        tx.commit()?;
         Ok(())
     })
     .unwrap();
@@ -658,7 +663,7 @@ fn two_claimers_on_two_connections_never_hold_the_same_failure() {
             let mut got = Vec::new();
             loop {
                 let claimed = s
-                    .blocking(|c| {
+                    .write_blocking(|c| {
                         okta_provwatch::retry::claim_next(
                             c,
                             &cfg,
@@ -707,14 +712,9 @@ fn two_claimers_on_two_connections_never_hold_the_same_failure() {
             let mut won = Vec::new();
             for id in ids {
                 let r = s
-                    .blocking(|c| {
-                        let tx =
-                            c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                    .write_blocking(|tx| {
                         // Past the first leases (10 s + 600 s), inside the next ones.
-                        let r =
-                            store_retry::claim(&tx, id, owner, 700_000, 1_300_000, "t", "race")?;
-                        tx.commit()?;
-                        Ok(r)
+                        store_retry::claim(tx, id, owner, 700_000, 1_300_000, "t", "race")
                     })
                     .unwrap();
                 if r.is_ok() {
@@ -800,8 +800,7 @@ async fn a_storm_of_ten_thousand_failures_drains_at_the_configured_rate() {
     let app2 = app.clone();
     h.ctx
         .store
-        .blocking(move |c| {
-            let tx = c.transaction()?;
+        .write_blocking(move |tx| {
             for i in 0..10_000usize {
                 // Every 10th of the first 400 is a real app user in ERROR; the rest are
                 // gone (404), which resolves them after one read.
@@ -822,9 +821,8 @@ async fn a_storm_of_ten_thousand_failures_drains_at_the_configured_rate() {
                     published_ms: None,
                     source: Source::Scan,
                 };
-                failures::apply(&tx, &o, now, "t")?;
+                failures::apply(tx, &o, now, "t")?;
             }
-            tx.commit()?;
             Ok(())
         })
         .unwrap();
@@ -908,8 +906,26 @@ async fn claims_of_a_killed_claimer_are_released_when_their_lease_expires() {
                 "UPDATE failures SET state = 'alerted', retry_exhausted = 1 WHERE id = ?1",
                 [ann],
             )?;
-            store_retry::claim(c, ann, "cli-killed", now, lease_end, "t", "x")?.unwrap();
-            store_retry::claim(c, ben, "daemon-killed", now, lease_end, "t", "x")?.unwrap();
+            store_retry::claim(
+                &okta_provwatch::store::Tx::over(c),
+                ann,
+                "cli-killed",
+                now,
+                lease_end,
+                "t",
+                "x",
+            )?
+            .unwrap();
+            store_retry::claim(
+                &okta_provwatch::store::Tx::over(c),
+                ben,
+                "daemon-killed",
+                now,
+                lease_end,
+                "t",
+                "x",
+            )?
+            .unwrap();
             Ok(())
         })
         .unwrap();
@@ -960,7 +976,16 @@ async fn with_retries_disabled_expired_claims_are_still_released() {
     h.ctx
         .store
         .blocking(|c| {
-            store_retry::claim(c, id, "cli-killed", now, now + 60_000, "t", "x")?.unwrap();
+            store_retry::claim(
+                &okta_provwatch::store::Tx::over(c),
+                id,
+                "cli-killed",
+                now,
+                now + 60_000,
+                "t",
+                "x",
+            )?
+            .unwrap();
             Ok(())
         })
         .unwrap();
@@ -1014,7 +1039,7 @@ async fn a_failure_fixed_by_a_retry_is_not_reopened_by_an_older_log_event() {
     let apply = |o: &Observation, now: i64| {
         h.ctx
             .store
-            .blocking(|c| failures::apply(c, o, now, "poller"))
+            .write_blocking(|c| failures::apply(c, o, now, "poller"))
             .unwrap()
     };
     assert_eq!(
@@ -1046,7 +1071,7 @@ async fn a_successful_probe_closes_the_circuit_even_when_its_failure_was_resolve
     let integration = h
         .ctx
         .store
-        .blocking(|c| match failures::apply(c, &o, now, "test")? {
+        .write_blocking(|c| match failures::apply(c, &o, now, "test")? {
             Applied::Opened(id) => Ok(id),
             other => panic!("{other:?}"),
         })
@@ -1057,15 +1082,29 @@ async fn a_successful_probe_closes_the_circuit_even_when_its_failure_was_resolve
         .ctx
         .store
         .blocking(|c| {
-            okta_provwatch::retry::circuit::open_for_integration_failures(c, &cfg, now, "t")?;
-            Ok(store_retry::claim(c, user, "w1", now, now + 300_000, "t", "probe")?.unwrap())
+            okta_provwatch::retry::circuit::open_for_integration_failures(
+                &okta_provwatch::store::Tx::over(c),
+                &cfg,
+                now,
+                "t",
+            )?;
+            Ok(store_retry::claim(
+                &okta_provwatch::store::Tx::over(c),
+                user,
+                "w1",
+                now,
+                now + 300_000,
+                "t",
+                "probe",
+            )?
+            .unwrap())
         })
         .unwrap();
     claim.probe = true;
     // The scanner sees the user synchronized while the probe settles.
     h.ctx
         .store
-        .blocking(|c| failures::resolve(c, user, now + 1, None, "scanner", "SYNCHRONIZED"))
+        .write_blocking(|c| failures::resolve(c, user, now + 1, None, "scanner", "SYNCHRONIZED"))
         .unwrap();
     let report = attempt::record(
         &h.ctx,
@@ -1081,7 +1120,7 @@ async fn a_successful_probe_closes_the_circuit_even_when_its_failure_was_resolve
     let ci = h
         .ctx
         .store
-        .blocking(|c| store_retry::get_circuit(c, app))
+        .write_blocking(|c| store_retry::get_circuit(c, app))
         .unwrap()
         .unwrap();
     assert!(!ci.open);
@@ -1106,7 +1145,9 @@ async fn a_retry_never_outlives_its_claim() {
     let claim = h
         .ctx
         .store
-        .blocking(|c| Ok(store_retry::claim(c, id, "w1", now, now + 3_000, "t", "x")?.unwrap()))
+        .write_blocking(|c| {
+            Ok(store_retry::claim(c, id, "w1", now, now + 3_000, "t", "x")?.unwrap())
+        })
         .unwrap();
     let report = okta_provwatch::retry::attempt::run(
         &h.ctx,

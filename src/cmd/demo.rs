@@ -167,7 +167,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     }
     let open = ctx
         .store
-        .call(|c| crate::store::failures::list_unresolved(c))
+        .read(crate::store::failures::list_unresolved)
         .await
         .unwrap_or_default();
     println!();

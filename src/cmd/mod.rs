@@ -26,3 +26,17 @@ pub fn open_store_only(path: &Path) -> anyhow::Result<Store> {
     Store::open(&state.path)
         .with_context(|| format!("opening the state store {}", state.path.display()))
 }
+
+/// Like [`open_store_only`] for commands that only look at existing state (`status`,
+/// `silence --list`/`--remove`): never creates the file or its directory, so a mistyped
+/// `[state] path` is an error naming the path, not an empty store read as "all clear".
+pub fn open_existing_store_only(path: &Path, writable: bool) -> anyhow::Result<Store> {
+    let state = Config::load_state(path).with_context(|| format!("config {}", path.display()))?;
+    let store = if writable {
+        Store::open_existing_writable(&state.path)
+    } else {
+        Store::open_existing(&state.path)
+    };
+    // The store error already names the path and the next step.
+    Ok(store?)
+}

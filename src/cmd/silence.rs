@@ -8,13 +8,21 @@
 
 use crate::cli::SilenceArgs;
 use crate::clock::Clock;
-use crate::store::{alerts, Store};
+use crate::store::{apps, silences, Store};
 use anyhow::Context as _;
 use std::path::Path;
 use std::process::ExitCode;
 
 pub async fn run(config: &Path, args: &SilenceArgs) -> anyhow::Result<ExitCode> {
-    let store = super::open_store_only(config)?;
+    // Listing or removing never creates a state file: on a mistyped `[state] path` that
+    // would answer "no active silences" about a store the daemon never uses.
+    let store = if args.list {
+        super::open_existing_store_only(config, false)?
+    } else if args.remove.is_some() {
+        super::open_existing_store_only(config, true)?
+    } else {
+        super::open_store_only(config)?
+    };
     let out = execute(
         &store,
         Clock::system().now_ms(),
@@ -45,12 +53,12 @@ pub fn execute(
     created_by: Option<&str>,
 ) -> anyhow::Result<String> {
     if let Some(id) = args.remove {
-        let removed = store.blocking(|c| alerts::remove_silence(c, id))?;
+        let removed = store.write_blocking(|tx| silences::remove(tx, id))?;
         anyhow::ensure!(removed, "no silence with id {id} (see `silence --list`)");
         return Ok(format!("removed silence {id}\n"));
     }
     if args.list {
-        let list = store.blocking(|c| alerts::active_silences(c, now))?;
+        let list = store.read_blocking(|tx| silences::active(tx, now))?;
         if list.is_empty() {
             return Ok("no active silences\n".into());
         }
@@ -81,7 +89,7 @@ pub fn execute(
         .with_context(|| format!("--for {duration:?} is not a duration (e.g. \"2h\", \"30m\")"))?;
     anyhow::ensure!(!d.is_zero(), "--for must be longer than zero");
     let until = now.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    let candidates = store.blocking(|c| alerts::resolve_app(c, app))?;
+    let candidates = store.read_blocking(|tx| apps::resolve(tx, app))?;
     let (target, note) = match candidates.as_slice() {
         [] => (
             app.to_string(),
@@ -107,7 +115,8 @@ pub fn execute(
         .as_deref()
         .map(str::trim)
         .filter(|r| !r.is_empty());
-    let id = store.blocking(|c| alerts::add_silence(c, &target, until, reason, now, created_by))?;
+    let id =
+        store.write_blocking(|tx| silences::add(tx, &target, until, reason, now, created_by))?;
     Ok(format!(
         "silence {id}: alerts for {target}{note} muted until {}\n",
         fmt_ms(until)

@@ -4,7 +4,8 @@
 
 use crate::alert::outbox;
 use crate::cli::StatusArgs;
-use crate::store::failures::{self, Failure};
+use crate::domain::Failure;
+use crate::store::failures;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use std::fmt::Write as _;
@@ -12,16 +13,18 @@ use std::path::Path;
 use std::process::ExitCode;
 
 pub fn run(config_path: &Path, args: &StatusArgs) -> anyhow::Result<ExitCode> {
-    let store = super::open_store_only(config_path)?;
-    let rows = store.blocking(|c| {
+    // Read-only and never creating: a mistyped `[state] path` must be an error, not an empty
+    // store that prints "No open provisioning failures." with exit 0.
+    let store = super::open_existing_store_only(config_path, false)?;
+    let rows = store.read_blocking(|tx| {
         if args.all {
-            failures::list_all(c)
+            failures::list_all(tx)
         } else {
-            failures::list_unresolved(c)
+            failures::list_unresolved(tx)
         }
     })?;
-    let (undelivered, pending) = store
-        .read_blocking(|tx| Ok((outbox::failed_deliveries(tx)?, outbox::pending_count(tx)?)))?;
+    let (undelivered, pending) =
+        store.read_blocking(|tx| Ok((outbox::failed_deliveries(tx)?, outbox::pending_count(tx)?)))?;
     if args.json {
         let mut j = to_json(&rows);
         j["pending_alerts"] = json!(pending);
@@ -177,14 +180,15 @@ pub fn table(rows: &[Failure], now: DateTime<Utc>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::failures::{apply, Observation, Operation, Source};
+    use crate::domain::{Observation, Operation, Source};
+    use crate::store::failures::apply;
 
     #[test]
     fn table_and_json() {
         let s = crate::store::Store::open_in_memory().unwrap();
         let now = Utc::now();
         let rows = s
-            .blocking(|c| {
+            .write_blocking(|c| {
                 for (user, op) in [("a@x", Operation::Create), ("b@x", Operation::Deactivate)] {
                     apply(
                         c,

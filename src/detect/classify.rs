@@ -3,8 +3,8 @@
 //! Targets are found by `type`, never by position. Unknown event types and malformed events
 //! are reported as such (the poller counts and logs them); nothing here panics on odd input.
 
+use crate::domain::{Observation, Operation, Source};
 use crate::okta::types::LogEvent;
-use crate::store::failures::{Observation, Operation, Source};
 
 /// The System Log filter the poller sends, so that idle polls stay cheap: only the event types
 /// that can report provisioning trouble.

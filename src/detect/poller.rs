@@ -9,11 +9,11 @@
 use super::classify::{classify, published_ms, Classified, LOG_FILTER};
 use super::DetectError;
 use crate::context::Context;
+use crate::domain::{Observation, Operation};
 use crate::okta::types::LogEvent;
 use crate::okta::OktaError;
-use crate::store::failures::{self, Applied, Observation, Operation};
-use crate::store::{logcursor, StoreError};
-use rusqlite::TransactionBehavior;
+use crate::store::failures::{self, Applied};
+use crate::store::{apps, cursor, StoreError, Tx};
 use serde_json::Value;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -64,10 +64,7 @@ pub fn watched(ctx: &Context, app_id: &str, app_label: Option<&str>) -> bool {
 
 /// Fetches and applies one page.
 pub async fn poll_once(ctx: &Context) -> Result<PollOutcome, DetectError> {
-    let stored = {
-        let s = ctx.store.clone();
-        s.call(|c| logcursor::get(c)).await?
-    };
+    let stored = ctx.store.read(cursor::get).await?;
     let url = match stored {
         Some(c) => c.next_url,
         None => initial_url(ctx),
@@ -109,13 +106,11 @@ pub async fn poll_once(ctx: &Context) -> Result<PollOutcome, DetectError> {
     let items = page.items;
     let (out, newest) = ctx
         .store
-        .call(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let newest = apply_events(&tx, &ctx2, items, now, &mut out)?;
+        .write(move |tx| {
+            let newest = apply_events(tx, &ctx2, items, now, &mut out)?;
             if let Some(n) = &next {
-                logcursor::set(&tx, n, now, newest)?;
+                cursor::set(tx, n, now, newest)?;
             }
-            tx.commit()?;
             Ok((out, newest))
         })
         .await?;
@@ -156,7 +151,7 @@ pub async fn poll_once(ctx: &Context) -> Result<PollOutcome, DetectError> {
 
 /// Applies a page's events inside the caller's transaction; returns the newest `published`.
 fn apply_events(
-    c: &rusqlite::Connection,
+    tx: &Tx<'_>,
     ctx: &Context,
     items: Vec<Value>,
     now: i64,
@@ -178,7 +173,7 @@ fn apply_events(
             continue;
         };
         newest = Some(newest.map_or(published, |n: i64| n.max(published)));
-        if !logcursor::mark_seen(c, &ev.uuid, published)? {
+        if !cursor::mark_seen(tx, &ev.uuid, published)? {
             out.duplicates += 1;
             continue;
         }
@@ -187,7 +182,7 @@ fn apply_events(
                 if !watched(ctx, &obs.app_id, obs.app_label.as_deref()) {
                     continue;
                 }
-                apply_observation(c, &obs, now, out)?;
+                apply_observation(tx, &obs, now, out)?;
             }
             Classified::OrgRateLimit { event_type } => {
                 tracing::warn!(%event_type, "Okta reports org-wide rate-limit pressure");
@@ -211,12 +206,18 @@ fn apply_events(
 }
 
 fn apply_observation(
-    c: &rusqlite::Connection,
+    tx: &Tx<'_>,
     obs: &Observation,
     now: i64,
     out: &mut PollOutcome,
 ) -> Result<(), StoreError> {
-    match failures::apply(c, obs, now, "poller")? {
+    // The event's AppInstance target names the app's label (never its internal name, which
+    // the scanner records from the apps list). Every event of a page carries it; the upsert
+    // writes only for a new or renamed app.
+    if obs.app_label.is_some() {
+        apps::upsert(tx, &obs.app_id, obs.app_label.as_deref(), None, now)?;
+    }
+    match failures::apply(tx, obs, now, "poller")? {
         Applied::Opened(_) | Applied::Reopened(_) => out.opened += 1,
         Applied::Resolved(_) => out.resolved += 1,
         _ => {}
@@ -230,7 +231,7 @@ fn apply_observation(
             reason: None,
             ..obs.clone()
         };
-        if let Applied::Resolved(_) = failures::apply(c, &app_ok, now, "poller")? {
+        if let Applied::Resolved(_) = failures::apply(tx, &app_ok, now, "poller")? {
             out.resolved += 1;
         }
     }
@@ -284,7 +285,7 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
         if last_prune.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
             last_prune = Some(tokio::time::Instant::now());
             let now = ctx.now_ms();
-            match ctx.store.call(move |c| logcursor::prune_seen(c, now)).await {
+            match ctx.store.write(move |tx| cursor::prune_seen(tx, now)).await {
                 Ok(n) if n > 0 => tracing::info!(pruned = n, "forgot event uuids past retention"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "pruning seen events failed"),

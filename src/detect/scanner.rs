@@ -10,16 +10,19 @@
 
 use super::DetectError;
 use crate::context::Context;
+use crate::domain::{Failure, Observation, Operation, Source};
 use crate::okta::client::OktaClient;
 use crate::okta::types::{AppUser, Application};
 use crate::okta::OktaError;
-use crate::store::failures::{self, Applied, Failure, Observation, Operation, Source};
-use crate::store::{scan, set_meta, StoreError};
+use crate::store::failures::{self, Applied};
+use crate::store::{apps, meta, scan, StoreError, Tx};
 use chrono::Utc;
-use rusqlite::TransactionBehavior;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+
+/// `meta` key: when the last complete scan finished (ms).
+pub const LAST_SCAN_KEY: &str = "last_scan_completed_ms";
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ScanOutcome {
@@ -100,18 +103,16 @@ pub async fn scan_once(
     };
     let now = ctx.now_ms();
     {
-        let rows: Vec<(String, Option<String>)> = apps
+        // The apps list is where the app's internal `name` comes from (alerts link to its admin
+        // console page with it); the log events name only the label.
+        let rows: Vec<(String, Option<String>, Option<String>)> = apps
             .iter()
-            .map(|a| (a.id.clone(), a.label.clone()))
+            .map(|a| (a.id.clone(), a.label.clone(), a.name.clone()))
             .collect();
         ctx.store
-            .call(move |c| {
-                for (id, label) in rows {
-                    c.execute(
-                        "INSERT INTO apps (app_id, label, updated_at) VALUES (?1, ?2, ?3)
-                         ON CONFLICT (app_id) DO UPDATE SET label = excluded.label, updated_at = excluded.updated_at",
-                        rusqlite::params![id, label, now],
-                    )?;
+            .write(move |tx| {
+                for (id, label, name) in rows {
+                    apps::upsert(tx, &id, label.as_deref(), name.as_deref(), now)?;
                 }
                 Ok(())
             })
@@ -134,7 +135,7 @@ pub async fn scan_once(
     }
     let now = ctx.now_ms();
     ctx.store
-        .call(move |c| set_meta(c, "last_scan_completed_ms", &now.to_string()))
+        .write(move |tx| meta::set(tx, LAST_SCAN_KEY, &now.to_string()))
         .await?;
     ctx.health.update(|h| h.last_scan_ok_ms = Some(now));
     Ok(out)
@@ -149,7 +150,7 @@ async fn scan_app(
     let app_id = app.id.clone();
     let resume = {
         let id = app_id.clone();
-        ctx.store.call(move |c| scan::get(c, &id)).await?
+        ctx.store.read(move |tx| scan::get(tx, &id)).await?
     };
     // A resumed scan did not see the first pages in this process, so it cannot tell who is
     // no longer assigned; only a complete pass may resolve by absence.
@@ -193,11 +194,9 @@ async fn scan_app(
             let label = app.label.clone();
             let next = next.clone();
             ctx.store
-                .call(move |c| {
-                    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                    let r = apply_page(&tx, &app_id, label.as_deref(), &users, fetched_at)?;
-                    scan::set(&tx, &app_id, next.as_deref(), started)?;
-                    tx.commit()?;
+                .write(move |tx| {
+                    let r = apply_page(tx, &app_id, label.as_deref(), &users, fetched_at)?;
+                    scan::set(tx, &app_id, next.as_deref(), started)?;
                     Ok(r)
                 })
                 .await?
@@ -215,14 +214,12 @@ async fn scan_app(
     let app_id2 = app_id.clone();
     let resolved = ctx
         .store
-        .call(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        .write(move |tx| {
             let mut n = 0;
             if complete_pass {
-                n = resolve_absent(&tx, &app_id2, &present, started)?;
+                n = resolve_absent(tx, &app_id2, &present, started)?;
             }
-            scan::clear(&tx, &app_id2)?;
-            tx.commit()?;
+            scan::clear(tx, &app_id2)?;
             Ok(n)
         })
         .await?;
@@ -232,13 +229,13 @@ async fn scan_app(
 
 /// Applies one page of app users; returns (opened, resolved, errors seen).
 fn apply_page(
-    c: &rusqlite::Connection,
+    tx: &Tx<'_>,
     app_id: &str,
     app_label: Option<&str>,
     users: &[AppUser],
     fetched_at: i64,
 ) -> Result<(usize, usize, usize), StoreError> {
-    let open: Vec<Failure> = failures::list_unresolved_for_app(c, app_id)?;
+    let open: Vec<Failure> = failures::list_unresolved_for_app(tx, app_id)?;
     let mut by_user: HashMap<&str, Vec<&Failure>> = HashMap::new();
     for f in &open {
         by_user.entry(f.user_id.as_str()).or_default().push(f);
@@ -251,22 +248,14 @@ fn apply_page(
             match known {
                 Some(fs) => {
                     for f in fs {
-                        c.execute(
-                            "UPDATE failures SET from_scan = 1, last_seen = MAX(last_seen, ?2) WHERE id = ?1",
-                            rusqlite::params![f.id, fetched_at],
-                        )?;
+                        failures::seen_by_scan(tx, f.id, fetched_at)?;
                     }
                 }
                 None => {
                     // Resolved after this page was fetched (a retry or a success event got
                     // there first): the page is older news, and its guessed operation could
                     // open a second, false failure.
-                    let fixed_since: bool = c.query_row(
-                        "SELECT EXISTS (SELECT 1 FROM failures WHERE app_id = ?1 AND user_id = ?2 AND resolved_at >= ?3)",
-                        rusqlite::params![app_id, au.id, fetched_at],
-                        |r| r.get(0),
-                    )?;
-                    if fixed_since {
+                    if failures::resolved_since(tx, app_id, &au.id, fetched_at)? {
                         continue;
                     }
                     let obs = Observation {
@@ -285,7 +274,7 @@ fn apply_page(
                         source: Source::Scan,
                     };
                     if matches!(
-                        failures::apply(c, &obs, fetched_at, "scanner")?,
+                        failures::apply(tx, &obs, fetched_at, "scanner")?,
                         Applied::Opened(_) | Applied::Reopened(_)
                     ) {
                         opened += 1;
@@ -299,7 +288,7 @@ fn apply_page(
                 // (the System Log is read with lag) must not reopen what the page shows fixed.
                 if f.last_seen <= fetched_at
                     && failures::resolve(
-                        c,
+                        tx,
                         f.id,
                         fetched_at,
                         Some(fetched_at),
@@ -317,13 +306,13 @@ fn apply_page(
 
 /// Resolves user failures of an app whose user is no longer assigned at all.
 fn resolve_absent(
-    c: &rusqlite::Connection,
+    tx: &Tx<'_>,
     app_id: &str,
     present: &HashSet<String>,
     started: i64,
 ) -> Result<usize, StoreError> {
     let mut n = 0;
-    for f in failures::list_unresolved_for_app(c, app_id)? {
+    for f in failures::list_unresolved_for_app(tx, app_id)? {
         // A failed deprovisioning is exactly a user Okta no longer assigns whose access in the
         // app was not removed: absence from the list proves nothing about it.
         if f.user_id.is_empty()
@@ -335,7 +324,7 @@ fn resolve_absent(
             continue;
         }
         if failures::resolve(
-            c,
+            tx,
             f.id,
             started,
             Some(started),
@@ -365,12 +354,9 @@ fn until_next(ctx: &Context) -> Duration {
 pub async fn run(ctx: Context, shutdown: CancellationToken) {
     let pending = ctx
         .store
-        .call(|c| {
-            Ok(
-                crate::store::get_meta(c, "last_scan_completed_ms")?.is_none()
-                    || !scan::in_progress(c)?.is_empty(),
-            )
-        })
+        .read(
+            |tx| Ok(meta::get(tx, LAST_SCAN_KEY)?.is_none() || !scan::in_progress(tx)?.is_empty()),
+        )
         .await
         .unwrap_or(true);
     let mut delay = if pending {
@@ -426,7 +412,7 @@ mod tests {
     #[test]
     fn absence_does_not_resolve_a_failed_deprovisioning() {
         let s = Store::open_in_memory().unwrap();
-        s.blocking(|c| {
+        s.write_blocking(|c| {
             failures::apply(
                 c,
                 &log_failure("00u1", Operation::Deactivate, 100),
@@ -449,7 +435,7 @@ mod tests {
     #[test]
     fn a_failure_event_older_than_the_scan_does_not_reopen() {
         let s = Store::open_in_memory().unwrap();
-        s.blocking(|c| {
+        s.write_blocking(|c| {
             failures::apply(
                 c,
                 &log_failure("00u1", Operation::Update, 1_000),

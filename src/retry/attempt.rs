@@ -5,10 +5,10 @@
 use super::circuit::{self, Change};
 use super::policy;
 use crate::context::Context;
+use crate::domain::{Failure, HistoryKind, Operation};
 use crate::okta::{OktaClient, OktaError};
-use crate::store::failures::{self, Failure, Operation};
-use crate::store::retry::{finish, Claim, Finish, Finished};
-use crate::store::StoreError;
+use crate::store::claims::{finish, Claim, Finish, Finished};
+use crate::store::{failures, history, StoreError};
 use serde_json::{Map, Value};
 use std::time::Duration;
 
@@ -196,17 +196,16 @@ pub async fn record(
     let claim = claim.clone();
     let actor = actor.to_string();
     ctx.store
-        .call(move |c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        .write(move |tx| {
             let now = clock.now_ms();
             // The reason may have been refreshed by the detector while we retried.
-            let f = failures::get(&tx, claim.failure.id)?.unwrap_or_else(|| claim.failure.clone());
+            let f = failures::get(tx, claim.failure.id)?.unwrap_or_else(|| claim.failure.clone());
             let id = f.id;
             let attempts = claim.failure.attempts.saturating_add(1);
             let how = match &outcome {
                 Outcome::Succeeded(d) | Outcome::Gone(d) => Finish::Resolved { detail: d.clone() },
                 Outcome::Failed(d) if trigger == Trigger::Probe => Finish::Requeue {
-                    kind: "probe_failed",
+                    kind: HistoryKind::ProbeFailed,
                     detail: format!("probe of the open circuit failed: {d}"),
                     count_attempt: false,
                     next_attempt_at: None,
@@ -232,7 +231,7 @@ pub async fn record(
                         attempts,
                     )));
                     Finish::Requeue {
-                        kind: "retry_failed",
+                        kind: HistoryKind::RetryFailed,
                         detail: d.clone(),
                         count_attempt: true,
                         next_attempt_at: Some(next),
@@ -243,20 +242,15 @@ pub async fn record(
                     // Okta itself is in trouble (429s, 5xx): back off further with each
                     // deferral in a row, so a long outage does not cost the org's shared rate
                     // limit a call per failure every `initial_backoff`.
-                    let deferred_lately: u32 = tx.query_row(
-                        "SELECT COUNT(*) FROM (SELECT kind FROM failure_history
-                           WHERE failure_id = ?1 ORDER BY id DESC LIMIT 12)
-                         WHERE kind = 'retry_deferred'",
-                        [id],
-                        |r| r.get(0),
-                    )?;
+                    let deferred_lately =
+                        history::count_recent(tx, id, HistoryKind::RetryDeferred, 12)?;
                     let next = now.saturating_add(ms(policy::backoff_jittered(
                         cfg.initial_backoff,
                         cfg.max_backoff,
                         deferred_lately + 1,
                     )));
                     Finish::Requeue {
-                        kind: "retry_deferred",
+                        kind: HistoryKind::RetryDeferred,
                         detail: format!("not counted as an attempt: {detail}"),
                         count_attempt: false,
                         next_attempt_at: (trigger != Trigger::Manual).then_some(next),
@@ -264,15 +258,15 @@ pub async fn record(
                     }
                 }
             };
-            let finished = finish(&tx, id, &claim.owner, now, &actor, &how)?;
+            let finished = finish(tx, id, &claim.owner, now, &actor, &how)?;
             let held = finished != Finished::NotHeld;
             let change = match &outcome {
                 // A push that went through proves the app's integration works, even when the
                 // failure was resolved meanwhile by someone else (the scanner, say) and the
                 // claim is no longer ours: otherwise the circuit stays open.
-                Outcome::Succeeded(_) => circuit::on_success(&tx, &f.app_id, now, &actor)?,
+                Outcome::Succeeded(_) => circuit::on_success(tx, &f.app_id, now, &actor)?,
                 Outcome::Failed(_) if held => {
-                    circuit::on_failure(&tx, &cfg, &f, trigger == Trigger::Probe, now, &actor)?
+                    circuit::on_failure(tx, &cfg, &f, trigger == Trigger::Probe, now, &actor)?
                 }
                 _ => None,
             };
@@ -280,9 +274,8 @@ pub async fn record(
             // user gone, claim lost) frees the reservation it made up to its lease's end.
             let probe_counted = held && matches!(outcome, Outcome::Failed(_));
             if trigger == Trigger::Probe && change.is_none() && !probe_counted {
-                circuit::postpone_probe(&tx, &cfg, &f.app_id, now)?;
+                circuit::postpone_probe(tx, &cfg, &f.app_id, now)?;
             }
-            tx.commit()?;
             let attempts = match (&outcome, trigger) {
                 (Outcome::Deferred { .. }, _) | (Outcome::Failed(_), Trigger::Probe) => {
                     claim.failure.attempts

@@ -14,10 +14,9 @@
 
 use super::policy;
 use crate::config::RetryConfig;
-use crate::store::failures::{self, Failure, Observation, Operation, Source};
-use crate::store::retry::{get_circuit, save_circuit, Circuit};
-use crate::store::StoreError;
-use rusqlite::{params, Connection};
+use crate::domain::{Failure, HistoryKind, Observation, Operation, Source, State};
+use crate::store::circuits::{self, Circuit};
+use crate::store::{claims, failures, history, StoreError, Tx};
 
 /// Different users whose retries failed in a row before the circuit opens.
 pub const THRESHOLD: usize = 3;
@@ -57,19 +56,19 @@ pub fn cause_of(reason: Option<&str>, users: usize) -> String {
 
 /// A retry of `f` failed. `probe`: it was the probe of an open circuit.
 pub fn on_failure(
-    c: &Connection,
+    tx: &Tx<'_>,
     cfg: &RetryConfig,
     f: &Failure,
     probe: bool,
     now: i64,
     actor: &str,
 ) -> Result<Option<Change>, StoreError> {
-    let mut ci = get_circuit(c, &f.app_id)?.unwrap_or_else(|| Circuit::closed(&f.app_id));
+    let mut ci = circuits::get(tx, &f.app_id)?.unwrap_or_else(|| Circuit::closed(&f.app_id));
     if ci.open {
         if probe {
             ci.probes = ci.probes.saturating_add(1);
             ci.next_probe_at = Some(probe_at(cfg, now, ci.probes));
-            save_circuit(c, &ci, now)?;
+            circuits::save(tx, &ci, now)?;
         }
         return Ok(None);
     }
@@ -81,7 +80,7 @@ pub fn on_failure(
         ci.streak_users.push(f.user_id.clone());
     }
     if ci.streak_users.len() < THRESHOLD {
-        save_circuit(c, &ci, now)?;
+        circuits::save(tx, &ci, now)?;
         return Ok(None);
     }
     let cause = cause_of(f.reason.as_deref(), ci.streak_users.len());
@@ -97,21 +96,21 @@ pub fn on_failure(
         published_ms: None,
         source: Source::Scan,
     };
-    let id = match failures::apply(c, &obs, now, actor)? {
+    let id = match failures::apply(tx, &obs, now, actor)? {
         failures::Applied::Opened(id)
         | failures::Applied::Refreshed(id)
         | failures::Applied::Reopened(id) => Some(id),
         _ => None,
     };
     if let Some(id) = id {
-        failures::add_history(c, id, now, "circuit_opened", actor, Some(&cause))?;
+        history::add(tx, id, now, HistoryKind::CircuitOpened, actor, Some(&cause))?;
     }
-    open(c, cfg, ci, id, &cause, now)?;
+    open(tx, cfg, ci, id, &cause, now)?;
     Ok(Some(Change::Opened { cause }))
 }
 
 fn open(
-    c: &Connection,
+    tx: &Tx<'_>,
     cfg: &RetryConfig,
     mut ci: Circuit,
     failure_id: Option<i64>,
@@ -124,22 +123,22 @@ fn open(
     ci.failure_id = failure_id;
     ci.probes = 0;
     ci.next_probe_at = Some(probe_at(cfg, now, 0));
-    save_circuit(c, &ci, now)
+    circuits::save(tx, &ci, now)
 }
 
 /// A retry of a user of `app_id` succeeded: the streak ends, and an open circuit closes.
 pub fn on_success(
-    c: &Connection,
+    tx: &Tx<'_>,
     app_id: &str,
     now: i64,
     actor: &str,
 ) -> Result<Option<Change>, StoreError> {
-    let Some(ci) = get_circuit(c, app_id)? else {
+    let Some(ci) = circuits::get(tx, app_id)? else {
         return Ok(None);
     };
     if ci.open {
         close(
-            c,
+            tx,
             ci,
             now,
             actor,
@@ -149,7 +148,7 @@ pub fn on_success(
         return Ok(Some(Change::Closed));
     }
     if ci.consecutive_failures > 0 || !ci.streak_users.is_empty() {
-        save_circuit(c, &Circuit::closed(app_id), now)?;
+        circuits::save(tx, &Circuit::closed(app_id), now)?;
     }
     Ok(None)
 }
@@ -157,7 +156,7 @@ pub fn on_success(
 /// Closes a circuit. `resolve_any`: resolve its app-level failure even when Okta reported it
 /// (a push just went through); otherwise only the one the breaker recorded itself.
 fn close(
-    c: &Connection,
+    tx: &Tx<'_>,
     ci: Circuit,
     now: i64,
     actor: &str,
@@ -165,43 +164,38 @@ fn close(
     resolve_any: bool,
 ) -> Result<(), StoreError> {
     if let Some(id) = ci.failure_id {
-        if let Some(f) = failures::get(c, id)? {
+        if let Some(f) = failures::get(tx, id)? {
             let ours = f
                 .reason
                 .as_deref()
                 .is_some_and(|r| r.starts_with(REASON_PREFIX));
             if resolve_any || ours {
-                failures::resolve(c, id, now, None, actor, detail)?;
+                failures::resolve(tx, id, now, None, actor, detail)?;
             }
         }
     }
     // Resume the queue: failures that waited behind the open circuit are due now.
-    c.execute(
-        "UPDATE failures SET next_attempt_at = ?2
-         WHERE app_id = ?1 AND user_id != '' AND state != 'resolved' AND retry_exhausted = 0
-           AND COALESCE(next_attempt_at, 0) > ?2",
-        params![ci.app_id, now],
-    )?;
-    save_circuit(c, &Circuit::closed(&ci.app_id), now)
+    claims::resume_app(tx, &ci.app_id, now)?;
+    circuits::save(tx, &Circuit::closed(&ci.app_id), now)
 }
 
 /// Opens the circuit of every app with an open `integration` failure (Okta reported the
 /// integration itself failing). Returns the apps opened.
 pub fn open_for_integration_failures(
-    c: &Connection,
+    tx: &Tx<'_>,
     cfg: &RetryConfig,
     now: i64,
     actor: &str,
 ) -> Result<Vec<String>, StoreError> {
     let mut opened = Vec::new();
-    for (app, id, reason) in crate::store::retry::integration_failures_without_open_circuit(c)? {
-        let ci = get_circuit(c, &app)?.unwrap_or_else(|| Circuit::closed(&app));
+    for (app, id, reason) in circuits::integration_failures_without_open_circuit(tx)? {
+        let ci = circuits::get(tx, &app)?.unwrap_or_else(|| Circuit::closed(&app));
         let cause = format!(
             "integration failure reported: {}",
             reason.as_deref().unwrap_or("no reason recorded")
         );
-        failures::add_history(c, id, now, "circuit_opened", actor, Some(&cause))?;
-        open(c, cfg, ci, Some(id), &cause, now)?;
+        history::add(tx, id, now, HistoryKind::CircuitOpened, actor, Some(&cause))?;
+        open(tx, cfg, ci, Some(id), &cause, now)?;
         opened.push(app);
     }
     Ok(opened)
@@ -211,18 +205,18 @@ pub fn open_for_integration_failures(
 /// of the app pushed successfully, which proves the integration works again). Returns the
 /// apps closed.
 pub fn close_where_resolved_elsewhere(
-    c: &Connection,
+    tx: &Tx<'_>,
     now: i64,
     actor: &str,
 ) -> Result<Vec<String>, StoreError> {
     let mut closed = Vec::new();
-    for ci in crate::store::retry::open_circuits(c)? {
+    for ci in circuits::list_open(tx)? {
         let Some(id) = ci.failure_id else { continue };
-        let resolved = failures::get(c, id)?.is_none_or(|f| f.state == failures::State::Resolved);
+        let resolved = failures::get(tx, id)?.is_none_or(|f| f.state == State::Resolved);
         if resolved {
             let app = ci.app_id.clone();
             close(
-                c,
+                tx,
                 ci,
                 now,
                 actor,
@@ -236,10 +230,10 @@ pub fn close_where_resolved_elsewhere(
 }
 
 /// A probe of `app_id` is starting: no other probe until `until` (the claim's lease).
-pub fn reserve_probe(c: &Connection, app_id: &str, until: i64, now: i64) -> Result<(), StoreError> {
-    if let Some(mut ci) = get_circuit(c, app_id)? {
+pub fn reserve_probe(tx: &Tx<'_>, app_id: &str, until: i64, now: i64) -> Result<(), StoreError> {
+    if let Some(mut ci) = circuits::get(tx, app_id)? {
         ci.next_probe_at = Some(until);
-        save_circuit(c, &ci, now)?;
+        circuits::save(tx, &ci, now)?;
     }
     Ok(())
 }
@@ -247,15 +241,15 @@ pub fn reserve_probe(c: &Connection, app_id: &str, until: i64, now: i64) -> Resu
 /// A probe could not run (Okta call deferred, or every candidate busy): try again later
 /// without counting it as a failed probe.
 pub fn postpone_probe(
-    c: &Connection,
+    tx: &Tx<'_>,
     cfg: &RetryConfig,
     app_id: &str,
     now: i64,
 ) -> Result<(), StoreError> {
-    if let Some(mut ci) = get_circuit(c, app_id)? {
+    if let Some(mut ci) = circuits::get(tx, app_id)? {
         if ci.open {
             ci.next_probe_at = Some(probe_at(cfg, now, 0));
-            save_circuit(c, &ci, now)?;
+            circuits::save(tx, &ci, now)?;
         }
     }
     Ok(())
@@ -266,18 +260,18 @@ pub fn postpone_probe(
 /// it. If Okta reported an integration failure, leave that to the detector and keep probing
 /// on the backoff schedule.
 pub fn nothing_to_probe(
-    c: &Connection,
+    tx: &Tx<'_>,
     cfg: &RetryConfig,
     app_id: &str,
     now: i64,
     actor: &str,
 ) -> Result<Option<Change>, StoreError> {
-    let Some(mut ci) = get_circuit(c, app_id)? else {
+    let Some(mut ci) = circuits::get(tx, app_id)? else {
         return Ok(None);
     };
     let reported_by_okta = match ci.failure_id {
-        Some(id) => failures::get(c, id)?.is_some_and(|f| {
-            f.state != failures::State::Resolved
+        Some(id) => failures::get(tx, id)?.is_some_and(|f| {
+            f.state != State::Resolved
                 && !f
                     .reason
                     .as_deref()
@@ -288,11 +282,11 @@ pub fn nothing_to_probe(
     if reported_by_okta {
         ci.probes = ci.probes.saturating_add(1);
         ci.next_probe_at = Some(probe_at(cfg, now, ci.probes));
-        save_circuit(c, &ci, now)?;
+        circuits::save(tx, &ci, now)?;
         return Ok(None);
     }
     close(
-        c,
+        tx,
         ci,
         now,
         actor,
@@ -305,7 +299,7 @@ pub fn nothing_to_probe(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::failures::{apply, Applied, State};
+    use crate::store::failures::{apply, Applied};
     use crate::store::Store;
     use std::time::Duration;
 
@@ -319,7 +313,7 @@ mod tests {
         }
     }
 
-    fn failure(c: &Connection, user: &str, reason: &str) -> Failure {
+    fn failure(c: &Tx<'_>, user: &str, reason: &str) -> Failure {
         let o = Observation {
             app_id: "0oa1".into(),
             app_label: Some("Sales".into()),
@@ -341,7 +335,7 @@ mod tests {
     #[test]
     fn opens_after_three_different_users_and_closes_on_success() {
         let s = Store::open_in_memory().unwrap();
-        s.blocking(|c| {
+        s.write_blocking(|c| {
             let down = "Unable to connect to the remote server.";
             let (a, b, d) = (
                 failure(c, "u1", down),
@@ -362,7 +356,7 @@ mod tests {
                 app.reason.as_deref(),
                 Some(format!("{REASON_PREFIX}{cause}").as_str())
             );
-            let ci = get_circuit(c, "0oa1")?.unwrap();
+            let ci = circuits::get(c, "0oa1")?.unwrap();
             assert!(ci.open);
             let first_probe = ci.next_probe_at.unwrap();
             assert!(
@@ -371,11 +365,11 @@ mod tests {
             );
             // A failed probe pushes the next one further out.
             on_failure(c, &cfg(), &a, true, 100_000, "t")?;
-            let ci = get_circuit(c, "0oa1")?.unwrap();
+            let ci = circuits::get(c, "0oa1")?.unwrap();
             assert_eq!(ci.probes, 1);
             assert!(ci.next_probe_at.unwrap() >= 100_000 + 96_000);
             assert_eq!(on_success(c, "0oa1", 200_000, "t")?, Some(Change::Closed));
-            assert!(!get_circuit(c, "0oa1")?.unwrap().open);
+            assert!(!circuits::get(c, "0oa1")?.unwrap().open);
             assert_eq!(failures::get(c, app.id)?.unwrap().state, State::Resolved);
             Ok(())
         })
@@ -385,7 +379,7 @@ mod tests {
     #[test]
     fn a_success_breaks_the_streak_and_invalid_requests_do_not_count() {
         let s = Store::open_in_memory().unwrap();
-        s.blocking(|c| {
+        s.write_blocking(|c| {
             let bad = "Bad Request. Errors reported by remote server: department is required";
             let (a, b, d, e) = (
                 failure(c, "u1", "boom"),
@@ -398,7 +392,7 @@ mod tests {
             assert_eq!(on_failure(c, &cfg(), &d, false, 3, "t")?, None);
             on_success(c, "0oa1", 4, "t")?;
             assert_eq!(on_failure(c, &cfg(), &e, false, 5, "t")?, None);
-            assert!(!get_circuit(c, "0oa1")?.unwrap().open);
+            assert!(!circuits::get(c, "0oa1")?.unwrap().open);
             Ok(())
         })
         .unwrap();
@@ -407,7 +401,7 @@ mod tests {
     #[test]
     fn an_open_integration_failure_opens_the_circuit() {
         let s = Store::open_in_memory().unwrap();
-        s.blocking(|c| {
+        s.write_blocking(|c| {
             let o = Observation {
                 reason: Some("Authentication failed".into()),
                 ..Observation::failure("0oa9", "", Operation::Integration)
@@ -420,7 +414,7 @@ mod tests {
             assert!(open_for_integration_failures(c, &cfg(), 6, "t")?.is_empty());
             // Reported by Okta: not closed just because no user is waiting.
             assert_eq!(nothing_to_probe(c, &cfg(), "0oa9", 7, "t")?, None);
-            assert!(get_circuit(c, "0oa9")?.unwrap().open);
+            assert!(circuits::get(c, "0oa9")?.unwrap().open);
             assert!(close_where_resolved_elsewhere(c, 8, "t")?.is_empty());
             // The poller saw a user pushed fine and resolved it: the circuit closes.
             let id = failures::find(c, "0oa9", "", Operation::Integration)?
@@ -428,7 +422,7 @@ mod tests {
                 .id;
             failures::resolve(c, id, 9, None, "poller", "success reported")?;
             assert_eq!(close_where_resolved_elsewhere(c, 10, "t")?, vec!["0oa9"]);
-            assert!(!get_circuit(c, "0oa9")?.unwrap().open);
+            assert!(!circuits::get(c, "0oa9")?.unwrap().open);
             Ok(())
         })
         .unwrap();

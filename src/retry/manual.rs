@@ -10,11 +10,10 @@ use super::attempt::{self, Outcome, Trigger};
 use super::policy::{self, NotRetryable};
 use crate::cli::RetryArgs;
 use crate::context::Context;
+use crate::domain::{Failure, State};
 use crate::pacer::Pacer;
-use crate::store::failures::{self, Failure, State};
-use crate::store::retry::{self as sr, NotClaimed};
-use crate::store::StoreError;
-use rusqlite::Connection;
+use crate::store::claims::{self, NotClaimed};
+use crate::store::{failures, StoreError, Tx};
 use std::time::Duration;
 
 /// What a person asked to retry.
@@ -53,14 +52,14 @@ impl Selector {
 }
 
 /// The failures a selector names, most urgent first. `--all` names only what can be retried.
-pub fn select(c: &Connection, sel: &Selector) -> Result<Vec<Failure>, SelectError> {
+pub fn select(tx: &Tx<'_>, sel: &Selector) -> Result<Vec<Failure>, SelectError> {
     let found = match sel {
         Selector::Failure(id) => {
-            vec![failures::get(c, *id)?.ok_or(SelectError::NoSuchFailure(*id))?]
+            vec![failures::get(tx, *id)?.ok_or(SelectError::NoSuchFailure(*id))?]
         }
-        Selector::App(app) => sr::find_for_app(c, app)?,
-        Selector::User { user, app } => sr::find_for_user(c, user, app.as_deref())?,
-        Selector::All => failures::list_unresolved(c)?
+        Selector::App(app) => claims::find_for_app(tx, app)?,
+        Selector::User { user, app } => claims::find_for_user(tx, user, app.as_deref())?,
+        Selector::All => failures::list_unresolved(tx)?
             .into_iter()
             .filter(|f| policy::retryable(f).is_ok())
             .collect(),
@@ -184,7 +183,7 @@ pub async fn run_manual(
     let sel2 = sel.clone();
     let chosen = ctx
         .store
-        .call(move |c| match select(c, &sel2) {
+        .read(move |tx| match select(tx, &sel2) {
             Ok(v) => Ok(Ok(v)),
             Err(SelectError::NoSuchFailure(id)) => Ok(Err(id)),
             Err(SelectError::Store(e)) => Err(e),
@@ -238,13 +237,10 @@ async fn one(
     let detail = format!("manual retry by {actor} (attempt {})", f.attempts + 1);
     let claimed = ctx
         .store
-        .call(move |c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        .write(move |tx| {
             let now = clock.now_ms();
             let until = now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
-            let r = sr::claim(&tx, id, &owner, now, until, &actor, &detail)?;
-            tx.commit()?;
-            Ok(r)
+            claims::claim(tx, id, &owner, now, until, &actor, &detail)
         })
         .await?;
     let claim = match claimed {

@@ -5,7 +5,7 @@
 //! again ([`attempt`]), then reads the app user back to see whether it worked. Which failures
 //! are retried and how far apart is [`policy`]; an app whose retries keep failing for an
 //! app-wide reason gets its [`circuit`] opened. Every retry claims its failure in the store
-//! first ([`crate::store::retry`]), so the daemon and a person running `retry` at the same
+//! first ([`crate::store::claims`]), so the daemon and a person running `retry` at the same
 //! time never push the same user twice at once. Two rate limits apply: retries start at most
 //! `retry.per_minute` a minute (a [`crate::pacer::Pacer`]), and every Okta call still goes
 //! through the client's share of the org's rate-limit buckets.
@@ -17,9 +17,8 @@ pub mod policy;
 pub mod worker;
 
 use crate::config::RetryConfig;
-use crate::store::retry::{self as sr, Claim, DueQuery};
-use crate::store::StoreError;
-use rusqlite::Connection;
+use crate::store::claims::{self, Claim, DueQuery};
+use crate::store::{circuits, StoreError, Tx};
 
 /// History actor of the automatic retries.
 pub const WORKER_ACTOR: &str = "retry-worker";
@@ -35,27 +34,26 @@ fn ms(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// Takes the next automatic retry in one `BEGIN IMMEDIATE` transaction: first releases claims
+/// Takes the next automatic retry in the caller's write transaction: first releases claims
 /// whose lease expired, opens circuits of apps with a reported integration failure, then a due probe of an open circuit if any,
 /// else the failure whose next attempt is most overdue. `None` when nothing is due.
 pub fn claim_next(
-    c: &mut Connection,
+    tx: &Tx<'_>,
     cfg: &RetryConfig,
     owner: &str,
     now: i64,
     lease: std::time::Duration,
 ) -> Result<Option<Claim>, StoreError> {
-    let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    for id in sr::expire_leases(&tx, now, WORKER_ACTOR)? {
+    for id in claims::expire_leases(tx, now, WORKER_ACTOR)? {
         tracing::warn!(
             failure_id = id,
             "a retry claim expired before its retry finished (claimer stopped?); released"
         );
     }
-    for app in circuit::open_for_integration_failures(&tx, cfg, now, WORKER_ACTOR)? {
+    for app in circuit::open_for_integration_failures(tx, cfg, now, WORKER_ACTOR)? {
         tracing::warn!(app_id = %app, "integration failure reported: retries of the app's users stop until a probe succeeds");
     }
-    for app in circuit::close_where_resolved_elsewhere(&tx, now, WORKER_ACTOR)? {
+    for app in circuit::close_where_resolved_elsewhere(tx, now, WORKER_ACTOR)? {
         tracing::info!(app_id = %app, "circuit closed: its app-level failure was resolved; retries resume");
     }
     let until = now.saturating_add(ms(lease));
@@ -65,25 +63,26 @@ pub fn claim_next(
         ops: &policy::AUTO_RETRY_OPS,
     };
     let mut taken = None;
-    for app in sr::due_probes(&tx, now)? {
-        match sr::probe_candidate(&tx, &app, &q)? {
+    for app in circuits::due_probes(tx, now)? {
+        match claims::probe_candidate(tx, &app, &q)? {
             Some(f) => {
                 let detail = format!("probe of the open circuit of the app (worker {owner})");
-                if let Ok(mut cl) = sr::claim(&tx, f.id, owner, now, until, WORKER_ACTOR, &detail)?
+                if let Ok(mut cl) =
+                    claims::claim(tx, f.id, owner, now, until, WORKER_ACTOR, &detail)?
                 {
                     cl.probe = true;
-                    circuit::reserve_probe(&tx, &app, until, now)?;
+                    circuit::reserve_probe(tx, &app, until, now)?;
                     taken = Some(cl);
                     break;
                 }
             }
-            None if waiting_users(&tx, &app)? > 0 => {
+            None if claims::waiting_users(tx, &app, &policy::AUTO_RETRY_OPS)? > 0 => {
                 // Every candidate is claimed right now (a manual retry, say).
-                circuit::postpone_probe(&tx, cfg, &app, now)?;
+                circuit::postpone_probe(tx, cfg, &app, now)?;
             }
             None => {
                 if let Some(circuit::Change::Closed) =
-                    circuit::nothing_to_probe(&tx, cfg, &app, now, WORKER_ACTOR)?
+                    circuit::nothing_to_probe(tx, cfg, &app, now, WORKER_ACTOR)?
                 {
                     tracing::info!(app_id = %app, "circuit closed: no failed users left to retry");
                 }
@@ -91,31 +90,14 @@ pub fn claim_next(
         }
     }
     if taken.is_none() {
-        if let Some(f) = sr::next_due(&tx, &q)? {
+        if let Some(f) = claims::next_due(tx, &q)? {
             let detail = format!(
                 "automatic attempt {}/{} (worker {owner})",
                 f.attempts + 1,
                 policy::max_attempts(cfg, f.reason.as_deref())
             );
-            taken = sr::claim(&tx, f.id, owner, now, until, WORKER_ACTOR, &detail)?.ok();
+            taken = claims::claim(tx, f.id, owner, now, until, WORKER_ACTOR, &detail)?.ok();
         }
     }
-    tx.commit()?;
     Ok(taken)
-}
-
-fn waiting_users(c: &Connection, app: &str) -> Result<i64, StoreError> {
-    let ops = policy::AUTO_RETRY_OPS
-        .iter()
-        .map(|o| format!("'{}'", o.as_str()))
-        .collect::<Vec<_>>()
-        .join(",");
-    Ok(c.query_row(
-        &format!(
-            "SELECT COUNT(*) FROM failures WHERE app_id = ?1 AND user_id != ''
-               AND state != 'resolved' AND operation IN ({ops})"
-        ),
-        [app],
-        |r| r.get(0),
-    )?)
 }

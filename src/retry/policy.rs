@@ -3,7 +3,7 @@
 //! unit-tested here and the worker, the circuit breaker and the `retry` command agree on it.
 
 use crate::config::RetryConfig;
-use crate::store::failures::{Failure, Operation};
+use crate::domain::{Failure, Operation};
 use rand::RngExt;
 use std::time::Duration;
 
@@ -263,7 +263,7 @@ mod tests {
             user_id: user.into(),
             user_login: None,
             operation: op,
-            state: crate::store::failures::State::Open,
+            state: crate::domain::State::Open,
             urgent: false,
             source: "log",
             reason: None,

@@ -13,7 +13,7 @@ use super::circuit::Change;
 use super::{claim_next, policy, WORKER_ACTOR};
 use crate::context::Context;
 use crate::pacer::Pacer;
-use crate::store::retry::{self as sr, Claim, DueQuery};
+use crate::store::claims::{self, Claim, DueQuery};
 use crate::store::StoreError;
 use std::time::Duration;
 use tokio::task::{JoinError, JoinSet};
@@ -76,13 +76,7 @@ pub async fn run_with(ctx: Context, shutdown: CancellationToken, tuning: Tuning)
             let clock = ctx.clock;
             let swept = ctx
                 .store
-                .call(move |c| {
-                    let tx =
-                        c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                    let ids = sr::expire_leases(&tx, clock.now_ms(), WORKER_ACTOR)?;
-                    tx.commit()?;
-                    Ok(ids)
-                })
+                .write(move |tx| claims::expire_leases(tx, clock.now_ms(), WORKER_ACTOR))
                 .await;
             match swept {
                 Ok(ids) if !ids.is_empty() => {
@@ -142,7 +136,7 @@ pub async fn run_with(ctx: Context, shutdown: CancellationToken, tuning: Tuning)
             (cfg.clone(), tuning.owner.clone(), tuning.lease, ctx.clock);
         let claimed = ctx
             .store
-            .call(move |c| claim_next(c, &c2, &owner, clock.now_ms(), lease))
+            .write(move |tx| claim_next(tx, &c2, &owner, clock.now_ms(), lease))
             .await;
         match claimed {
             Ok(Some(claim)) => {
@@ -197,9 +191,9 @@ async fn idle_wait(ctx: &Context, cfg: &crate::config::RetryConfig, tuning: &Tun
     let clock = ctx.clock;
     let next = ctx
         .store
-        .call(move |c| {
-            sr::next_wakeup(
-                c,
+        .read(move |tx| {
+            claims::next_wakeup(
+                tx,
                 &DueQuery {
                     now: clock.now_ms(),
                     initial_backoff_ms: initial,
@@ -298,12 +292,7 @@ async fn drain(ctx: &Context, mut tasks: JoinSet<Done>, tuning: &Tuning) {
     let (owner, clock) = (tuning.owner.clone(), ctx.clock);
     match ctx
         .store
-        .call(move |c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let n = sr::release_all(&tx, &owner, clock.now_ms(), WORKER_ACTOR)?;
-            tx.commit()?;
-            Ok(n)
-        })
+        .write(move |tx| claims::release_all(tx, &owner, clock.now_ms(), WORKER_ACTOR))
         .await
     {
         Ok(0) => {}

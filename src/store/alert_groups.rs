@@ -116,7 +116,7 @@ pub fn mark_failure_alerted(
          WHERE id = ?1",
         [failure_id],
     )?;
-    failures::add_history(tx.conn(), failure_id, now, "alerted", actor, Some(detail))
+    super::history::add(tx, failure_id, now, crate::domain::HistoryKind::Alerted, actor, Some(detail))
 }
 
 /// Ids of failures with a history entry of one of `kinds` in (`since`, `now`] (for the digest).
@@ -139,26 +139,26 @@ pub fn failures_with_history(
     Ok(out)
 }
 
-// ------------------------------------------------ bridges to modules not yet on `Tx`
+// ------------------------------------------------ reads the evaluator shares with other tables
 
 /// Every unresolved failure.
 pub fn unresolved_failures(tx: &Tx<'_>) -> Result<Vec<Failure>, StoreError> {
-    failures::list_unresolved(tx.conn())
+    failures::list_unresolved(tx)
 }
 
 /// One failure by id.
 pub fn failure(tx: &Tx<'_>, id: i64) -> Result<Option<Failure>, StoreError> {
-    failures::get(tx.conn(), id)
+    failures::get(tx, id)
 }
 
 /// The label we know for an app, if any.
 pub fn app_label(tx: &Tx<'_>, app_id: &str) -> Result<Option<String>, StoreError> {
-    super::alerts::app_label(tx.conn(), app_id)
+    super::apps::label(tx, app_id)
 }
 
 /// The app's internal name (e.g. `salesforce`), for admin console links.
 pub fn app_name(tx: &Tx<'_>, app_id: &str) -> Result<Option<String>, StoreError> {
-    super::alerts::app_name(tx.conn(), app_id)
+    super::apps::name(tx, app_id)
 }
 
 /// Whether a silence mutes `app_id` (by id or label) at `now`.
@@ -168,17 +168,17 @@ pub fn is_silenced(
     app_label: Option<&str>,
     now: i64,
 ) -> Result<bool, StoreError> {
-    Ok(super::alerts::silence_for(tx.conn(), app_id, app_label, now)?.is_some())
+    Ok(super::silences::for_app(tx, app_id, app_label, now)?.is_some())
 }
 
 /// A `meta` value (the digest's last run).
 pub fn get_meta(tx: &Tx<'_>, key: &str) -> Result<Option<String>, StoreError> {
-    super::get_meta(tx.conn(), key)
+    super::meta::get(tx, key)
 }
 
 /// Sets a `meta` value in the caller's transaction.
 pub fn set_meta(tx: &Tx<'_>, key: &str, value: &str) -> Result<(), StoreError> {
-    super::set_meta(tx.conn(), key, value)
+    super::meta::set(tx, key, value)
 }
 
 #[cfg(test)]

@@ -1,176 +1,20 @@
-//! Failure records and their state machine: one row per (app, user, operation), opened or
+//! Failure rows and their state machine: one row per (app, user, operation), opened or
 //! refreshed by observations from the log poller and the assignment scanner, resolved by a
-//! later success, and an append-only history of everything that happened to each.
+//! later success, reopened by a later failure. Every change writes its [`history`](super::history) row in the
+//! same transaction.
 //!
-//! States: `open` (known, not being worked), `retrying` (the retry worker holds a claim),
-//! `alerted` (a person has been told), `resolved`. Functions take a `&Connection` so callers
-//! compose them inside one transaction (e.g. the poller's page + cursor commit).
+//! States: `open` (known, not being worked), `retrying` (the retry worker holds a claim, see
+//! [`super::claims`]), `alerted` (a person has been told), `resolved`. Reasons are bounded to
+//! [`super::MAX_TEXT_BYTES`] when written. The app's label and name are the detectors' to
+//! record ([`super::apps::upsert`]); a failure row keeps its own copy of the label.
 
-use super::StoreError;
-use rusqlite::{params, Connection, OptionalExtension, Row};
-use serde::Serialize;
+use super::{bounded_opt, history, StoreError, Tx};
+use crate::domain::HistoryKind;
+use rusqlite::{params, OptionalExtension, Row};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
-#[serde(rename_all = "snake_case")]
-pub enum Operation {
-    Create,
-    Update,
-    Deactivate,
-    Reactivate,
-    Password,
-    GroupPush,
-    Import,
-    /// App-wide: the integration itself failed (credentials, rate limit, general failure).
-    Integration,
-    Other,
-}
-
-impl Operation {
-    pub const ALL: [Operation; 9] = [
-        Operation::Create,
-        Operation::Update,
-        Operation::Deactivate,
-        Operation::Reactivate,
-        Operation::Password,
-        Operation::GroupPush,
-        Operation::Import,
-        Operation::Integration,
-        Operation::Other,
-    ];
-
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Operation::Create => "create",
-            Operation::Update => "update",
-            Operation::Deactivate => "deactivate",
-            Operation::Reactivate => "reactivate",
-            Operation::Password => "password",
-            Operation::GroupPush => "group_push",
-            Operation::Import => "import",
-            Operation::Integration => "integration",
-            Operation::Other => "other",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Operation> {
-        Operation::ALL.into_iter().find(|o| o.as_str() == s)
-    }
-
-    /// A failed deprovisioning leaves a person who lost access in Okta with access in the app.
-    pub fn is_deprovisioning(&self) -> bool {
-        matches!(self, Operation::Deactivate)
-    }
-
-    /// Failures that go to a person at once.
-    pub fn is_urgent(&self) -> bool {
-        matches!(self, Operation::Deactivate | Operation::Integration)
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum State {
-    Open,
-    Retrying,
-    Alerted,
-    Resolved,
-}
-
-impl State {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            State::Open => "open",
-            State::Retrying => "retrying",
-            State::Alerted => "alerted",
-            State::Resolved => "resolved",
-        }
-    }
-    pub fn parse(s: &str) -> Option<State> {
-        [
-            State::Open,
-            State::Retrying,
-            State::Alerted,
-            State::Resolved,
-        ]
-        .into_iter()
-        .find(|st| st.as_str() == s)
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Source {
-    Log,
-    Scan,
-}
-
-/// One thing seen about an (app, user, operation): a failure or a success.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Observation {
-    pub app_id: String,
-    pub app_label: Option<String>,
-    /// Empty for app-wide failures.
-    pub user_id: String,
-    pub user_login: Option<String>,
-    pub operation: Operation,
-    pub failed: bool,
-    pub reason: Option<String>,
-    pub event_uuid: Option<String>,
-    /// When Okta says it happened (ms); `None` for scan observations.
-    pub published_ms: Option<i64>,
-    pub source: Source,
-}
-
-impl Observation {
-    /// A failure of `operation` for `user_id` (empty: the whole app) in `app_id`, seen in the
-    /// System Log, with nothing else known; set the rest with struct update syntax.
-    pub fn failure(app_id: &str, user_id: &str, operation: Operation) -> Observation {
-        Observation {
-            app_id: app_id.to_owned(),
-            app_label: None,
-            user_id: user_id.to_owned(),
-            user_login: None,
-            operation,
-            failed: true,
-            reason: None,
-            event_uuid: None,
-            published_ms: None,
-            source: Source::Log,
-        }
-    }
-}
-
-/// A failure row.
-#[derive(Clone, Debug, Serialize, PartialEq)]
-pub struct Failure {
-    pub id: i64,
-    pub app_id: String,
-    pub app_label: Option<String>,
-    pub user_id: String,
-    pub user_login: Option<String>,
-    pub operation: Operation,
-    pub state: State,
-    pub urgent: bool,
-    /// "log", "scan" or "both".
-    pub source: &'static str,
-    pub reason: Option<String>,
-    pub event_uuid: Option<String>,
-    pub event_published: Option<i64>,
-    pub first_seen: i64,
-    pub last_seen: i64,
-    pub attempts: u32,
-    pub next_attempt_at: Option<i64>,
-    pub retry_exhausted: bool,
-    pub resolved_at: Option<i64>,
-}
-
-impl Failure {
-    pub fn app_name(&self) -> &str {
-        self.app_label.as_deref().unwrap_or(&self.app_id)
-    }
-    pub fn user_name(&self) -> &str {
-        self.user_login.as_deref().unwrap_or(&self.user_id)
-    }
-}
+// Transitional re-exports: the domain types moved to `crate::domain`; callers on other
+// branches still import them from here until the integrator removes these.
+pub use crate::domain::{Failure, HistoryEntry, Observation, Operation, Source, State};
 
 /// What applying an observation did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -183,11 +27,12 @@ pub enum Applied {
     Ignored,
 }
 
-pub const COLUMNS: &str = "id, app_id, app_label, user_id, user_login, operation, state, urgent, \
+pub(in crate::store) const COLUMNS: &str =
+    "id, app_id, app_label, user_id, user_login, operation, state, urgent, \
     from_log, from_scan, reason, event_uuid, event_published, first_seen, last_seen, attempts, \
     next_attempt_at, retry_exhausted, resolved_at";
 
-pub fn from_row(r: &Row<'_>) -> rusqlite::Result<Failure> {
+pub(in crate::store) fn from_row(r: &Row<'_>) -> rusqlite::Result<Failure> {
     let op: String = r.get(5)?;
     let st: String = r.get(6)?;
     let from_log: bool = r.get(8)?;
@@ -218,67 +63,45 @@ pub fn from_row(r: &Row<'_>) -> rusqlite::Result<Failure> {
     })
 }
 
-pub fn add_history(
-    c: &Connection,
-    failure_id: i64,
-    at: i64,
-    kind: &str,
-    actor: &str,
-    detail: Option<&str>,
-) -> Result<(), StoreError> {
-    c.execute(
-        "INSERT INTO failure_history (failure_id, at, kind, actor, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![failure_id, at, kind, actor, detail],
-    )?;
-    Ok(())
-}
-
 pub fn find(
-    c: &Connection,
+    tx: &Tx<'_>,
     app_id: &str,
     user_id: &str,
     op: Operation,
 ) -> Result<Option<Failure>, StoreError> {
-    Ok(c.query_row(
-        &format!(
+    Ok(tx
+        .conn()
+        .query_row(
+            &format!(
             "SELECT {COLUMNS} FROM failures WHERE app_id = ?1 AND user_id = ?2 AND operation = ?3"
         ),
-        params![app_id, user_id, op.as_str()],
-        from_row,
-    )
-    .optional()?)
+            params![app_id, user_id, op.as_str()],
+            from_row,
+        )
+        .optional()?)
 }
 
-pub fn get(c: &Connection, id: i64) -> Result<Option<Failure>, StoreError> {
-    Ok(c.query_row(
-        &format!("SELECT {COLUMNS} FROM failures WHERE id = ?1"),
-        [id],
-        from_row,
-    )
-    .optional()?)
+pub fn get(tx: &Tx<'_>, id: i64) -> Result<Option<Failure>, StoreError> {
+    Ok(tx
+        .conn()
+        .query_row(
+            &format!("SELECT {COLUMNS} FROM failures WHERE id = ?1"),
+            [id],
+            from_row,
+        )
+        .optional()?)
 }
 
 /// Applies one observation. `now` is when we saw it (ms).
-pub fn apply(
-    c: &Connection,
-    obs: &Observation,
-    now: i64,
-    actor: &str,
-) -> Result<Applied, StoreError> {
-    let existing = find(c, &obs.app_id, &obs.user_id, obs.operation)?;
+pub fn apply(tx: &Tx<'_>, obs: &Observation, now: i64, actor: &str) -> Result<Applied, StoreError> {
+    let c = tx.conn();
+    let existing = find(tx, &obs.app_id, &obs.user_id, obs.operation)?;
+    let reason = bounded_opt(obs.reason.as_deref());
+    let reason = reason.as_deref();
     let (log, scan) = match obs.source {
         Source::Log => (1, 0),
         Source::Scan => (0, 1),
     };
-    // Every event of a page carries its app's label; only a new or renamed app costs a write.
-    if let Some(label) = &obs.app_label {
-        c.execute(
-            "INSERT INTO apps (app_id, label, updated_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT (app_id) DO UPDATE SET label = excluded.label, updated_at = excluded.updated_at
-             WHERE label IS NOT excluded.label",
-            params![obs.app_id, label, now],
-        )?;
-    }
     // An event older than the one that last changed this row says nothing new: the System Log
     // is ordered by persistence, not by `published`, so late events do arrive.
     let stale = |f: &Failure| match (obs.published_ms, f.event_published) {
@@ -301,14 +124,14 @@ pub fn apply(
                     obs.operation.is_urgent(),
                     log,
                     scan,
-                    obs.reason,
+                    reason,
                     obs.event_uuid,
                     obs.published_ms,
                     now
                 ],
             )?;
             let id = c.last_insert_rowid();
-            add_history(c, id, now, "detected", actor, obs.reason.as_deref())?;
+            history::add(tx, id, now, HistoryKind::Detected, actor, reason)?;
             Ok(Applied::Opened(id))
         }
         (Some(f), true) if f.state == State::Resolved => {
@@ -330,7 +153,7 @@ pub fn apply(
                     f.id,
                     log,
                     scan,
-                    obs.reason,
+                    reason,
                     obs.event_uuid,
                     obs.published_ms,
                     now,
@@ -338,7 +161,7 @@ pub fn apply(
                     obs.user_login
                 ],
             )?;
-            add_history(c, f.id, now, "reopened", actor, obs.reason.as_deref())?;
+            history::add(tx, f.id, now, HistoryKind::Reopened, actor, reason)?;
             Ok(Applied::Reopened(f.id))
         }
         (Some(f), true) => {
@@ -357,7 +180,7 @@ pub fn apply(
                     log,
                     scan,
                     newer,
-                    obs.reason,
+                    reason,
                     obs.event_uuid,
                     obs.published_ms,
                     obs.app_label,
@@ -382,7 +205,7 @@ pub fn apply(
                 }
                 return Ok(Applied::Ignored);
             }
-            resolve(c, f.id, now, obs.published_ms, actor, "success reported")?;
+            resolve(tx, f.id, now, obs.published_ms, actor, "success reported")?;
             Ok(Applied::Resolved(f.id))
         }
     }
@@ -390,14 +213,14 @@ pub fn apply(
 
 /// Marks a failure resolved (by a success event, a scan that sees it synchronized, or a retry).
 pub fn resolve(
-    c: &Connection,
+    tx: &Tx<'_>,
     id: i64,
     now: i64,
     published_ms: Option<i64>,
     actor: &str,
     detail: &str,
 ) -> Result<bool, StoreError> {
-    let n = c.execute(
+    let n = tx.conn().execute(
         "UPDATE failures SET state = 'resolved', resolved_at = ?2, claimed_by = NULL,
             claimed_until = NULL, claim_prev_state = NULL,
             event_published = CASE WHEN ?3 IS NULL THEN event_published
@@ -406,31 +229,31 @@ pub fn resolve(
         params![id, now, published_ms],
     )?;
     if n > 0 {
-        add_history(c, id, now, "resolved", actor, Some(detail))?;
+        history::add(tx, id, now, HistoryKind::Resolved, actor, Some(detail))?;
     }
     Ok(n > 0)
 }
 
 /// Failures not yet resolved, most urgent first, then by app and user.
-pub fn list_unresolved(c: &Connection) -> Result<Vec<Failure>, StoreError> {
-    list_where(c, "state != 'resolved'", [])
+pub fn list_unresolved(tx: &Tx<'_>) -> Result<Vec<Failure>, StoreError> {
+    list_where(tx, "state != 'resolved'", [])
 }
 
 /// Every failure, resolved ones included.
-pub fn list_all(c: &Connection) -> Result<Vec<Failure>, StoreError> {
-    list_where(c, "1 = 1", [])
+pub fn list_all(tx: &Tx<'_>) -> Result<Vec<Failure>, StoreError> {
+    list_where(tx, "1 = 1", [])
 }
 
-pub fn list_unresolved_for_app(c: &Connection, app_id: &str) -> Result<Vec<Failure>, StoreError> {
-    list_where(c, "state != 'resolved' AND app_id = ?1", [app_id])
+pub fn list_unresolved_for_app(tx: &Tx<'_>, app_id: &str) -> Result<Vec<Failure>, StoreError> {
+    list_where(tx, "state != 'resolved' AND app_id = ?1", [app_id])
 }
 
-pub fn list_where<P: rusqlite::Params>(
-    c: &Connection,
+pub(in crate::store) fn list_where<P: rusqlite::Params>(
+    tx: &Tx<'_>,
     filter: &str,
     p: P,
 ) -> Result<Vec<Failure>, StoreError> {
-    let mut stmt = c.prepare(&format!(
+    let mut stmt = tx.conn().prepare(&format!(
         "SELECT {COLUMNS} FROM failures WHERE {filter}
          ORDER BY urgent DESC, COALESCE(app_label, app_id), COALESCE(user_login, user_id), operation"
     ))?;
@@ -438,29 +261,59 @@ pub fn list_where<P: rusqlite::Params>(
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq)]
-pub struct HistoryEntry {
-    pub at: i64,
-    pub kind: String,
-    pub actor: String,
-    pub detail: Option<String>,
+/// Transitional: [`history::add`] with the kind's wire name, for callers on other branches.
+pub fn add_history(
+    tx: &Tx<'_>,
+    failure_id: i64,
+    at: i64,
+    kind: HistoryKind,
+    actor: &str,
+    detail: Option<&str>,
+) -> Result<(), StoreError> {
+    history::add(tx, failure_id, at, kind, actor, detail)
 }
 
-pub fn history(c: &Connection, failure_id: i64) -> Result<Vec<HistoryEntry>, StoreError> {
-    let mut stmt = c.prepare(
-        "SELECT at, kind, actor, detail FROM failure_history WHERE failure_id = ?1 ORDER BY id",
+/// Transitional: [`history::list`], for callers on other branches.
+pub fn history(tx: &Tx<'_>, failure_id: i64) -> Result<Vec<HistoryEntry>, StoreError> {
+    history::list(tx, failure_id)
+}
+
+/// The assignment scanner saw failure `id` still in error in a page fetched at `at`.
+pub fn seen_by_scan(tx: &Tx<'_>, id: i64, at: i64) -> Result<(), StoreError> {
+    tx.conn().execute(
+        "UPDATE failures SET from_scan = 1, last_seen = MAX(last_seen, ?2) WHERE id = ?1",
+        params![id, at],
     )?;
-    let rows = stmt.query_map([failure_id], |r| {
-        Ok(HistoryEntry {
-            at: r.get(0)?,
-            kind: r.get(1)?,
-            actor: r.get(2)?,
-            detail: r.get(3)?,
-        })
-    })?;
+    Ok(())
+}
+
+/// Whether some failure of (app, user) was resolved at or after `since`: a page fetched
+/// before that is older news than the fix.
+pub fn resolved_since(
+    tx: &Tx<'_>,
+    app_id: &str,
+    user_id: &str,
+    since: i64,
+) -> Result<bool, StoreError> {
+    Ok(tx.conn().query_row(
+        "SELECT EXISTS (SELECT 1 FROM failures WHERE app_id = ?1 AND user_id = ?2 AND resolved_at >= ?3)",
+        params![app_id, user_id, since],
+        |r| r.get(0),
+    )?)
+}
+
+/// Unresolved failures of an app grouped for the `/metrics` gauge: (app label or id,
+/// operation, count). Grouping on the displayed name keeps label sets unique even if two apps
+/// share a label.
+pub fn open_counts(tx: &Tx<'_>) -> Result<Vec<(String, String, i64)>, StoreError> {
+    let mut stmt = tx.conn().prepare(
+        "SELECT COALESCE(app_label, app_id) AS app, operation, COUNT(*)
+         FROM failures WHERE state IN ('open', 'retrying', 'alerted')
+         GROUP BY app, operation ORDER BY app, operation",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -484,7 +337,7 @@ mod tests {
     #[test]
     fn open_refresh_resolve_reopen() {
         let s = Store::open_in_memory().unwrap();
-        s.blocking(|c| {
+        s.write_blocking(|c| {
             let id = match apply(c, &obs(true, 100), 1000, "t")? {
                 Applied::Opened(id) => id,
                 other => panic!("{other:?}"),
@@ -505,7 +358,7 @@ mod tests {
             let f = get(c, id)?.unwrap();
             assert_eq!(f.state, State::Open);
             assert_eq!(f.first_seen, 1500);
-            let kinds: Vec<_> = history(c, id)?.into_iter().map(|h| h.kind).collect();
+            let kinds: Vec<_> = history::list(c, id)?.into_iter().map(|h| h.kind).collect();
             assert_eq!(kinds, ["detected", "resolved", "reopened"]);
             assert_eq!(list_unresolved(c)?.len(), 1);
             Ok(())
@@ -518,7 +371,7 @@ mod tests {
     #[test]
     fn late_failure_older_than_a_success_on_a_resolved_row_does_not_reopen() {
         let s = Store::open_in_memory().unwrap();
-        s.blocking(|c| {
+        s.write_blocking(|c| {
             let Applied::Opened(id) = apply(c, &obs(true, 100), 1000, "t")? else {
                 panic!()
             };
@@ -536,7 +389,7 @@ mod tests {
     #[test]
     fn success_for_unknown_is_ignored_and_sources_merge() {
         let s = Store::open_in_memory().unwrap();
-        s.blocking(|c| {
+        s.write_blocking(|c| {
             assert_eq!(apply(c, &obs(false, 1), 10, "t")?, Applied::Ignored);
             let mut o = obs(true, 5);
             o.source = Source::Scan;
@@ -554,7 +407,7 @@ mod tests {
     #[test]
     fn deprovisioning_is_urgent() {
         let s = Store::open_in_memory().unwrap();
-        s.blocking(|c| {
+        s.write_blocking(|c| {
             let mut o = obs(true, 1);
             o.operation = Operation::Deactivate;
             let Applied::Opened(id) = apply(c, &o, 10, "t")? else {
@@ -564,5 +417,41 @@ mod tests {
             Ok(())
         })
         .unwrap();
+    }
+}
+
+#[cfg(test)]
+mod bound_tests {
+    use super::*;
+    use crate::store::{Store, MAX_TEXT_BYTES};
+
+    /// A remote server echoing a whole page into the reason must not make an unbounded row
+    /// (and from it an unbounded alert): the stored reason and its history detail are cut.
+    #[test]
+    fn stored_reasons_are_bounded() {
+        let s = Store::open_in_memory().unwrap();
+        let huge = "é".repeat(5 * 1024 * 1024);
+        let o = Observation {
+            reason: Some(huge.clone()),
+            ..Observation::failure("0oa1", "00u1", Operation::Create)
+        };
+        let (f, h) = s
+            .write_blocking(|tx| {
+                let Applied::Opened(id) = apply(tx, &o, 1, "t")? else {
+                    panic!()
+                };
+                // A refresh with the same huge reason is bounded too.
+                let o2 = Observation {
+                    published_ms: Some(5),
+                    ..o.clone()
+                };
+                apply(tx, &o2, 2, "t")?;
+                Ok((get(tx, id)?.unwrap(), history::list(tx, id)?))
+            })
+            .unwrap();
+        let r = f.reason.unwrap();
+        assert!(r.len() <= MAX_TEXT_BYTES, "{}", r.len());
+        assert!(r.contains("[truncated: ") && r.starts_with("éé"));
+        assert!(h[0].detail.as_deref().unwrap().len() <= MAX_TEXT_BYTES);
     }
 }

@@ -1,20 +1,58 @@
-//! The durable state of the daemon: one SQLite file in WAL mode, migrated at start-up.
+//! The durable state of the daemon: one SQLite file in WAL mode, migrated at start-up. This
+//! module owns every SQL statement of the crate; nothing else names a table or a column.
 //!
-//! Everything that must survive a crash lives here (the log cursor, seen events, failures and
-//! their history, retry claims, circuit breakers, alert groups, the outbox, silences). Several
-//! processes may open the same file (the daemon and a manual `retry`): SQLite's locking and
-//! `BEGIN IMMEDIATE` transactions arbitrate, with a busy timeout instead of errors.
+//! Everything that must survive a crash lives here, one module per table:
+//! [`failures`] (failure rows and their state machine), [`history`] (what happened to each),
+//! [`apps`] (labels and names of the apps seen), [`claims`] (retry leases on failures),
+//! [`circuits`] (per-app circuit breakers), [`cursor`] (the System Log cursor and the event
+//! uuids already applied), [`scan`] (where an interrupted assignment scan resumes),
+//! [`silences`], [`meta`] (small key/value facts), and the alerting rows in [`alerts`] (alert
+//! groups, the outbox). Several processes may open the same file (the daemon and a manual
+//! `retry`): SQLite's locking and `BEGIN IMMEDIATE` transactions arbitrate, with a busy
+//! timeout instead of errors.
 //!
-//! rusqlite is synchronous; async callers go through [`Store::call`], which runs the closure on
-//! tokio's blocking pool so a slow disk never stalls the runtime's two worker threads.
+//! # The unit of work
+//! Callers run [`Store::read`] / [`Store::write`] (or their `_blocking` twins on the CLI) with
+//! a closure that receives a [`Tx`] and calls the table modules' plain functions with it:
+//! everything inside one closure is one transaction, committed when it returns `Ok`. The table
+//! functions speak domain types ([`crate::domain`]) and typed rows; no `rusqlite` type is
+//! visible past `store/`. rusqlite is synchronous, so the async forms run the closure on
+//! tokio's blocking pool, and a slow disk never stalls the runtime's worker threads.
+//!
+//! # A second backend
+//! [`Tx`] is the seam. A PostgreSQL backend makes `Tx` an enum (or adds a variant) holding its
+//! own transaction, and each table module gains a `match` on it with that backend's SQL; the
+//! function signatures, the domain types and the callers stay as they are. `Store::open`
+//! picks the backend from the `[state]` configuration. Keep table functions small and free
+//! of backend types in their signatures so this stays mechanical.
 
 pub mod alert_groups;
-pub mod alerts;
+pub mod apps;
+pub mod circuits;
+pub mod claims;
+pub mod cursor;
 pub mod failures;
-pub mod logcursor;
 pub mod outbox;
-pub mod retry;
+pub mod history;
+pub mod meta;
 pub mod scan;
+pub mod silences;
+
+/// The former name of [`cursor`]; kept so callers on other branches still compile.
+pub mod logcursor {
+    pub use super::cursor::*;
+}
+
+/// The former home of [`claims`] and [`circuits`]; kept so callers on other branches still
+/// compile.
+pub mod retry {
+    pub use super::circuits::{
+        get as get_circuit, list_open as open_circuits, save as save_circuit, Circuit,
+    };
+    pub use super::claims::*;
+}
+
+pub use meta::{get as get_meta, set as set_meta};
 
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
@@ -34,7 +72,7 @@ pub enum StoreError {
     Open {
         path: String,
         #[source]
-        source: rusqlite::Error,
+        source: BackendError,
     },
     #[error("state store {path} has schema version {found}, newer than this build knows ({known}); upgrade okta-provwatch")]
     TooNew {
@@ -43,9 +81,54 @@ pub enum StoreError {
         known: i64,
     },
     #[error("state store: {0}")]
-    Sql(#[from] rusqlite::Error),
+    Sql(#[source] BackendError),
     #[error("state store task failed: {0}")]
     Join(String),
+    /// `status`, `silence --list` and friends found no state file: they never create one, or
+    /// they would print a false all-clear for a mistyped `[state] path`.
+    #[error(
+        "no state file at {path}; is [state] path right? the daemon creates it on first start"
+    )]
+    Missing { path: String },
+    /// The state file was made by an older build and not migrated yet (read-only opens cannot).
+    #[error("state store {path} has schema version {found}, older than this build's ({known}); start the daemon once to migrate it")]
+    TooOld {
+        path: String,
+        found: i64,
+        known: i64,
+    },
+    /// A unit of work asked for its transaction to be rolled back (nothing went wrong).
+    #[error("state store: transaction rolled back on purpose")]
+    RolledBack,
+}
+
+/// An error of the database backend, opaque so that no backend type (rusqlite today) is part
+/// of the store's API: callers branch on [`StoreError`]'s variants, not on SQLite codes.
+#[derive(Debug)]
+pub struct BackendError(rusqlite::Error);
+
+impl std::fmt::Display for BackendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for BackendError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl From<rusqlite::Error> for BackendError {
+    fn from(e: rusqlite::Error) -> BackendError {
+        BackendError(e)
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> StoreError {
+        StoreError::Sql(BackendError(e))
+    }
 }
 
 /// Cloneable handle to the state database.
@@ -64,9 +147,9 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens (creating if needed) and migrates the database at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let err = |source| StoreError::Open {
+        let err = |source: rusqlite::Error| StoreError::Open {
             path: path.display().to_string(),
-            source,
+            source: source.into(),
         };
         if let Some(dir) = path.parent() {
             if !dir.as_os_str().is_empty() && !dir.exists() {
@@ -86,6 +169,60 @@ impl Store {
         )
         .map_err(err)?;
         Self::init(conn, path.to_path_buf())
+    }
+
+    /// Opens an existing state file read-only: never creates a file or a directory, never
+    /// migrates. For commands that only read (`status`, `silence --list`): a missing file is
+    /// [`StoreError::Missing`], never an empty store that reads as "all clear".
+    pub fn open_existing(path: &Path) -> Result<Store, StoreError> {
+        Self::open_existing_with(path, false)
+    }
+
+    /// Like [`Store::open_existing`] but writable (`silence --remove`): still never creates.
+    pub fn open_existing_writable(path: &Path) -> Result<Store, StoreError> {
+        Self::open_existing_with(path, true)
+    }
+
+    fn open_existing_with(path: &Path, writable: bool) -> Result<Store, StoreError> {
+        let shown = path.display().to_string();
+        if !path.is_file() {
+            return Err(StoreError::Missing { path: shown });
+        }
+        let flags = if writable {
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+        } else {
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+        } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(|source| StoreError::Open {
+            path: shown.clone(),
+            source: source.into(),
+        })?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let known = MIGRATIONS.len() as i64;
+        if found > known {
+            return Err(StoreError::TooNew {
+                path: shown,
+                found,
+                known,
+            });
+        }
+        if found == 0 {
+            // A file that is not (yet) a state store: an empty file, or another database.
+            return Err(StoreError::Missing { path: shown });
+        }
+        if found < known {
+            return Err(StoreError::TooOld {
+                path: shown,
+                found,
+                known,
+            });
+        }
+        Ok(Store {
+            conn: Arc::new(Mutex::new(conn)),
+            path: path.to_path_buf(),
+        })
     }
 
     /// A private in-memory database, for unit tests.
@@ -148,7 +285,9 @@ impl Store {
         self.blocking(move |c| run_tx(c, rusqlite::TransactionBehavior::Immediate, f))
     }
 
-    /// Runs `f` with the connection on the blocking pool.
+    /// Runs `f` with the raw connection on the blocking pool. Being phased out: the alerting
+    /// modules still use it until they move to [`Store::read`] / [`Store::write`]; add no new
+    /// uses outside `store/`.
     pub async fn call<F, R>(&self, f: F) -> Result<R, StoreError>
     where
         F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
@@ -163,7 +302,7 @@ impl Store {
         .map_err(|e| StoreError::Join(e.to_string()))?
     }
 
-    /// Runs `f` with the connection on the current thread (CLI commands, tests).
+    /// [`Store::call`] on the current thread. Being phased out like it.
     pub fn blocking<F, R>(&self, f: F) -> Result<R, StoreError>
     where
         F: FnOnce(&mut Connection) -> Result<R, StoreError>,
@@ -176,44 +315,30 @@ impl Store {
         self.blocking(|c| Ok(c.query_row("PRAGMA user_version", [], |r| r.get(0))?))
     }
 
-    /// Checks the database answers and is writable (for `doctor`).
+    /// Checks the database answers and is writable (for `doctor`): a write that is rolled
+    /// back, so the check leaves nothing behind.
     pub fn check_writable(&self) -> Result<(), StoreError> {
-        self.blocking(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            tx.execute(
-                "INSERT INTO meta (key, value) VALUES ('doctor_check', '1')
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                [],
-            )?;
-            tx.rollback()?;
-            Ok(())
-        })
+        match self.write_blocking(|tx| {
+            meta::set(tx, "doctor_check", "1")?;
+            Err::<(), _>(StoreError::RolledBack)
+        }) {
+            Err(StoreError::RolledBack) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Answers a trivial query: the store is there and not wedged (start-up probe).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.read(meta::ping).await
     }
 
     pub fn get_meta(&self, key: &str) -> Result<Option<String>, StoreError> {
-        self.blocking(|c| get_meta(c, key))
+        self.read_blocking(|tx| meta::get(tx, key))
     }
 
     pub fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
-        self.blocking(|c| set_meta(c, key, value))
+        self.write_blocking(|tx| meta::set(tx, key, value))
     }
-}
-
-pub fn get_meta(c: &Connection, key: &str) -> Result<Option<String>, StoreError> {
-    use rusqlite::OptionalExtension;
-    Ok(
-        c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-            .optional()?,
-    )
-}
-
-pub fn set_meta(c: &Connection, key: &str, value: &str) -> Result<(), StoreError> {
-    c.execute(
-        "INSERT INTO meta (key, value) VALUES (?1, ?2)
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        [key, value],
-    )?;
-    Ok(())
 }
 
 /// One unit of work on the state store: a transaction, opened and finished by
@@ -226,10 +351,45 @@ pub struct Tx<'c> {
 
 impl<'c> Tx<'c> {
     /// The backend connection, for the table modules only.
-    #[allow(dead_code)] // used by the table modules as they move onto `Tx`
     pub(in crate::store) fn conn(&self) -> &'c Connection {
         self.conn
     }
+
+    /// Transitional: a `Tx` over a connection or transaction that code still on
+    /// [`Store::call`] opened itself (the alerting modules, until they move to
+    /// [`Store::write`]). Goes away with `Store::call`; do not add new uses.
+    #[doc(hidden)]
+    pub fn over(conn: &'c Connection) -> Tx<'c> {
+        Tx { conn }
+    }
+}
+
+/// Longest failure reason or history detail the store keeps, in bytes. Okta's reasons are a
+/// sentence or two; a remote server can echo a whole page into one, and an unbounded reason
+/// becomes an unbounded alert (a 20 MB reason once made a 41 MB email).
+pub const MAX_TEXT_BYTES: usize = 4096;
+
+/// `text` cut to [`MAX_TEXT_BYTES`] on a char boundary, with a visible marker saying how much
+/// was dropped, so nobody mistakes a cut reason for the whole one.
+pub(crate) fn bounded(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.len() <= MAX_TEXT_BYTES {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    // Room for the marker, so the result stays within the bound too.
+    let mut cut = MAX_TEXT_BYTES - 64;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    std::borrow::Cow::Owned(format!(
+        "{}… [truncated: {} more bytes]",
+        &text[..cut],
+        text.len() - cut
+    ))
+}
+
+/// [`bounded`] for optional text.
+pub(crate) fn bounded_opt(text: Option<&str>) -> Option<std::borrow::Cow<'_, str>> {
+    text.map(bounded)
 }
 
 fn run_tx<F, R>(
@@ -285,6 +445,49 @@ mod tests {
             .unwrap();
         assert_eq!(mode, "wal");
         s.check_writable().unwrap();
+    }
+
+    #[test]
+    fn open_existing_never_creates_and_names_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("typo/state.db");
+        let e = Store::open_existing(&p).unwrap_err();
+        assert!(matches!(e, StoreError::Missing { .. }), "{e}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&p.display().to_string()) && msg.contains("[state] path"),
+            "{msg}"
+        );
+        assert!(!dir.path().join("typo").exists(), "created the directory");
+        assert!(Store::open_existing_writable(&p).is_err());
+        // An empty file is not a state store either.
+        let empty = dir.path().join("empty.db");
+        std::fs::write(&empty, b"").unwrap();
+        assert!(matches!(
+            Store::open_existing(&empty).unwrap_err(),
+            StoreError::Missing { .. }
+        ));
+        // A real one opens read-only: reads work, writes are refused.
+        let real = dir.path().join("state.db");
+        Store::open(&real).unwrap().set_meta("k", "v").unwrap();
+        let ro = Store::open_existing(&real).unwrap();
+        assert_eq!(ro.get_meta("k").unwrap().as_deref(), Some("v"));
+        assert!(ro.set_meta("k", "w").is_err());
+        let rw = Store::open_existing_writable(&real).unwrap();
+        rw.set_meta("k", "w").unwrap();
+    }
+
+    #[test]
+    fn long_text_is_cut_on_a_char_boundary_with_a_marker() {
+        assert_eq!(bounded("short"), "short");
+        let exact = "x".repeat(MAX_TEXT_BYTES);
+        assert_eq!(bounded(&exact), exact.as_str());
+        // Multi-byte chars straddling the cut point.
+        let long = "é".repeat(MAX_TEXT_BYTES);
+        let b = bounded(&long);
+        assert!(b.len() <= MAX_TEXT_BYTES, "{}", b.len());
+        assert!(b.contains("[truncated: "), "{b}");
+        assert!(b.starts_with("éé"));
     }
 
     #[test]

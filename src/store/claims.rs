@@ -1,5 +1,5 @@
-//! Retry bookkeeping in the store: claiming failures for a retry, finishing or releasing those
-//! claims, and the per-app circuit breaker rows.
+//! Retry claims on failures: claiming a failure for a retry, finishing or releasing the claim,
+//! and selecting what is due. (The per-app circuit breaker rows are [`super::circuits`].)
 //!
 //! A claim is a lease: `claimed_by` names the claimer (one id per worker or `retry` command
 //! run) and `claimed_until` when the lease ends, so a claimer that crashed mid-retry blocks a
@@ -8,11 +8,14 @@
 //! two claimers can never both hold the same failure. Finishing checks the claim is still
 //! ours, so a retry that outlived its lease never overwrites the next claimer's result.
 //!
-//! Functions take a `&Connection` so that callers compose them in one transaction.
+//! Functions take the caller's [`Tx`] so that a claim, its history row and a circuit change
+//! land together. Which failures are due is decided here in SQL (the retry backoff itself is
+//! `crate::retry::policy`).
 
-use super::failures::{self, add_history, Failure, Operation, COLUMNS};
-use super::StoreError;
-use rusqlite::{params, Connection, OptionalExtension};
+use super::failures::{self, COLUMNS};
+use super::{history, StoreError, Tx};
+use crate::domain::{Failure, HistoryKind, Operation, State};
+use rusqlite::{params, OptionalExtension};
 
 /// SQL list of operation names, e.g. `'create','update'`. Names come from [`Operation::as_str`],
 /// never from input, so inlining them is safe.
@@ -46,7 +49,7 @@ pub struct DueQuery<'a> {
 
 /// Unresolved, unclaimed (or lease expired), not exhausted user failures of a retryable
 /// operation, whose next attempt is due, of apps whose circuit is not open; earliest first.
-pub fn next_due(c: &Connection, q: &DueQuery<'_>) -> Result<Option<Failure>, StoreError> {
+pub fn next_due(tx: &Tx<'_>, q: &DueQuery<'_>) -> Result<Option<Failure>, StoreError> {
     let sql = format!(
         "SELECT {cols} FROM failures f
          WHERE f.state != 'resolved' AND f.user_id != '' AND f.retry_exhausted = 0
@@ -64,16 +67,18 @@ pub fn next_due(c: &Connection, q: &DueQuery<'_>) -> Result<Option<Failure>, Sto
         cols = columns_of("f"),
         ops = op_list(q.ops)
     );
-    Ok(c.query_row(
-        &sql,
-        params![q.now, q.initial_backoff_ms],
-        failures::from_row,
-    )
-    .optional()?)
+    Ok(tx
+        .conn()
+        .query_row(
+            &sql,
+            params![q.now, q.initial_backoff_ms],
+            failures::from_row,
+        )
+        .optional()?)
 }
 
 /// When the next automatic retry or probe may become due (ms), for the worker's idle sleep.
-pub fn next_wakeup(c: &Connection, q: &DueQuery<'_>) -> Result<Option<i64>, StoreError> {
+pub fn next_wakeup(tx: &Tx<'_>, q: &DueQuery<'_>) -> Result<Option<i64>, StoreError> {
     let sql = format!(
         "SELECT MIN(t) FROM (
             SELECT MAX(COALESCE(f.next_attempt_at, f.first_seen + ?1), COALESCE(f.claimed_until, 0)) AS t
@@ -85,24 +90,16 @@ pub fn next_wakeup(c: &Connection, q: &DueQuery<'_>) -> Result<Option<i64>, Stor
             SELECT next_probe_at FROM circuits WHERE state = 'open' AND next_probe_at IS NOT NULL)",
         ops = op_list(q.ops)
     );
-    Ok(c.query_row(&sql, [q.initial_backoff_ms], |r| r.get(0))?)
-}
-
-/// Apps whose circuit is open and due for a probe, earliest first.
-pub fn due_probes(c: &Connection, now: i64) -> Result<Vec<String>, StoreError> {
-    let mut stmt = c.prepare(
-        "SELECT app_id FROM circuits WHERE state = 'open' AND COALESCE(next_probe_at, 0) <= ?1
-         ORDER BY next_probe_at, app_id",
-    )?;
-    let rows = stmt.query_map([now], |r| r.get(0))?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    Ok(tx
+        .conn()
+        .query_row(&sql, [q.initial_backoff_ms], |r| r.get(0))?)
 }
 
 /// The failure a probe of `app_id`'s circuit retries: any unclaimed, unresolved user failure
 /// of a retryable operation, preferring ones not exhausted and due soonest. Its own backoff is
 /// ignored: the circuit's probe schedule governs while the circuit is open.
 pub fn probe_candidate(
-    c: &Connection,
+    tx: &Tx<'_>,
     app_id: &str,
     q: &DueQuery<'_>,
 ) -> Result<Option<Failure>, StoreError> {
@@ -116,12 +113,14 @@ pub fn probe_candidate(
         cols = columns_of("f"),
         ops = op_list(q.ops)
     );
-    Ok(c.query_row(
-        &sql,
-        params![q.now, q.initial_backoff_ms, app_id],
-        failures::from_row,
-    )
-    .optional()?)
+    Ok(tx
+        .conn()
+        .query_row(
+            &sql,
+            params![q.now, q.initial_backoff_ms, app_id],
+            failures::from_row,
+        )
+        .optional()?)
 }
 
 /// A held claim on one failure.
@@ -151,7 +150,7 @@ pub enum NotClaimed {
 /// lease expired), writing a `retry_started` history row. Run inside a `BEGIN IMMEDIATE`
 /// transaction.
 pub fn claim(
-    c: &Connection,
+    tx: &Tx<'_>,
     id: i64,
     owner: &str,
     now: i64,
@@ -159,10 +158,10 @@ pub fn claim(
     actor: &str,
     detail: &str,
 ) -> Result<Result<Claim, NotClaimed>, StoreError> {
-    let Some(before) = failures::get(c, id)? else {
+    let Some(before) = failures::get(tx, id)? else {
         return Ok(Err(NotClaimed::NotFound));
     };
-    let n = c.execute(
+    let n = tx.conn().execute(
         "UPDATE failures SET
             claim_prev_state = CASE WHEN state = 'retrying' THEN COALESCE(claim_prev_state, 'open')
                                     ELSE state END,
@@ -171,10 +170,10 @@ pub fn claim(
         params![id, owner, until, now],
     )?;
     if n == 0 {
-        if before.state == failures::State::Resolved {
+        if before.state == State::Resolved {
             return Ok(Err(NotClaimed::Resolved));
         }
-        let (by, until): (Option<String>, Option<i64>) = c.query_row(
+        let (by, until): (Option<String>, Option<i64>) = tx.conn().query_row(
             "SELECT claimed_by, claimed_until FROM failures WHERE id = ?1",
             [id],
             |r| Ok((r.get(0)?, r.get(1)?)),
@@ -184,19 +183,19 @@ pub fn claim(
             until: until.unwrap_or_default(),
         }));
     }
-    add_history(c, id, now, "retry_started", actor, Some(detail))?;
+    history::add(tx, id, now, HistoryKind::RetryStarted, actor, Some(detail))?;
     let mut failure = before;
-    if failure.state == failures::State::Retrying {
+    if failure.state == State::Retrying {
         // A lease that expired under a crashed claimer: report the state it was claimed from.
-        let prev: Option<String> = c.query_row(
+        let prev: Option<String> = tx.conn().query_row(
             "SELECT claim_prev_state FROM failures WHERE id = ?1",
             [id],
             |r| r.get(0),
         )?;
         failure.state = prev
             .as_deref()
-            .and_then(failures::State::parse)
-            .unwrap_or(failures::State::Open);
+            .and_then(State::parse)
+            .unwrap_or(State::Open);
     }
     Ok(Ok(Claim {
         failure,
@@ -207,14 +206,16 @@ pub fn claim(
 }
 
 /// Whether `owner` still holds the claim on `id`.
-pub fn holds(c: &Connection, id: i64, owner: &str) -> Result<bool, StoreError> {
-    Ok(c.query_row(
-        "SELECT 1 FROM failures WHERE id = ?1 AND state = 'retrying' AND claimed_by = ?2",
-        params![id, owner],
-        |_| Ok(()),
-    )
-    .optional()?
-    .is_some())
+pub fn holds(tx: &Tx<'_>, id: i64, owner: &str) -> Result<bool, StoreError> {
+    Ok(tx
+        .conn()
+        .query_row(
+            "SELECT 1 FROM failures WHERE id = ?1 AND state = 'retrying' AND claimed_by = ?2",
+            params![id, owner],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
 }
 
 /// How a claimed retry ended, for [`finish`].
@@ -224,8 +225,8 @@ pub enum Finish {
     Resolved { detail: String },
     /// Back to its previous state with a new schedule.
     Requeue {
-        /// History kind, e.g. `retry_failed` or `retry_deferred`.
-        kind: &'static str,
+        /// History kind, e.g. [`HistoryKind::RetryFailed`] or [`HistoryKind::RetryDeferred`].
+        kind: HistoryKind,
         detail: String,
         /// Whether this counts as an attempt.
         count_attempt: bool,
@@ -248,43 +249,43 @@ pub enum Finished {
 /// Ends `owner`'s claim on `id`: counts the attempt, schedules the next one or resolves, and
 /// writes history, in the caller's transaction.
 pub fn finish(
-    c: &Connection,
+    tx: &Tx<'_>,
     id: i64,
     owner: &str,
     now: i64,
     actor: &str,
     how: &Finish,
 ) -> Result<Finished, StoreError> {
-    if !holds(c, id, owner)? {
+    if !holds(tx, id, owner)? {
         let (kind, detail) = match how {
-            Finish::Resolved { detail } => ("retry_succeeded", detail.as_str()),
+            Finish::Resolved { detail } => (HistoryKind::RetrySucceeded, detail.as_str()),
             Finish::Requeue { kind, detail, .. } => (*kind, detail.as_str()),
         };
-        let resolved = failures::get(c, id)?.is_some_and(|f| f.state == failures::State::Resolved);
+        let resolved = failures::get(tx, id)?.is_some_and(|f| f.state == State::Resolved);
         let detail = if resolved {
             format!("{detail} (the failure had already been resolved meanwhile)")
         } else {
             format!("{detail} (claim no longer held; not applied)")
         };
-        add_history(c, id, now, kind, actor, Some(&detail))?;
+        history::add(tx, id, now, kind, actor, Some(&detail))?;
         return Ok(Finished::NotHeld);
     }
     match how {
         Finish::Resolved { detail } => {
-            c.execute(
+            tx.conn().execute(
                 "UPDATE failures SET attempts = attempts + 1, claim_prev_state = NULL WHERE id = ?1",
                 [id],
             )?;
             // The retry just read the app user fixed (or gone): that observation is as new as
             // `now`, so a failure event published before it (the System Log is read with lag)
             // is stale and must not reopen the failure.
-            let seen: Option<i64> = c.query_row(
+            let seen: Option<i64> = tx.conn().query_row(
                 "SELECT event_published FROM failures WHERE id = ?1",
                 [id],
                 |r| r.get(0),
             )?;
             let observed = seen.map_or(now, |p| p.max(now));
-            failures::resolve(c, id, now, Some(observed), actor, detail)?;
+            failures::resolve(tx, id, now, Some(observed), actor, detail)?;
             Ok(Finished::Resolved)
         }
         Finish::Requeue {
@@ -294,7 +295,7 @@ pub fn finish(
             next_attempt_at,
             exhausted,
         } => {
-            c.execute(
+            tx.conn().execute(
                 "UPDATE failures SET
                     attempts = attempts + ?2,
                     next_attempt_at = COALESCE(?3, next_attempt_at),
@@ -309,9 +310,9 @@ pub fn finish(
                     exhausted.is_some()
                 ],
             )?;
-            add_history(c, id, now, kind, actor, Some(detail))?;
+            history::add(tx, id, now, *kind, actor, Some(detail))?;
             if let Some(why) = exhausted {
-                add_history(c, id, now, "retries_exhausted", actor, Some(why))?;
+                history::add(tx, id, now, HistoryKind::RetriesExhausted, actor, Some(why))?;
                 return Ok(Finished::Exhausted);
             }
             Ok(Finished::Requeued)
@@ -324,9 +325,9 @@ pub fn finish(
 /// a `retry_lease_expired` history row names the lost claimer. Without this a failure the
 /// automatic selection skips (exhausted, claimed by a `retry` command, retries disabled)
 /// would stay `retrying` forever. Returns the failures released.
-pub fn expire_leases(c: &Connection, now: i64, actor: &str) -> Result<Vec<i64>, StoreError> {
+pub fn expire_leases(tx: &Tx<'_>, now: i64, actor: &str) -> Result<Vec<i64>, StoreError> {
     let expired: Vec<(i64, Option<String>)> = {
-        let mut stmt = c.prepare(
+        let mut stmt = tx.conn().prepare(
             "SELECT id, claimed_by FROM failures
              WHERE state = 'retrying' AND COALESCE(claimed_until, 0) <= ?1 ORDER BY id",
         )?;
@@ -334,7 +335,7 @@ pub fn expire_leases(c: &Connection, now: i64, actor: &str) -> Result<Vec<i64>, 
         rows.collect::<Result<Vec<_>, _>>()?
     };
     for (id, by) in &expired {
-        c.execute(
+        tx.conn().execute(
             "UPDATE failures SET state = COALESCE(claim_prev_state, 'open'),
                 claim_prev_state = NULL, claimed_by = NULL, claimed_until = NULL
              WHERE id = ?1",
@@ -344,21 +345,23 @@ pub fn expire_leases(c: &Connection, now: i64, actor: &str) -> Result<Vec<i64>, 
             "the claim of {} expired before its retry finished; not counted as an attempt",
             by.as_deref().unwrap_or("an unknown claimer")
         );
-        add_history(c, *id, now, "retry_lease_expired", actor, Some(&detail))?;
+        history::add(
+            tx,
+            *id,
+            now,
+            HistoryKind::RetryLeaseExpired,
+            actor,
+            Some(&detail),
+        )?;
     }
     Ok(expired.into_iter().map(|(id, _)| id).collect())
 }
 
 /// Releases every claim `owner` still holds (shutdown with retries in flight), without
 /// counting an attempt. Returns how many were released.
-pub fn release_all(
-    c: &Connection,
-    owner: &str,
-    now: i64,
-    actor: &str,
-) -> Result<usize, StoreError> {
+pub fn release_all(tx: &Tx<'_>, owner: &str, now: i64, actor: &str) -> Result<usize, StoreError> {
     let ids: Vec<i64> = {
-        let mut stmt = c.prepare(
+        let mut stmt = tx.conn().prepare(
             "SELECT id FROM failures WHERE state = 'retrying' AND claimed_by = ?1 ORDER BY id",
         )?;
         let rows = stmt.query_map([owner], |r| r.get(0))?;
@@ -366,13 +369,13 @@ pub fn release_all(
     };
     for id in &ids {
         finish(
-            c,
+            tx,
             *id,
             owner,
             now,
             actor,
             &Finish::Requeue {
-                kind: "retry_interrupted",
+                kind: HistoryKind::RetryInterrupted,
                 detail: "retry interrupted by shutdown; not counted as an attempt".into(),
                 count_attempt: false,
                 next_attempt_at: None,
@@ -383,137 +386,21 @@ pub fn release_all(
     Ok(ids.len())
 }
 
-/// A row of `circuits`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Circuit {
-    pub app_id: String,
-    pub open: bool,
-    pub cause: Option<String>,
-    pub opened_at: Option<i64>,
-    pub consecutive_failures: u32,
-    pub next_probe_at: Option<i64>,
-    /// The app-level failure recorded when it opened.
-    pub failure_id: Option<i64>,
-    /// Distinct users in the current streak of failed retries.
-    pub streak_users: Vec<String>,
-    pub probes: u32,
-}
-
-impl Circuit {
-    pub fn closed(app_id: &str) -> Circuit {
-        Circuit {
-            app_id: app_id.to_string(),
-            open: false,
-            cause: None,
-            opened_at: None,
-            consecutive_failures: 0,
-            next_probe_at: None,
-            failure_id: None,
-            streak_users: Vec::new(),
-            probes: 0,
-        }
-    }
-}
-
-pub fn get_circuit(c: &Connection, app_id: &str) -> Result<Option<Circuit>, StoreError> {
-    Ok(c.query_row(
-        "SELECT app_id, state, cause, opened_at, consecutive_failures, next_probe_at, failure_id,
-                streak_users, probes
-           FROM circuits WHERE app_id = ?1",
-        [app_id],
-        |r| {
-            let state: String = r.get(1)?;
-            let streak: String = r.get(7)?;
-            Ok(Circuit {
-                app_id: r.get(0)?,
-                open: state == "open",
-                cause: r.get(2)?,
-                opened_at: r.get(3)?,
-                consecutive_failures: r.get(4)?,
-                next_probe_at: r.get(5)?,
-                failure_id: r.get(6)?,
-                streak_users: serde_json::from_str(&streak).unwrap_or_default(),
-                probes: r.get(8)?,
-            })
-        },
-    )
-    .optional()?)
-}
-
-pub fn save_circuit(c: &Connection, ci: &Circuit, now: i64) -> Result<(), StoreError> {
-    let streak = serde_json::to_string(&ci.streak_users).unwrap_or_else(|_| "[]".into());
-    c.execute(
-        "INSERT INTO circuits (app_id, state, cause, opened_at, consecutive_failures, next_probe_at,
-                               failure_id, streak_users, probes, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-         ON CONFLICT (app_id) DO UPDATE SET state = excluded.state, cause = excluded.cause,
-            opened_at = excluded.opened_at, consecutive_failures = excluded.consecutive_failures,
-            next_probe_at = excluded.next_probe_at, failure_id = excluded.failure_id,
-            streak_users = excluded.streak_users, probes = excluded.probes,
-            updated_at = excluded.updated_at",
-        params![
-            ci.app_id,
-            if ci.open { "open" } else { "closed" },
-            ci.cause,
-            ci.opened_at,
-            ci.consecutive_failures,
-            ci.next_probe_at,
-            ci.failure_id,
-            streak,
-            ci.probes,
-            now
-        ],
-    )?;
-    Ok(())
-}
-
-/// Every open circuit.
-pub fn open_circuits(c: &Connection) -> Result<Vec<Circuit>, StoreError> {
-    let apps: Vec<String> = {
-        let mut stmt =
-            c.prepare("SELECT app_id FROM circuits WHERE state = 'open' ORDER BY app_id")?;
-        let rows = stmt.query_map([], |r| r.get(0))?;
-        rows.collect::<Result<Vec<_>, _>>()?
-    };
-    let mut out = Vec::new();
-    for a in apps {
-        if let Some(ci) = get_circuit(c, &a)? {
-            out.push(ci);
-        }
-    }
-    Ok(out)
-}
-
-/// Unresolved app-wide integration failures of apps whose circuit is not open:
-/// `(app_id, failure_id, reason)`.
-pub fn integration_failures_without_open_circuit(
-    c: &Connection,
-) -> Result<Vec<(String, i64, Option<String>)>, StoreError> {
-    let mut stmt = c.prepare(
-        "SELECT f.app_id, f.id, f.reason FROM failures f
-         WHERE f.user_id = '' AND f.operation = 'integration' AND f.state != 'resolved'
-           AND NOT EXISTS (SELECT 1 FROM circuits ci WHERE ci.app_id = f.app_id AND ci.state = 'open')
-         ORDER BY f.app_id",
-    )?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
-}
-
 /// Unresolved failures of one app whose user is `user` (id or login, case-insensitive login).
 pub fn find_for_user(
-    c: &Connection,
+    tx: &Tx<'_>,
     user: &str,
     app: Option<&str>,
 ) -> Result<Vec<Failure>, StoreError> {
     match app {
         Some(a) => failures::list_where(
-            c,
+            tx,
             "state != 'resolved' AND (user_id = ?1 OR lower(user_login) = lower(?1))
              AND (app_id = ?2 OR lower(app_label) = lower(?2))",
             params![user, a],
         ),
         None => failures::list_where(
-            c,
+            tx,
             "state != 'resolved' AND (user_id = ?1 OR lower(user_login) = lower(?1))",
             params![user],
         ),
@@ -521,22 +408,48 @@ pub fn find_for_user(
 }
 
 /// Unresolved failures of an app given by id or label (case-insensitive).
-pub fn find_for_app(c: &Connection, app: &str) -> Result<Vec<Failure>, StoreError> {
+pub fn find_for_app(tx: &Tx<'_>, app: &str) -> Result<Vec<Failure>, StoreError> {
     failures::list_where(
-        c,
+        tx,
         "state != 'resolved' AND (app_id = ?1 OR lower(app_label) = lower(?1)
             OR app_id IN (SELECT app_id FROM apps WHERE lower(label) = lower(?1)))",
         params![app],
     )
 }
 
+/// Unresolved user failures of `app_id` of one of `ops`, claimed or not: the users an open
+/// circuit's probe could still try.
+pub fn waiting_users(tx: &Tx<'_>, app_id: &str, ops: &[Operation]) -> Result<i64, StoreError> {
+    Ok(tx.conn().query_row(
+        &format!(
+            "SELECT COUNT(*) FROM failures WHERE app_id = ?1 AND user_id != ''
+               AND state != 'resolved' AND operation IN ({})",
+            op_list(ops)
+        ),
+        [app_id],
+        |r| r.get(0),
+    )?)
+}
+
+/// An app's circuit closed: the failures that waited behind it are due now.
+pub fn resume_app(tx: &Tx<'_>, app_id: &str, now: i64) -> Result<usize, StoreError> {
+    Ok(tx.conn().execute(
+        "UPDATE failures SET next_attempt_at = ?2
+         WHERE app_id = ?1 AND user_id != '' AND state != 'resolved' AND retry_exhausted = 0
+           AND COALESCE(next_attempt_at, 0) > ?2",
+        params![app_id, now],
+    )?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::failures::{apply, Applied, Observation, Source, State};
+    use crate::domain::{Observation, Source};
+    use crate::store::circuits::{self, Circuit};
+    use crate::store::failures::{apply, Applied};
     use crate::store::Store;
 
-    fn open(c: &Connection, user: &str, op: Operation, now: i64) -> i64 {
+    fn open(c: &Tx<'_>, user: &str, op: Operation, now: i64) -> i64 {
         let o = Observation {
             app_id: "0oa1".into(),
             app_label: Some("Sales".into()),
@@ -560,7 +473,7 @@ mod tests {
     #[test]
     fn one_retry_per_app_user_at_a_time() {
         let s = Store::open_in_memory().unwrap();
-        s.blocking(|c| {
+        s.write_blocking(|c| {
             let create = open(c, "00u1", Operation::Create, 1_000);
             let update = open(c, "00u1", Operation::Update, 1_000);
             let other = open(c, "00u2", Operation::Update, 1_000);
@@ -586,7 +499,7 @@ mod tests {
     #[test]
     fn due_claim_finish_cycle() {
         let s = Store::open_in_memory().unwrap();
-        s.blocking(|c| {
+        s.write_blocking(|c| {
             let id = open(c, "00u1", Operation::Create, 1_000);
             open(c, "00u2", Operation::Deactivate, 1_000);
             let q = |now| DueQuery {
@@ -611,7 +524,7 @@ mod tests {
             );
             // b may not finish a's claim.
             let how = Finish::Requeue {
-                kind: "retry_failed",
+                kind: HistoryKind::RetryFailed,
                 detail: "ERROR".into(),
                 count_attempt: true,
                 next_attempt_at: Some(5_000),
@@ -634,9 +547,10 @@ mod tests {
     #[test]
     fn expired_lease_can_be_taken_over_and_prior_state_is_restored() {
         let s = Store::open_in_memory().unwrap();
-        s.blocking(|c| {
+        s.write_blocking(|c| {
             let id = open(c, "00u1", Operation::Update, 0);
-            c.execute("UPDATE failures SET state = 'alerted' WHERE id = ?1", [id])?;
+            c.conn()
+                .execute("UPDATE failures SET state = 'alerted' WHERE id = ?1", [id])?;
             claim(c, id, "a", 10, 100, "t", "x")?.unwrap();
             assert!(matches!(
                 claim(c, id, "b", 99, 200, "t", "x")?,
@@ -668,7 +582,7 @@ mod tests {
     #[test]
     fn open_circuit_hides_its_app_but_offers_a_probe() {
         let s = Store::open_in_memory().unwrap();
-        s.blocking(|c| {
+        s.write_blocking(|c| {
             let id = open(c, "00u1", Operation::Update, 0);
             let q = DueQuery {
                 now: 10_000,
@@ -678,13 +592,13 @@ mod tests {
             let mut ci = Circuit::closed("0oa1");
             ci.open = true;
             ci.next_probe_at = Some(20_000);
-            save_circuit(c, &ci, 0)?;
+            circuits::save(c, &ci, 0)?;
             assert!(next_due(c, &q)?.is_none());
-            assert!(due_probes(c, 10_000)?.is_empty());
-            assert_eq!(due_probes(c, 20_000)?, vec!["0oa1".to_string()]);
+            assert!(circuits::due_probes(c, 10_000)?.is_empty());
+            assert_eq!(circuits::due_probes(c, 20_000)?, vec!["0oa1".to_string()]);
             assert_eq!(probe_candidate(c, "0oa1", &q)?.unwrap().id, id);
             assert_eq!(next_wakeup(c, &q)?, Some(20_000));
-            assert_eq!(get_circuit(c, "0oa1")?.unwrap(), ci);
+            assert_eq!(circuits::get(c, "0oa1")?.unwrap(), ci);
             Ok(())
         })
         .unwrap();
