@@ -18,6 +18,7 @@ use super::errors::{self, Reply};
 use super::filter;
 use super::oauth::{sha256_b64url, verify_proof};
 use super::org::{Op, Org, Txn};
+use super::{hooks, tasks};
 use super::{AuthKind, Bucket, FaultKind, Inner, RequestRecord, State, Window};
 
 const WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
@@ -96,14 +97,14 @@ async fn handle(AxState(inner): AxState<Arc<Inner>>, req: Request) -> Response {
                     Some(FaultKind::Unauthorized) => errors::invalid_token(),
                     Some(FaultKind::Slow(d)) => {
                         tokio::time::sleep(d).await;
-                        route(&inner, &method, &path, &query, &body, dpop)
+                        dispatch(&inner, &method, &path, &query, &body, dpop).await
                     }
                     Some(FaultKind::MalformedJson) => {
                         malformed = true;
-                        route(&inner, &method, &path, &query, &body, dpop)
+                        dispatch(&inner, &method, &path, &query, &body, dpop).await
                     }
                     Some(FaultKind::LogNextLoop) => {
-                        let mut r = route(&inner, &method, &path, &query, &body, dpop);
+                        let mut r = dispatch(&inner, &method, &path, &query, &body, dpop).await;
                         let self_url = format!("{}{}", inner.base, path_q);
                         for (name, value) in r.headers.iter_mut() {
                             if name == "Link" && value.ends_with("rel=\"next\"") {
@@ -113,18 +114,24 @@ async fn handle(AxState(inner): AxState<Arc<Inner>>, req: Request) -> Response {
                         r
                     }
                     Some(FaultKind::MissingFields) => {
-                        let mut r = route(&inner, &method, &path, &query, &body, dpop);
+                        let mut r = dispatch(&inner, &method, &path, &query, &body, dpop).await;
                         strip_required(&mut r.body);
                         r
                     }
-                    None => route(&inner, &method, &path, &query, &body, dpop),
+                    None => dispatch(&inner, &method, &path, &query, &body, dpop).await,
                 }
             }
         }
     };
 
+    // Whatever the request changed may be due to an event hook.
+    inner.hook_wake.notify_one();
     let status = reply.status;
-    let mut bytes = serde_json::to_vec(&reply.body).unwrap_or_default();
+    let mut bytes = if status == 204 {
+        Vec::new()
+    } else {
+        serde_json::to_vec(&reply.body).unwrap_or_default()
+    };
     if malformed {
         // Cut mid-document so no JSON parser accepts it.
         let keep = (bytes.len() / 2).max(2);
@@ -269,10 +276,19 @@ fn classify_auth(inner: &Inner, header: Option<&str>, path: &str) -> AuthKind {
 fn required_scopes(method: &Method, path: &str) -> &'static [&'static str] {
     match (Bucket::for_path(path), method.as_str()) {
         (Bucket::Logs, _) => &["okta.logs.read"],
-        (Bucket::Apps, "GET") => &["okta.apps.read", "okta.apps.manage"],
-        (Bucket::Apps, _) => &["okta.apps.manage"],
+        (Bucket::Apps | Bucket::AppInstance, "GET") => &["okta.apps.read", "okta.apps.manage"],
+        (Bucket::Apps | Bucket::AppInstance, _) => &["okta.apps.manage"],
         (Bucket::Users, "GET") => &["okta.users.read", "okta.users.manage"],
         (Bucket::Users, _) => &["okta.users.manage"],
+        _ if path.starts_with("/api/v1/eventHooks") && method == Method::GET => {
+            &["okta.eventHooks.read", "okta.eventHooks.manage"]
+        }
+        _ if path.starts_with("/api/v1/eventHooks") => &["okta.eventHooks.manage"],
+        _ if path.starts_with("/api/v1/agentPools") => &["okta.agentPools.read"],
+        _ if path.starts_with("/api/v1/principal-rate-limits") => &[
+            "okta.principalRateLimits.read",
+            "okta.principalRateLimits.manage",
+        ],
         _ => &[],
     }
 }
@@ -439,6 +455,26 @@ fn strip_required(body: &mut Value) {
     }
 }
 
+/// Routes that take their own locks (event hooks, whose verification waits on the network),
+/// then everything else under one lock.
+async fn dispatch(
+    inner: &Inner,
+    method: &Method,
+    path: &str,
+    query: &str,
+    body: &[u8],
+    dpop: Option<&str>,
+) -> Reply {
+    let segs: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    match segs.as_slice() {
+        ["api", "v1", "eventHooks", id, "lifecycle", "verify"] if method == Method::POST => {
+            hooks::verify(inner, id).await
+        }
+        ["api", "v1", "eventHooks", rest @ ..] => hooks::route(inner, method.as_str(), rest, body),
+        _ => route(inner, method, path, query, body, dpop),
+    }
+}
+
 fn route(
     inner: &Inner,
     method: &Method,
@@ -485,6 +521,46 @@ fn route(
                 _ => errors::not_found(name, "ApplicationFeature"),
             },
         },
+        ["api", "v1", "apps", app_id, "features", "USER_PROVISIONING"] if method == Method::PUT => {
+            let owner = st.api_token_owner.clone();
+            let org = &mut st.org;
+            let Some(app) = org.apps.get(*app_id) else {
+                return errors::not_found(app_id, "AppInstance");
+            };
+            let caps = match tasks::caps_from_body(app.provisioning, body) {
+                Ok(c) => c,
+                Err(r) => return r,
+            };
+            let actor = org.admin_actor(&owner, now);
+            org.set_caps_as(app_id, Some(caps), actor, now);
+            match org.feature_json(&org.apps[*app_id]) {
+                Some(f) => Reply::ok(f),
+                None => errors::not_found("USER_PROVISIONING", "ApplicationFeature"),
+            }
+        }
+        ["api", "v1", "apps", app_id, "group-push", "mappings"] if get => {
+            tasks::list_group_push(&st.org, app_id, &params)
+        }
+        ["api", "v1", "apps", app_id, "connections", "default"] if get => {
+            tasks::connection(&st.org, app_id)
+        }
+        ["api", "v1", "agentPools"] if get => {
+            tasks::list_agent_pools(&st.agent_pools, &inner.base, &params)
+        }
+        ["api", "v1", "principal-rate-limits"] if get => {
+            let mut clients: Vec<String> = st.oauth.clients.keys().cloned().collect();
+            clients.sort();
+            // A stable id for the API token that does not reveal it.
+            let token_id = format!("00T{}", &sha256_b64url(st.api_token.as_bytes())[..17]);
+            let org_id = super::ids::okta_id("00o", 0);
+            tasks::list_principal_limits(
+                &st.principal_limits,
+                &token_id,
+                &clients,
+                &org_id,
+                &params,
+            )
+        }
         ["api", "v1", "apps", app_id, "users"] if get => list_app_users(&st.org, app_id, &params),
         ["api", "v1", "apps", app_id, "users", user_id] if get => {
             let expand = param(&params, "expand") == Some("user");
@@ -510,6 +586,10 @@ fn route(
         | ["api", "v1", "apps", _, "features", _]
         | ["api", "v1", "apps", _, "users"]
         | ["api", "v1", "apps", _, "users", _]
+        | ["api", "v1", "apps", _, "group-push", "mappings"]
+        | ["api", "v1", "apps", _, "connections", "default"]
+        | ["api", "v1", "agentPools"]
+        | ["api", "v1", "principal-rate-limits"]
         | ["api", "v1", "users", _] => not_allowed(),
         _ => errors::not_found(path, "Path"),
     }
