@@ -99,7 +99,7 @@ impl OktaSim {
 
     /// Adds an Okta group. Returns its `00g…` id.
     pub fn add_group(&self, name: &str) -> String {
-        self.with_org(|org, now| org.add_group(name, now))
+        self.with_org(|org, _| org.add_group(name))
     }
 
     /// Assigns the group to the app: members get app users (create pushes).

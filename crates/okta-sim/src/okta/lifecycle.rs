@@ -79,7 +79,7 @@ impl Org {
         (txn, d)
     }
 
-    pub(crate) fn add_group(&mut self, name: &str, now: DateTime<Utc>) -> String {
+    pub(crate) fn add_group(&mut self, name: &str) -> String {
         let id = self.next_id("00g");
         self.groups.insert(
             id.clone(),
