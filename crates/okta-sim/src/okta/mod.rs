@@ -1,5 +1,7 @@
 //! A fake Okta org served over real HTTP on a loopback port: System Log, apps, app users,
-//! provisioning features, OAuth client credentials, rate limits and injectable faults.
+//! provisioning features, OAuth client credentials, rate limits and injectable faults; plus a
+//! SCIM 2.0 server per app ([`ScimServer`]), event hooks with delivery, lifecycle and
+//! Tasks-page events ([`knobs`] lists the methods tests drive them with; see README.md).
 //!
 //! The server runs on the caller's tokio runtime and reads time only through tokio's clock
 //! (plus the wall-clock epoch captured at start), so `tokio::time::pause()` / `advance()` move
@@ -17,6 +19,8 @@
 //! - With "Create Users" disabled a create push fails ("no matching user, creating users is
 //!   disabled"); with "Update User Attributes" disabled profile pushes are skipped silently; with
 //!   "Deactivate Users" disabled an unassignment removes the app user without any push or event.
+//! - A user deactivation deprovisions every app user the user has (per the app's
+//!   [`DeprovisionMode`]); a suspension pushes nothing.
 //! - A 429 does not consume the window's quota; 401s and other errors do.
 //! - System Log `since` (and `until`) compare with persistence time in polling mode, as Okta
 //!   documents; `until` or `sortOrder=DESCENDING` makes a bounded query sorted by `published`.
