@@ -538,3 +538,54 @@ async fn deliver(inner: &Inner, http: &reqwest::Client, hook_id: &str, events: &
         now,
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(uri: &str, secret: Option<&str>) -> Vec<u8> {
+        let mut auth = json!({"type": "HEADER", "key": "Authorization"});
+        if let Some(s) = secret {
+            auth["value"] = json!(s);
+        }
+        serde_json::to_vec(&json!({
+            "name": "h",
+            "events": {"type": "EVENT_TYPE", "items": ["user.lifecycle.deactivate"]},
+            "channel": {"type": "HTTP", "version": "1.0.0",
+                        "config": {"uri": uri, "authScheme": auth}}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn hooks_need_https_or_loopback_and_keep_their_secret_on_replace() {
+        assert!(parse_hook(&body("http://example.com/x", Some("s")), None).is_err());
+        assert!(parse_hook(&body("https://example.com/x", None), None).is_err());
+        let mut h = parse_hook(&body("http://127.0.0.1:9/x", Some("s")), None).unwrap();
+        h.verified = true;
+        let r = parse_hook(&body("http://127.0.0.1:9/x", None), Some(&h)).unwrap();
+        assert_eq!(r.auth, Some(("Authorization".into(), "s".into())));
+        assert!(r.verified);
+        let moved = parse_hook(&body("http://127.0.0.1:10/x", None), Some(&h)).unwrap();
+        assert!(!moved.verified, "a new URI needs a new verification");
+        assert!(!h.json("http://o").to_string().contains("\"s\""));
+    }
+
+    #[test]
+    fn only_active_verified_subscribed_hooks_get_events() {
+        let mut h = parse_hook(&body("https://example.com/x", Some("s")), None).unwrap();
+        h.id = "who1".into();
+        let mut hooks = BTreeMap::from([(h.id.clone(), h)]);
+        let mut q = HookQueue::default();
+        let ev = json!({"eventType": "user.lifecycle.deactivate", "uuid": "u1"});
+        q.offer(&hooks, &ev);
+        assert!(q.pending.is_empty(), "unverified");
+        hooks.get_mut("who1").unwrap().verified = true;
+        q.offer(&hooks, &json!({"eventType": "user.lifecycle.suspend"}));
+        q.offer(&hooks, &ev);
+        assert_eq!(q.pending.len(), 1);
+        hooks.get_mut("who1").unwrap().active = false;
+        q.offer(&hooks, &ev);
+        assert_eq!(q.pending.len(), 1);
+    }
+}

@@ -325,3 +325,64 @@ pub(crate) fn caps_from_body(current: Option<Caps>, body: &[u8]) -> Result<Caps,
     })();
     r.map_err(|e| errors::validation(&e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capabilities_update_keeps_absent_fields_and_names_bad_ones() {
+        let cur = Some(Caps {
+            create: true,
+            update: true,
+            deactivate: true,
+        });
+        let c = caps_from_body(
+            cur,
+            br#"{"update":{"lifecycleDeactivate":{"status":"DISABLED"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c,
+            Caps {
+                create: true,
+                update: true,
+                deactivate: false
+            }
+        );
+        let e =
+            caps_from_body(cur, br#"{"create":{"lifecycleCreate":{"status":"ON"}}}"#).unwrap_err();
+        assert_eq!(e.status, 400);
+        assert!(e.body.to_string().contains("create.lifecycleCreate.status"));
+        assert_eq!(caps_from_body(cur, b"[1]").unwrap_err().status, 400);
+        // Re-enabling a removed feature starts from everything off.
+        let c = caps_from_body(
+            None,
+            br#"{"create":{"lifecycleCreate":{"status":"ENABLED"}}}"#,
+        )
+        .unwrap();
+        assert!(c.create && !c.update && !c.deactivate);
+    }
+
+    #[test]
+    fn a_pool_is_as_operational_as_its_best_agent() {
+        let now = Utc::now();
+        let agent = |s| AgentState {
+            id: "a".into(),
+            name: "a".into(),
+            status: s,
+            last_connection: now,
+        };
+        let mut p = AgentPoolState {
+            id: "p".into(),
+            name: "p".into(),
+            kind: "AD",
+            agents: vec![agent("DISRUPTED"), agent("OPERATIONAL")],
+        };
+        assert_eq!(p.status(), "OPERATIONAL");
+        p.agents = vec![agent("DISRUPTED"), agent("INACTIVE")];
+        assert_eq!(p.status(), "DISRUPTED");
+        p.agents.clear();
+        assert_eq!(p.status(), "INACTIVE");
+    }
+}
