@@ -188,6 +188,7 @@ async fn scim_auth_errors_paging_and_faults() {
     let app = sim.add_app("Paged");
     let s = sim.add_scim_server(&app).await.unwrap();
     let tok = s.token();
+    assert!(!format!("{s:?} {sim:?}").contains(&tok), "token in Debug");
     for i in 0..250 {
         s.add_user(&format!("user{i:04}@app.example"), i % 50 != 0);
     }
@@ -560,4 +561,40 @@ async fn app_wide_failures_and_success_signals_are_logged() {
     )[0];
     assert_eq!(target(gp, "UserGroup")["id"], g.as_str());
     assert!(gp["outcome"]["reason"].as_str().unwrap().contains("403"));
+}
+
+/// Issue 13's reconciliation scale: 10,000 app accounts page in 10 requests of 1,000 (the
+/// server's cap), and the counters say so.
+#[tokio::test]
+async fn ten_thousand_scim_users_page_in_ten_requests() {
+    let sim = OktaSim::start().await.unwrap();
+    let app = sim.add_app("Big");
+    let s = sim.add_scim_server(&app).await.unwrap();
+    for i in 0..10_000 {
+        s.add_user(&format!("u{i:05}@big.example"), true);
+    }
+    let tok = s.token();
+    let started = std::time::Instant::now();
+    let (mut start, mut seen) = (1, 0);
+    loop {
+        let (st, _, page) = scim(
+            &s,
+            reqwest::Method::GET,
+            &format!("/Users?startIndex={start}&count=5000"),
+            None,
+            Some(&tok),
+        )
+        .await;
+        assert_eq!(st, 200);
+        let n = page["Resources"].as_array().unwrap().len();
+        assert!(n <= okta_sim::SCIM_MAX_COUNT);
+        seen += n;
+        start += n;
+        if seen >= page["totalResults"].as_u64().unwrap() as usize {
+            break;
+        }
+    }
+    assert_eq!(seen, 10_000);
+    assert_eq!(s.stats().by_route["GET /Users"], 10);
+    println!("10,000 SCIM users paged in {:?}", started.elapsed());
 }

@@ -172,6 +172,7 @@ async fn management_api_and_verification_handshake() {
         "the secret is write-only: {h}"
     );
     let id = h["id"].as_str().unwrap().to_string();
+    assert!(!format!("{sim:?}").contains("s3cret-hook"), "secret in Debug");
 
     // Unverified hooks receive nothing.
     let u = sim.add_user("early.leaver@example.com");

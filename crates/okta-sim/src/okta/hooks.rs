@@ -107,13 +107,15 @@ pub struct HookDelivery {
     pub at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct EventHook {
     pub id: String,
     pub name: String,
     pub description: Option<String>,
     pub events: Vec<String>,
     pub filter: Option<Value>,
+    /// The filter's conditions the simulator evaluates: (event type, JSON pointer, value).
+    pub conditions: Vec<(String, String, String)>,
     pub uri: String,
     pub headers: Vec<(String, String)>,
     /// `(key, value)` of the `HEADER` auth scheme; the value is never rendered.
@@ -123,6 +125,21 @@ pub(crate) struct EventHook {
     pub created: DateTime<Utc>,
     pub last_updated: DateTime<Utc>,
     pub created_by: String,
+}
+
+impl std::fmt::Debug for EventHook {
+    // The auth header value is a secret: never in Debug output.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventHook")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("events", &self.events)
+            .field("uri", &self.uri)
+            .field("auth_key", &self.auth.as_ref().map(|(k, _)| k))
+            .field("active", &self.active)
+            .field("verified", &self.verified)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Events waiting for the deliverer.
@@ -141,7 +158,12 @@ impl HookQueue {
             return;
         };
         for h in hooks.values() {
-            if h.active && h.verified && h.events.iter().any(|e| e == t) {
+            let passes = h
+                .conditions
+                .iter()
+                .filter(|(et, _, _)| et == t)
+                .all(|(_, ptr, want)| ev.pointer(ptr).and_then(Value::as_str) == Some(want));
+            if h.active && h.verified && passes && h.events.iter().any(|e| e == t) {
                 self.pending.push((h.id.clone(), ev.clone()));
             }
         }
@@ -186,6 +208,47 @@ impl EventHook {
             "_links": links,
         })
     }
+}
+
+/// Parses the Okta Expression Language conditions of `events.filter` that the simulator can
+/// evaluate: `event.<dotted.path> eq '<value>'` (e.g. `event.outcome.result eq 'FAILURE'`).
+/// Anything else is refused, so a test never believes a filter applied that did not.
+fn parse_conditions(filter: Option<&Value>) -> Result<Vec<(String, String, String)>, String> {
+    let Some(map) = filter.map(|f| &f["eventFilterMap"]) else {
+        return Ok(Vec::new());
+    };
+    let Some(entries) = map.as_array() else {
+        return Err("events.filter.eventFilterMap: must be an array".into());
+    };
+    let mut out = Vec::new();
+    for e in entries {
+        let event = e["event"]
+            .as_str()
+            .ok_or("events.filter.eventFilterMap[].event: required")?;
+        let expr = e["condition"]["expression"].as_str().unwrap_or("").trim();
+        let parsed = (|| {
+            let (lhs, rhs) = expr.split_once(" eq ")?;
+            let path = lhs.trim().strip_prefix("event.")?;
+            let rhs = rhs.trim();
+            let value = rhs
+                .strip_prefix('\'')
+                .and_then(|r| r.strip_suffix('\''))
+                .or_else(|| rhs.strip_prefix('"').and_then(|r| r.strip_suffix('"')))?;
+            if path.is_empty() || !path.chars().all(|c| c.is_ascii_alphanumeric() || c == '.') {
+                return None;
+            }
+            Some((format!("/{}", path.replace('.', "/")), value.to_string()))
+        })();
+        match parsed {
+            Some((ptr, value)) => out.push((event.to_string(), ptr, value)),
+            None => {
+                return Err(format!(
+                    "events.filter: the simulator evaluates only \"event.<path> eq '<value>'\", not {expr:?}"
+                ))
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Reads an `EventHook` request body; `existing` keeps the secret when a replace omits it.
@@ -271,13 +334,16 @@ fn parse_hook(body: &[u8], existing: Option<&EventHook>) -> Result<EventHook, Re
             }
         }
     };
+    let filter = v["events"].get("filter").filter(|f| !f.is_null()).cloned();
+    let conditions = parse_conditions(filter.as_ref()).map_err(|e| bad(&e))?;
     let now = Utc::now();
     Ok(EventHook {
         id: existing.map(|e| e.id.clone()).unwrap_or_default(),
         name: name.to_string(),
         description: v["description"].as_str().map(str::to_string),
         events: items,
-        filter: v["events"].get("filter").filter(|f| !f.is_null()).cloned(),
+        filter,
+        conditions,
         uri: uri.to_string(),
         headers,
         auth,
@@ -569,6 +635,33 @@ mod tests {
         let moved = parse_hook(&body("http://127.0.0.1:10/x", None), Some(&h)).unwrap();
         assert!(!moved.verified, "a new URI needs a new verification");
         assert!(!h.json("http://o").to_string().contains("\"s\""));
+    }
+
+    #[test]
+    fn filters_on_outcome_are_applied_and_others_refused() {
+        let with = |expr: &str| {
+            let mut v: Value =
+                serde_json::from_slice(&body("https://e.example/x", Some("s"))).unwrap();
+            v["events"]["filter"] = json!({"type": "EXPRESSION_LANGUAGE", "eventFilterMap": [
+                {"event": "user.lifecycle.deactivate", "condition": {"expression": expr}}]});
+            parse_hook(&serde_json::to_vec(&v).unwrap(), None)
+        };
+        assert!(with("event.target.?[type eq 'UserGroup'].size()>0").is_err());
+        let mut h = with("event.outcome.result eq 'FAILURE'").unwrap();
+        h.id = "who1".into();
+        h.verified = true;
+        let hooks = BTreeMap::from([(h.id.clone(), h)]);
+        let mut q = HookQueue::default();
+        q.offer(
+            &hooks,
+            &json!({"eventType": "user.lifecycle.deactivate", "outcome": {"result": "SUCCESS"}}),
+        );
+        assert!(q.pending.is_empty());
+        q.offer(
+            &hooks,
+            &json!({"eventType": "user.lifecycle.deactivate", "outcome": {"result": "FAILURE"}}),
+        );
+        assert_eq!(q.pending.len(), 1);
     }
 
     #[test]

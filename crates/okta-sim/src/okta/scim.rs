@@ -100,7 +100,6 @@ pub struct ScimStats {
     pub server_errors: u64,
 }
 
-#[derive(Debug)]
 struct ScimState {
     users: BTreeMap<String, ScimUser>,
     token: String,
@@ -113,6 +112,20 @@ struct ScimState {
     stats: ScimStats,
     requests: Vec<ScimRequest>,
     counter: u128,
+}
+
+impl std::fmt::Debug for ScimState {
+    // The bearer token is a secret: never in Debug output.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScimState")
+            .field("users", &self.users.len())
+            .field("ignore_okta_deactivations", &self.ignore_okta_deactivations)
+            .field("name_style", &self.name_style)
+            .field("faults", &self.faults)
+            .field("limit_per_minute", &self.limit_per_minute)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The state one app's SCIM server and Okta's provisioning engine share.
