@@ -117,6 +117,20 @@ async fn okta_pushes_mirror_into_the_apps_scim_server() {
     assert_eq!(pushes.len(), 1);
     assert_eq!(pushes[0]["outcome"]["result"], "SUCCESS");
     assert!(sim.app_user(&app, &u).is_none());
+
+    // An app whose SCIM server is gone cannot be provisioned.
+    s.shutdown();
+    let v = sim.add_user("late.joiner@example.com");
+    sim.assign(&app, &v);
+    let push = events_of(&sim, "application.provision.user.push")
+        .pop()
+        .unwrap();
+    assert_eq!(push["outcome"]["result"], "FAILURE");
+    assert!(push["outcome"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("Unable to connect"));
+    assert_eq!(sim.app_user(&app, &v).unwrap()["syncState"], "ERROR");
 }
 
 #[tokio::test]

@@ -25,16 +25,21 @@
 //! - System Log `since` (and `until`) compare with persistence time in polling mode, as Okta
 //!   documents; `until` or `sortOrder=DESCENDING` makes a bounded query sorted by `published`.
 
+mod apps;
 mod clock;
 mod errors;
 mod filter;
+mod hook_delivery;
 mod hooks;
 mod ids;
 mod knobs;
 mod lifecycle;
+mod logs;
 mod oauth;
 mod org;
+mod render;
 mod scim;
+mod scim_http;
 mod server;
 mod tasks;
 pub mod test_keys;
@@ -322,7 +327,7 @@ impl OktaSim {
             shutdown: tx,
             hook_wake: tokio::sync::Notify::new(),
         });
-        tokio::spawn(hooks::deliver_loop(inner.clone()));
+        tokio::spawn(hook_delivery::deliver_loop(inner.clone()));
         let app = server::router(inner.clone());
         tokio::spawn(async move {
             let stop = async move {
