@@ -231,7 +231,8 @@ impl Org {
             actor,
             "application.user_membership.remove",
             "Remove user's application membership",
-            "app.generic.provision.deprovision_user",
+            // No legacy name we could confirm: omitted rather than invented.
+            "",
             "INFO",
             None,
             targets,
@@ -347,7 +348,8 @@ impl Org {
             Some(actor),
             "application.lifecycle.update",
             "Update application",
-            "app.admin.app_instance.update",
+            // No legacy name we could confirm: omitted rather than invented.
+            "",
             "INFO",
             None,
             vec![target],
