@@ -106,6 +106,7 @@ pub(crate) async fn deliver_loop(inner: Arc<Inner>) {
                         rand::rngs::StdRng::seed_from_u64(q.knobs.seed.wrapping_add(q.rng_round));
                     batch.shuffle(&mut rng);
                 }
+                q.in_flight = batch.len();
                 (batch, q.knobs.clone())
             };
             let size = knobs.batch_size.max(1);
@@ -121,6 +122,8 @@ pub(crate) async fn deliver_loop(inner: Arc<Inner>) {
                 for _ in 0..copies {
                     deliver(&inner, &http, &hook_id, &events).await;
                 }
+                let mut st = inner.lock();
+                st.org.hook_queue.in_flight = batch.len() - i;
             }
         }
     }

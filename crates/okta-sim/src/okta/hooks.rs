@@ -145,6 +145,8 @@ pub(crate) struct HookQueue {
     pub knobs: HookDeliveryKnobs,
     pub deliveries: Vec<HookDelivery>,
     pub rng_round: u64,
+    /// Events taken by the deliverer and not yet delivered (or given up).
+    pub in_flight: usize,
 }
 
 impl HookQueue {

@@ -300,6 +300,13 @@ impl OktaSim {
         self.inner.lock().org.hook_queue.pending.len()
     }
 
+    /// Whether every queued event has been delivered or given up (nothing pending, nothing in
+    /// flight). While `hold` is on, held events count as pending.
+    pub fn hook_deliveries_idle(&self) -> bool {
+        let st = self.inner.lock();
+        st.org.hook_queue.pending.is_empty() && st.org.hook_queue.in_flight == 0
+    }
+
     /// Every delivery attempt so far, in order.
     pub fn hook_deliveries(&self) -> Vec<HookDelivery> {
         self.inner.lock().org.hook_queue.deliveries.clone()
