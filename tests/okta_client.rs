@@ -90,7 +90,7 @@ async fn pages_follow_the_next_link() {
 #[tokio::test(start_paused = true)]
 async fn a_burst_of_200_calls_takes_at_most_half_of_each_window() {
     let sim = start_okta().await;
-    sim.set_rate_limit(Bucket::Apps, 60);
+    sim.set_rate_limit(Bucket::AppInstance, 60);
     let app = sim.add_app("Jira");
     let c = ssws(&sim);
     let start = Instant::now();
@@ -108,7 +108,7 @@ async fn a_burst_of_200_calls_takes_at_most_half_of_each_window() {
     let stats = sim.stats();
     assert_eq!(stats.rate_limited, 0, "Okta answered 429");
     assert!(
-        stats.max_per_window[&Bucket::Apps] <= 30,
+        stats.max_per_window[&Bucket::AppInstance] <= 30,
         "{:?}",
         stats.max_per_window
     );
@@ -156,7 +156,7 @@ async fn server_errors_and_timeouts_back_off_then_succeed_or_fail_typed() {
     let app = sim.add_app("Box");
     let c = ssws(&sim);
     sim.inject_fault(Fault {
-        bucket: Some(Bucket::Apps),
+        bucket: Some(Bucket::AppInstance),
         kind: FaultKind::ServerError(503),
         times: 2,
     });
@@ -168,10 +168,10 @@ async fn server_errors_and_timeouts_back_off_then_succeed_or_fail_typed() {
         "{:?}",
         start.elapsed()
     );
-    assert_eq!(count(&sim, Bucket::Apps, 503), 2);
+    assert_eq!(count(&sim, Bucket::AppInstance, 503), 2);
 
     sim.inject_fault(Fault {
-        bucket: Some(Bucket::Apps),
+        bucket: Some(Bucket::AppInstance),
         kind: FaultKind::ServerError(500),
         times: 4,
     });
@@ -179,7 +179,7 @@ async fn server_errors_and_timeouts_back_off_then_succeed_or_fail_typed() {
     assert!(matches!(e, OktaError::Retryable { .. }), "{e}");
     assert!(e.is_transient());
     assert_eq!(
-        count(&sim, Bucket::Apps, 500),
+        count(&sim, Bucket::AppInstance, 500),
         4,
         "gives up after 4 attempts"
     );
@@ -192,7 +192,7 @@ async fn server_errors_and_timeouts_back_off_then_succeed_or_fail_typed() {
     o.request_timeout = Duration::from_secs(2);
     let c = OktaClient::new(o).unwrap();
     sim.inject_fault(Fault {
-        bucket: Some(Bucket::Apps),
+        bucket: Some(Bucket::AppInstance),
         kind: FaultKind::Slow(Duration::from_secs(30)),
         times: 1,
     });
@@ -558,7 +558,7 @@ async fn a_dropped_probe_does_not_block_its_bucket() {
     let app = sim.add_app("Box");
     let c = ssws(&sim);
     sim.inject_fault(Fault {
-        bucket: Some(Bucket::Apps),
+        bucket: Some(Bucket::AppInstance),
         kind: FaultKind::Slow(Duration::from_secs(20)),
         times: 1,
     });

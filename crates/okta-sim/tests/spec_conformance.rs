@@ -419,3 +419,135 @@ async fn simulator_bodies_conform_to_the_spec() {
         }
     }
 }
+
+#[tokio::test]
+async fn deprovisioning_hooks_and_tasks_bodies_conform_to_the_spec() {
+    let spec = spec_or_skip!();
+    let sim = OktaSim::start().await.unwrap();
+    let c = reqwest::Client::new();
+    let app = sim.add_app("Conformance lifecycle");
+    let _scim = sim.add_scim_server(&app).await.unwrap();
+    let g = sim.add_group("Conformance group");
+    sim.assign_group(&app, &g);
+    let users: Vec<String> = (0..4)
+        .map(|i| sim.add_user(&format!("life{i}@example.com")))
+        .collect();
+    for u in &users {
+        sim.add_to_group(&g, u);
+    }
+    sim.assign(&app, &users[3]);
+    sim.emit_legacy_success_events(true);
+    let late = sim.add_user("late@example.com");
+    sim.assign(&app, &late);
+    sim.remove_from_group(&g, &users[0], "admin@example.com");
+    sim.deactivate_user(&users[1], "admin@example.com");
+    sim.suspend_user(&users[2], "admin@example.com");
+    sim.unassign(&app, &users[3], "admin@example.com");
+    sim.set_lifecycle_deactivate(&app, false, "admin@example.com");
+    sim.disable_provisioning_as(&app, "admin@example.com");
+    sim.set_provisioning_as(
+        &app,
+        "admin@example.com",
+        okta_sim::ProvisioningSettings {
+            create: true,
+            update: true,
+            deactivate: true,
+        },
+    );
+    let mapping = sim.fail_group_push(&app, &g, "Group push failed: 403 Forbidden");
+    sim.fail_app_credentials(&app, "Could not verify API credentials");
+    sim.fail_sync_job(&app, "Sync job failed");
+
+    let (st, events) = fetch(&c, &sim, "/api/v1/logs?limit=1000", true).await;
+    assert_eq!(st, 200);
+    let events = events.as_array().unwrap().clone();
+    let mut types: Vec<String> = events
+        .iter()
+        .map(|e| e["eventType"].as_str().unwrap().to_string())
+        .collect();
+    types.sort();
+    types.dedup();
+    for t in [
+        "user.lifecycle.deactivate",
+        "user.lifecycle.suspend",
+        "group.user_membership.remove",
+        "application.user_membership.remove",
+        "application.lifecycle.update",
+        "application.provision.user.deactivate",
+        "application.provision.group_push.mapping.update.or.delete.failed.with.error",
+        "application.configuration.update",
+        "app.app_instance.provision_sync_job.failed",
+        "app.user_management.push_new_user_success",
+    ] {
+        assert!(types.iter().any(|x| x == t), "{t} not logged: {types:?}");
+    }
+    for ev in &events {
+        assert_conforms(spec, "LogEvent", "event", ev);
+    }
+
+    let (_, f) = fetch(
+        &c,
+        &sim,
+        &format!("/api/v1/apps/{app}/features/USER_PROVISIONING"),
+        true,
+    )
+    .await;
+    assert_conforms(spec, "ApplicationFeature", "feature after updates", &f);
+    let (_, mappings) = fetch(
+        &c,
+        &sim,
+        &format!("/api/v1/apps/{app}/group-push/mappings?status=ERROR"),
+        true,
+    )
+    .await;
+    assert_eq!(mappings[0]["id"], mapping.as_str());
+    for m in mappings.as_array().unwrap() {
+        assert_conforms(spec, "GroupPushMapping", "mapping", m);
+    }
+    let (_, conn) = fetch(
+        &c,
+        &sim,
+        &format!("/api/v1/apps/{app}/connections/default"),
+        true,
+    )
+    .await;
+    assert_conforms(spec, "ProvisioningConnectionResponse", "connection", &conn);
+    let pool = sim.add_agent_pool("AD pool", "AD");
+    sim.set_agent_status(&pool, okta_sim::AgentStatus::Degraded);
+    let (_, pools) = fetch(&c, &sim, "/api/v1/agentPools", true).await;
+    for p in pools.as_array().unwrap() {
+        assert_conforms(spec, "AgentPool", "agent pool", p);
+    }
+    let (_, limits) = fetch(
+        &c,
+        &sim,
+        "/api/v1/principal-rate-limits?filter=principalType%20eq%20%22SSWS_TOKEN%22",
+        true,
+    )
+    .await;
+    for l in limits.as_array().unwrap() {
+        assert_conforms(spec, "PrincipalRateLimitEntity", "principal rate limit", l);
+    }
+
+    let hook = json!({
+        "name": "Conformance hook",
+        "events": {"type": "EVENT_TYPE", "items": ["user.lifecycle.deactivate"]},
+        "channel": {"type": "HTTP", "version": "1.0.0", "config": {
+            "uri": "https://hooks.example.com/okta",
+            "headers": [{"key": "X-Other-Header", "value": "v"}],
+            "authScheme": {"type": "HEADER", "key": "Authorization", "value": "secret"}
+        }}
+    });
+    let r = c
+        .post(format!("{}/api/v1/eventHooks", sim.base_url()))
+        .header("Authorization", format!("SSWS {}", sim.api_token()))
+        .json(&hook)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let created: Value = r.json().await.unwrap();
+    assert_conforms(spec, "EventHook", "event hook", &created);
+    let (_, hooks) = fetch(&c, &sim, "/api/v1/eventHooks", true).await;
+    assert_conforms(spec, "EventHook", "listed event hook", &hooks[0]);
+}

@@ -35,6 +35,9 @@ async fn main() -> std::io::Result<()> {
     let wiki = sim.add_app("Wiki SCIM (down)");
     let legacy = sim.add_app("Legacy SSO only");
     sim.remove_provisioning_feature(&legacy);
+    // The HR app has its own SCIM API, and keeps accounts Okta says it deprovisioned.
+    let hr_scim = sim.add_scim_server(&hr).await?;
+    hr_scim.ignore_okta_deactivations(true);
     let users: Vec<String> = [
         "ada.lovelace@example.com",
         "alan.turing@example.com",
@@ -70,6 +73,11 @@ async fn main() -> std::io::Result<()> {
         "  OAuth client id:  0oasimdemoservice (TEST-ONLY key in crates/okta-sim/tests/fixtures)"
     );
     println!("  apps: hr={hr} crm={crm} wiki={wiki} legacy={legacy}");
+    println!(
+        "  hr SCIM API: {} (Bearer {})",
+        hr_scim.base_url(),
+        hr_scim.token()
+    );
     println!(
         "  {} System Log events; Ctrl-C to stop",
         sim.log_event_count()

@@ -1,5 +1,7 @@
 //! A fake Okta org served over real HTTP on a loopback port: System Log, apps, app users,
-//! provisioning features, OAuth client credentials, rate limits and injectable faults.
+//! provisioning features, OAuth client credentials, rate limits and injectable faults; plus a
+//! SCIM 2.0 server per app ([`ScimServer`]), event hooks with delivery, lifecycle and
+//! Tasks-page events ([`knobs`] lists the methods tests drive them with; see README.md).
 //!
 //! The server runs on the caller's tokio runtime and reads time only through tokio's clock
 //! (plus the wall-clock epoch captured at start), so `tokio::time::pause()` / `advance()` move
@@ -17,18 +19,37 @@
 //! - With "Create Users" disabled a create push fails ("no matching user, creating users is
 //!   disabled"); with "Update User Attributes" disabled profile pushes are skipped silently; with
 //!   "Deactivate Users" disabled an unassignment removes the app user without any push or event.
+//! - A user deactivation deprovisions every app user the user has (per the app's
+//!   [`DeprovisionMode`]); a suspension pushes nothing.
 //! - A 429 does not consume the window's quota; 401s and other errors do.
 //! - System Log `since` (and `until`) compare with persistence time in polling mode, as Okta
 //!   documents; `until` or `sortOrder=DESCENDING` makes a bounded query sorted by `published`.
 
+mod apps;
 mod clock;
 mod errors;
 mod filter;
+mod hook_delivery;
+mod hooks;
 mod ids;
+mod knobs;
+mod lifecycle;
+mod logs;
 mod oauth;
 mod org;
+mod render;
+mod scim;
+mod scim_http;
 mod server;
+mod tasks;
 pub mod test_keys;
+
+pub use hooks::{HookDelivery, HookDeliveryKnobs, ELIGIBLE_EVENT_TYPES, HOOK_TIMEOUT};
+pub use knobs::{AgentStatus, ProvisioningSettings};
+pub use scim::{
+    NameStyle, ScimFault, ScimFaultKind, ScimRequest, ScimServer, ScimStats, ScimUser,
+    SCIM_MAX_COUNT,
+};
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -58,14 +79,31 @@ pub enum Downstream {
     AuthFailure,
 }
 
-/// Okta rate-limit buckets, by endpoint family.
+/// What Okta does when it deprovisions a user of an app whose "Deactivate Users" is on and whose
+/// downstream accepts the push (issue 13's blind spots).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum DeprovisionMode {
+    /// The deactivation is pushed (mirrored into the app's SCIM server) and logged.
+    #[default]
+    Logged,
+    /// Okta removes the app user and logs nothing at all: no SUCCESS, no FAILURE.
+    Silent,
+    /// Okta logs SUCCESS but the app is never told: its SCIM server keeps the user active.
+    SuccessNotPushed,
+}
+
+/// Okta rate-limit buckets, by endpoint family, as Okta publishes them (NOTES.md "Rate
+/// limits"): explicit app reads/updates are apart from everything else under `/api/v1/apps`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Bucket {
     /// `/api/v1/logs*`
     Logs,
-    /// `/api/v1/apps*`
+    /// `/api/v1/apps` and every `/api/v1/apps/*` path other than `/api/v1/apps/{id}` itself:
+    /// app lists, app users (pages, reads, the retry `POST`), features, group push, connections.
     Apps,
-    /// `/api/v1/users*`
+    /// Exactly `/api/v1/apps/{id}` (get, update, delete the app itself).
+    AppInstance,
+    /// Exactly `/api/v1/users/{idOrLogin}`; user lists and sub-resources fall under `Other`.
     Users,
     /// `/oauth2/v1/token`
     OAuthToken,
@@ -74,9 +112,10 @@ pub enum Bucket {
 }
 
 impl Bucket {
-    pub const ALL: [Bucket; 5] = [
+    pub const ALL: [Bucket; 6] = [
         Bucket::Logs,
         Bucket::Apps,
+        Bucket::AppInstance,
         Bucket::Users,
         Bucket::OAuthToken,
         Bucket::Other,
@@ -90,11 +129,18 @@ impl Bucket {
                     .strip_prefix(prefix)
                     .is_some_and(|rest| rest.starts_with('/') || rest.starts_with('?'))
         };
+        let one_segment_under = |prefix: &str| {
+            path.strip_prefix(prefix)
+                .and_then(|rest| rest.strip_prefix('/'))
+                .is_some_and(|id| !id.is_empty() && !id.contains('/'))
+        };
         if under("/api/v1/logs") {
             Bucket::Logs
+        } else if one_segment_under("/api/v1/apps") {
+            Bucket::AppInstance
         } else if under("/api/v1/apps") {
             Bucket::Apps
-        } else if under("/api/v1/users") {
+        } else if one_segment_under("/api/v1/users") {
             Bucket::Users
         } else if path == "/oauth2/v1/token" {
             Bucket::OAuthToken
@@ -108,6 +154,7 @@ impl Bucket {
         match self {
             Bucket::Logs => 120,
             Bucket::Apps => 100,
+            Bucket::AppInstance => 500,
             Bucket::Users | Bucket::OAuthToken | Bucket::Other => 600,
         }
     }
@@ -202,6 +249,10 @@ pub(crate) struct State {
     pub stats: SimStats,
     pub requests: Vec<RequestRecord>,
     pub api_token: String,
+    /// The admin whose API token the SSWS requests use: the actor of API-made changes.
+    pub api_token_owner: String,
+    pub agent_pools: Vec<tasks::AgentPoolState>,
+    pub principal_limits: tasks::PrincipalLimits,
 }
 
 #[derive(Debug)]
@@ -211,6 +262,8 @@ pub(crate) struct Inner {
     pub state: Mutex<State>,
     pub in_flight: AtomicUsize,
     pub shutdown: tokio::sync::watch::Sender<bool>,
+    /// Wakes the event hook deliverer after the org changed.
+    pub hook_wake: tokio::sync::Notify,
 }
 
 impl Inner {
@@ -245,8 +298,9 @@ impl OktaSim {
         };
         let base = format!("http://{host}:{}", local.port());
         let (tx, mut rx) = tokio::sync::watch::channel(false);
+        let clock = SimClock::new();
         let inner = Arc::new(Inner {
-            clock: SimClock::new(),
+            clock,
             base: base.clone(),
             state: Mutex::new(State {
                 org: Org::new(base),
@@ -261,10 +315,19 @@ impl OktaSim {
                 stats: SimStats::default(),
                 requests: Vec::new(),
                 api_token: format!("00{}", ids::random_alnum(40)),
+                api_token_owner: "okta.admin@example.com".into(),
+                agent_pools: Vec::new(),
+                principal_limits: tasks::PrincipalLimits {
+                    default_percentage: 50,
+                    default_concurrency_percentage: 50,
+                    created: clock.now(),
+                },
             }),
             in_flight: AtomicUsize::new(0),
             shutdown: tx,
+            hook_wake: tokio::sync::Notify::new(),
         });
+        tokio::spawn(hook_delivery::deliver_loop(inner.clone()));
         let app = server::router(inner.clone());
         tokio::spawn(async move {
             let stop = async move {
@@ -311,8 +374,13 @@ impl OktaSim {
 
     fn with_org<R>(&self, f: impl FnOnce(&mut Org, DateTime<Utc>) -> R) -> R {
         let now = self.inner.clock.now();
-        let mut st = self.inner.lock();
-        f(&mut st.org, now)
+        let r = {
+            let mut st = self.inner.lock();
+            f(&mut st.org, now)
+        };
+        // Whatever the change logged may be due to an event hook.
+        self.inner.hook_wake.notify_one();
+        r
     }
 
     /// Adds an ACTIVE SAML 2.0 app with USER_PROVISIONING (create, update, deactivate enabled)

@@ -3,14 +3,17 @@
 //!
 //! Everything here is plain data behind the simulator's mutex; the HTTP layer renders it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
 use super::clock::okta_time;
+use super::hooks::{EventHook, HookQueue};
 use super::ids::{okta_id, random_alnum};
-use super::Downstream;
+use super::scim::ScimShared;
+use super::{DeprovisionMode, Downstream};
 
 /// Okta caps `outcome.reason` at 255 characters (spec `maxLength`).
 const REASON_MAX: usize = 255;
@@ -48,6 +51,16 @@ pub(crate) struct App {
     pub provisioning: Option<Caps>,
     pub downstream: Downstream,
     pub users: BTreeMap<String, AppUser>,
+    /// The app's own SCIM 2.0 server, when the test started one: Okta's pushes mirror into it.
+    pub scim: Option<Arc<ScimShared>>,
+    /// What Okta does (and logs) when it deprovisions a user of this app.
+    pub deprovision: DeprovisionMode,
+    /// Groups assigned to the app: their members are assigned through them.
+    pub groups: BTreeSet<String>,
+    /// Group push mappings by id.
+    pub group_push: BTreeMap<String, super::tasks::GroupPushMapping>,
+    /// `ENABLED`, `DISABLED` or `UNKNOWN` (`/connections/default`).
+    pub connection: &'static str,
 }
 
 #[derive(Debug, Clone)]
@@ -58,6 +71,9 @@ pub(crate) struct User {
     pub last: String,
     pub email: String,
     pub created: DateTime<Utc>,
+    /// `ACTIVE`, `SUSPENDED` or `DEPROVISIONED`.
+    pub status: &'static str,
+    pub status_changed: DateTime<Utc>,
 }
 
 impl User {
@@ -83,6 +99,8 @@ pub(crate) struct AppUser {
     pub profile: Map<String, Value>,
     /// The operation that failed last and is waiting for a retry.
     pub pending: Option<Op>,
+    /// Assigned to the user directly (not only through a group).
+    pub direct: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -97,9 +115,15 @@ pub(crate) struct Org {
     pub apps: BTreeMap<String, App>,
     pub users: BTreeMap<String, User>,
     pub events: Vec<StoredEvent>,
-    counter: u64,
+    pub groups: BTreeMap<String, super::lifecycle::Group>,
+    pub hooks: BTreeMap<String, EventHook>,
+    /// Events waiting for the event hook deliverer, by hook.
+    pub hook_queue: HookQueue,
+    /// Also log `app.user_management.push_new_user_success` after each successful create push.
+    pub legacy_success_events: bool,
+    pub(crate) counter: u64,
     system_actor_id: String,
-    org_id: String,
+    pub(crate) org_id: String,
 }
 
 fn capitalize(s: &str) -> String {
@@ -143,13 +167,17 @@ impl Org {
             apps: BTreeMap::new(),
             users: BTreeMap::new(),
             events: Vec::new(),
+            groups: BTreeMap::new(),
+            hooks: BTreeMap::new(),
+            hook_queue: HookQueue::default(),
+            legacy_success_events: false,
             counter: 0,
             system_actor_id: okta_id("0oa", 0),
             org_id: okta_id("00o", 0),
         }
     }
 
-    fn next_id(&mut self, prefix: &str) -> String {
+    pub(crate) fn next_id(&mut self, prefix: &str) -> String {
         self.counter += 1;
         okta_id(prefix, self.counter)
     }
@@ -173,6 +201,11 @@ impl Org {
                 }),
                 downstream: Downstream::Healthy,
                 users: BTreeMap::new(),
+                scim: None,
+                deprovision: DeprovisionMode::Logged,
+                groups: BTreeSet::new(),
+                group_push: BTreeMap::new(),
+                connection: "ENABLED",
             },
         );
         id
@@ -213,6 +246,8 @@ impl Org {
                 last,
                 email,
                 created: now,
+                status: "ACTIVE",
+                status_changed: now,
             },
         );
         id
@@ -247,6 +282,7 @@ impl Org {
                 user_name: user.login.clone(),
                 profile,
                 pending: None,
+                direct: true,
             },
         );
         self.push(app_id, user_id, Op::Create, now, Txn::Job);
@@ -319,6 +355,10 @@ impl Org {
                 return;
             }
             _ => match &app.downstream {
+                // A SCIM server that was shut down is an app Okta cannot reach.
+                Downstream::Healthy if app.scim.as_ref().is_some_and(|s| s.is_down()) => {
+                    Some("Unable to connect to the remote server.".into())
+                }
                 Downstream::Healthy => None,
                 Downstream::Down => Some("Unable to connect to the remote server.".into()),
                 Downstream::AuthFailure => Some(
@@ -336,13 +376,34 @@ impl Org {
         let auth_failure = cause.is_some() && app.downstream == Downstream::AuthFailure;
         let rejected = matches!(app.downstream, Downstream::Reject { .. });
 
+        // The deprovisioning modes model Okta's blind spots: nothing logged at all, or SUCCESS
+        // logged while the app was never told (so the app keeps the account active).
+        let mut mirror = true;
+        if op == Op::Deactivate && cause.is_none() {
+            match app.deprovision {
+                DeprovisionMode::Logged => {}
+                DeprovisionMode::Silent => {
+                    app.users.remove(user_id);
+                    return;
+                }
+                DeprovisionMode::SuccessNotPushed => mirror = false,
+            }
+        }
+        // A successful push reaches the app's SCIM server, when it has one; the SCIM id becomes
+        // the app user's `externalId`, as Okta records it.
+        let scim_id = match (&app.scim, &cause, mirror) {
+            (Some(scim), None, true) => {
+                scim.mirror(op, au.external_id.as_deref(), &au.user_name, &user)
+            }
+            _ => None,
+        };
         let target_id = au.target_id.clone();
         let app_user_name = au.user_name.clone();
         match (&cause, op) {
             (None, Op::Create) => {
                 au.status = "PROVISIONED";
                 au.status_changed = now;
-                au.external_id = Some(random_alnum(32).to_lowercase());
+                au.external_id = Some(scim_id.unwrap_or_else(|| random_alnum(32).to_lowercase()));
                 au.sync_state = "SYNCHRONIZED";
                 au.last_sync = Some(now);
                 au.pending = None;
@@ -438,7 +499,8 @@ impl Org {
             "requestId": txn_id,
             "requestUri": format!("/api/v1/apps/{app_id}/users/{user_id}"),
         });
-        self.log(
+        self.log_as(
+            None,
             event_type,
             message,
             &legacy,
@@ -454,7 +516,8 @@ impl Org {
             let t = vec![
                 json!({"id": app_id, "type": "AppInstance", "alternateId": label, "displayName": label}),
             ];
-            self.log(
+            self.log_as(
+                None,
                 "application.integration.authentication_failure",
                 "Error authenticating",
                 "app.api.error.authentication_failure",
@@ -465,15 +528,36 @@ impl Org {
                 t,
                 txn,
                 txn_id,
+                debug.clone(),
+                now,
+            );
+        }
+        if self.legacy_success_events && !failed && op == Op::Create {
+            let t = vec![
+                json!({"id": app_id, "type": "AppInstance", "alternateId": label, "displayName": label}),
+                json!({"id": user.id, "type": "User", "alternateId": user.login, "displayName": display}),
+            ];
+            self.log_as(
+                None,
+                "app.user_management.push_new_user_success",
+                "Successfully pushed new user account to app",
+                "app.user_management.push_new_user_success",
+                "INFO",
+                None,
+                t,
+                txn,
+                random_alnum(27),
                 debug,
                 now,
             );
         }
     }
 
+    /// Logs one event; `actor` is the admin or client that acted (`None`: Okta System).
     #[allow(clippy::too_many_arguments)]
-    fn log(
+    pub(crate) fn log_as(
         &mut self,
+        actor: Option<Value>,
         event_type: &str,
         message: &str,
         legacy: &str,
@@ -489,13 +573,16 @@ impl Org {
         if let Some(r) = reason {
             outcome["reason"] = json!(r);
         }
-        let ev = json!({
-            "actor": {
+        let actor = actor.unwrap_or_else(|| {
+            json!({
                 "id": self.system_actor_id,
                 "type": "SystemPrincipal",
                 "alternateId": "system@okta.com",
                 "displayName": "Okta System"
-            },
+            })
+        });
+        let mut ev = json!({
+            "actor": actor,
             "client": {
                 "userAgent": {"rawUserAgent": "UNKNOWN", "os": "Unknown", "browser": "UNKNOWN"},
                 "zone": "null",
@@ -520,172 +607,22 @@ impl Org {
             "request": {"ipChain": []},
             "target": targets,
         });
-        self.events.push(StoredEvent {
-            persisted: now,
-            event: ev,
-        });
+        if legacy.is_empty() {
+            // Many newer event types carry no legacy name.
+            if let Some(o) = ev.as_object_mut() {
+                o.remove("legacyEventType");
+            }
+        }
+        self.push_raw(ev, now);
     }
 
+    /// Persists an event and queues it for every event hook that subscribes to it.
     pub(crate) fn push_raw(&mut self, ev: Value, now: DateTime<Utc>) {
+        self.hook_queue.offer(&self.hooks, &ev);
         self.events.push(StoredEvent {
             persisted: now,
             event: ev,
         });
-    }
-
-    // ---- rendering -------------------------------------------------------------------------
-
-    pub(crate) fn app_json(&self, app: &App) -> Value {
-        let base = &self.base;
-        let id = &app.id;
-        let mut features = Vec::new();
-        if let Some(c) = app.provisioning {
-            if c.create {
-                features.push("PUSH_NEW_USERS");
-            }
-            if c.update {
-                features.push("PUSH_PROFILE_UPDATES");
-            }
-            if c.deactivate {
-                features.push("PUSH_USER_DEACTIVATION");
-            }
-            features.push("SCIM_PROVISIONING");
-        }
-        let mut links = json!({
-            "self": {"href": format!("{base}/api/v1/apps/{id}")},
-            "users": {"href": format!("{base}/api/v1/apps/{id}/users")},
-            "groups": {"href": format!("{base}/api/v1/apps/{id}/groups")},
-            "metadata": {"href": format!("{base}/api/v1/apps/{id}/sso/saml/metadata"), "type": "application/xml"},
-            "appLinks": [{"name": format!("{}_link", app.name), "href": format!("{base}/home/{}/{id}/aln1", app.name), "type": "text/html"}],
-            "logo": [{"name": "medium", "href": format!("{base}/assets/img/logos/default.png"), "type": "image/png"}],
-        });
-        if app.active {
-            links["deactivate"] =
-                json!({"href": format!("{base}/api/v1/apps/{id}/lifecycle/deactivate")});
-        } else {
-            links["activate"] =
-                json!({"href": format!("{base}/api/v1/apps/{id}/lifecycle/activate")});
-        }
-        json!({
-            "id": id,
-            "orn": format!("orn:okta:idp:{}:apps:{}:{id}", self.org_id, app.name),
-            "name": app.name,
-            "label": app.label,
-            "status": if app.active { "ACTIVE" } else { "INACTIVE" },
-            "created": okta_time(app.created),
-            "lastUpdated": okta_time(app.last_updated),
-            "accessibility": {"selfService": false},
-            "visibility": {
-                "autoSubmitToolbar": false,
-                "autoLaunch": false,
-                "hide": {"iOS": false, "web": false},
-                "appLinks": {format!("{}_link", app.name): true}
-            },
-            "features": features,
-            "signOnMode": "SAML_2_0",
-            "credentials": {
-                "userNameTemplate": {"template": "${source.login}", "type": "BUILT_IN"},
-                "signing": {"kid": format!("sim-{id}")}
-            },
-            "settings": {
-                "app": {},
-                "signOn": {
-                    "ssoAcsUrl": format!("https://{}.example.com/sso/saml", app.name),
-                    "recipient": format!("https://{}.example.com/sso/saml", app.name),
-                    "destination": format!("https://{}.example.com/sso/saml", app.name),
-                    "audience": format!("https://{}.example.com", app.name),
-                    "subjectNameIdTemplate": "${user.userName}",
-                    "subjectNameIdFormat": "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress",
-                    "signatureAlgorithm": "RSA_SHA256",
-                    "digestAlgorithm": "SHA256",
-                    "authnContextClassRef": "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport",
-                    "allowMultipleAcsEndpoints": false,
-                    "assertionSigned": true,
-                    "honorForceAuthn": true,
-                    "requestCompressed": false,
-                    "responseSigned": true,
-                    "attributeStatements": []
-                }
-            },
-            "_links": links,
-        })
-    }
-
-    pub(crate) fn feature_json(&self, app: &App) -> Option<Value> {
-        let c = app.provisioning?;
-        let st = |b: bool| if b { "ENABLED" } else { "DISABLED" };
-        Some(json!({
-            "name": "USER_PROVISIONING",
-            "status": "ENABLED",
-            "description": "User provisioning settings from Okta to a downstream application",
-            "capabilities": {
-                "create": {"lifecycleCreate": {"status": st(c.create)}},
-                "update": {
-                    "profile": {"status": st(c.update)},
-                    "lifecycleDeactivate": {"status": st(c.deactivate)},
-                    "password": {"status": "DISABLED", "seed": "RANDOM", "change": "KEEP_EXISTING"}
-                }
-            },
-            "_links": {
-                "self": {
-                    "href": format!("{}/api/v1/apps/{}/features/USER_PROVISIONING", self.base, app.id),
-                    "hints": {"allow": ["GET", "PUT"]}
-                }
-            }
-        }))
-    }
-
-    pub(crate) fn user_json(&self, u: &User) -> Value {
-        json!({
-            "id": u.id,
-            "status": "ACTIVE",
-            "created": okta_time(u.created),
-            "activated": okta_time(u.created),
-            "statusChanged": okta_time(u.created),
-            "lastLogin": null,
-            "lastUpdated": okta_time(u.created),
-            "passwordChanged": null,
-            "type": {"id": "oty1simdefaulttype00"},
-            "profile": {
-                "firstName": u.first,
-                "lastName": u.last,
-                "email": u.email,
-                "login": u.login,
-            },
-            "credentials": {"provider": {"type": "OKTA", "name": "OKTA"}},
-            "_links": {"self": {"href": format!("{}/api/v1/users/{}", self.base, u.id)}}
-        })
-    }
-
-    pub(crate) fn app_user_json(&self, app: &App, au: &AppUser, expand_user: bool) -> Value {
-        let mut v = json!({
-            "id": au.id,
-            "created": okta_time(au.created),
-            "lastUpdated": okta_time(au.last_updated),
-            "scope": "USER",
-            "status": au.status,
-            "statusChanged": okta_time(au.status_changed),
-            "passwordChanged": null,
-            "syncState": au.sync_state,
-            "credentials": {"userName": au.user_name},
-            "profile": au.profile,
-            "_links": {
-                "app": {"href": format!("{}/api/v1/apps/{}", self.base, app.id)},
-                "user": {"href": format!("{}/api/v1/users/{}", self.base, au.id)}
-            }
-        });
-        if let Some(x) = &au.external_id {
-            v["externalId"] = json!(x);
-        }
-        if let Some(t) = au.last_sync {
-            v["lastSync"] = json!(okta_time(t));
-        }
-        if expand_user {
-            if let Some(u) = self.users.get(&au.id) {
-                v["_embedded"] = json!({"user": self.user_json(u)});
-            }
-        }
-        v
     }
 }
 
