@@ -868,6 +868,77 @@ async fn speaks_sd_notify_and_reloads_on_sighup() {
     );
 }
 
+#[cfg(not(feature = "demo"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_demo_feature_demo_says_how_to_get_it() {
+    let out = Command::new(BIN)
+        .args(["demo", "--seconds", "10"])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(69));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cargo run --release --features demo -- demo"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+/// Two daemons on one state would alert twice and spend the org's budget twice: the second
+/// `run` exits at once with 75, naming the holder; `status` keeps working beside the first;
+/// after the holder is `kill -9`ed the kernel has released the lock and a new `run` starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_run_on_the_same_state_is_refused_until_the_holder_dies() {
+    let sim = OktaSim::start().await.unwrap();
+    sim.add_app("Sales");
+    let s = Setup::new(&sim, "");
+    let mut first = s.spawn(&sim.api_token());
+    s.wait_up(&mut first).await;
+    let holder = first.id().unwrap();
+
+    let t = Instant::now();
+    let second = s
+        .command(&sim.api_token())
+        .arg("run")
+        .stdout(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(75), "{stderr}");
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    let refusal: Vec<_> = stderr.lines().filter(|l| l.contains("ERROR")).collect();
+    assert_eq!(refusal.len(), 1, "{stderr}");
+    assert!(
+        refusal[0].contains(&format!("pid {holder} on host ")),
+        "{stderr}"
+    );
+    assert!(
+        s.get("/healthz").await.is_some(),
+        "the first daemon kept running"
+    );
+
+    let status = s.command("").arg("status").output().await.unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+
+    first.start_kill().unwrap(); // SIGKILL: no chance to clean anything up
+    first.wait().await.unwrap();
+    let mut third = s.spawn(&sim.api_token());
+    s.wait_up(&mut third).await;
+    sigterm(&third);
+    assert_eq!(
+        wait_exit(&mut third, Duration::from_secs(30)).await.code(),
+        Some(0)
+    );
+}
+
+#[cfg(feature = "demo")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_finishes_in_time_and_cleans_up() {
     let tmp = tempfile::tempdir().unwrap();
@@ -891,6 +962,20 @@ async fn the_demo_finishes_in_time_and_cleans_up() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("Stopped"), "{stdout}");
+    // Plain words for people: no component names, history kinds or Okta ids.
+    for internal in [
+        "alerter",
+        "retry-worker",
+        "retry_started",
+        "(whole app)",
+        "0oa",
+    ] {
+        assert!(!stdout.contains(internal), "{internal:?} in:\n{stdout}");
+    }
+    assert!(
+        stdout.contains("Workday: creating the account of dana@acme.example failed"),
+        "{stdout}"
+    );
     let left: Vec<_> = std::fs::read_dir(tmp.path())
         .unwrap()
         .map(|e| e.unwrap().file_name())

@@ -11,6 +11,7 @@
 pub mod alerts;
 pub mod failures;
 pub mod logcursor;
+pub mod narration;
 pub mod retry;
 pub mod scan;
 
