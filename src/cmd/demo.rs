@@ -393,7 +393,11 @@ fn tell(h: &Happened) -> (&'static str, String) {
             "circuit",
             format!("{}: retries paused, the app itself is failing{why}", h.app),
         ),
-        "alerted" => ("alert", format!("{subject}: people told{why}")),
+        // The detail is "<group key> via <channels>"; the group key is internal.
+        "alerted" => match h.detail.as_deref().and_then(|d| d.rsplit_once(" via ")) {
+            Some((_, channels)) => ("alert", format!("{subject}: people told by {channels}")),
+            None => ("alert", format!("{subject}: people told")),
+        },
         other => (
             "history",
             format!("{subject}: {}{why}", other.replace('_', " ")),
@@ -453,5 +457,13 @@ mod tests {
             "Salesforce: removing access for alice@acme.example: people told"
         );
         assert!(!line.contains("alerter") && !line.contains("retry-worker"));
+        let h = Happened {
+            detail: Some("app:0oa0000037sCSKpAZqZU via slack, email".into()),
+            ..h
+        };
+        assert_eq!(
+            tell(&h).1,
+            "Salesforce: removing access for alice@acme.example: people told by slack, email"
+        );
     }
 }
