@@ -52,7 +52,6 @@ impl Context {
     /// network call.
     pub fn new(config: Config, clock: Clock) -> anyhow::Result<Context> {
         let metrics = Metrics::new();
-        crate::telemetry::describe_metrics(&metrics);
         Self::build(config, clock, metrics, Health::new(clock), None)
     }
 

@@ -147,8 +147,59 @@ pub fn start(ctx: Context, shutdown: CancellationToken) -> Running {
         "alert-sender",
         crate::alert::sender::run(ctx.clone(), shutdown.clone()),
     );
-    r.spawn("digest", crate::alert::digest::run(ctx, shutdown));
+    r.spawn(
+        "digest",
+        crate::alert::digest::run(ctx.clone(), shutdown.clone()),
+    );
+    r.spawn("timings", observe_timings(ctx, shutdown));
     r
+}
+
+/// How often [`observe_timings`] reads the history.
+const TIMINGS_EVERY: Duration = Duration::from_secs(15);
+
+/// Feeds the time-to-heal and detection-latency histograms from the store's history, so that
+/// every path that resolves or detects a failure (poller, scanner, retry worker, a manual
+/// `retry` from the CLI) is measured without each of them knowing about histograms.
+async fn observe_timings(ctx: Context, shutdown: CancellationToken) {
+    use crate::store::narration::{self, Timed};
+    let mut after: Option<i64> = None;
+    let mut tick = tokio::time::interval(TIMINGS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let read = match after {
+            // First read: start at the end, so a restart does not observe old rows again.
+            None => ctx.store.read(narration::last_history_id).await.map(|id| {
+                after = Some(id);
+                Vec::new()
+            }),
+            Some(id) => {
+                ctx.store
+                    .read(move |tx| narration::timings_since(tx, id, 1000))
+                    .await
+            }
+        };
+        match read {
+            Ok(rows) => {
+                for t in rows {
+                    after = Some(t.history_id);
+                    let name = match t.what {
+                        Timed::Healed => "provwatch_time_to_heal_seconds",
+                        Timed::Detected => "provwatch_detection_latency_seconds",
+                    };
+                    ctx.metrics
+                        .observe(name, &[("operation", t.operation.as_str())], t.seconds);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the history for the timing histograms")
+            }
+        }
+    }
 }
 
 /// Starts a generation of components for a context.

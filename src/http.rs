@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// The Prometheus text exposition format, version 0.0.4.
-pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub const METRICS_CONTENT_TYPE: &str = crate::metrics::CONTENT_TYPE;
 
 /// `/healthz` reports unhealthy after this many System Log polls in a row failed.
 pub const MAX_CONSECUTIVE_POLL_FAILURES: u32 = 3;

@@ -230,6 +230,23 @@ fn valid_name(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
+/// The family a sample belongs to, by the suffix rules of its family's type.
+fn family_of(sample: &str, types: &HashMap<String, String>) -> Option<String> {
+    if types.contains_key(sample) {
+        return Some(sample.to_string());
+    }
+    let allowed: &[(&str, &[&str])] = &[
+        ("counter", &["_total", "_created"]),
+        ("histogram", &["_bucket", "_sum", "_count", "_created"]),
+    ];
+    allowed.iter().find_map(|(kind, suffixes)| {
+        suffixes.iter().find_map(|sfx| {
+            let base = sample.strip_suffix(sfx)?;
+            (types.get(base).map(String::as_str) == Some(kind)).then(|| base.to_string())
+        })
+    })
+}
+
 fn parse_exposition(text: &str) -> Result<Exposition, String> {
     let mut out = Exposition {
         text: text.to_string(),
@@ -240,6 +257,7 @@ fn parse_exposition(text: &str) -> Result<Exposition, String> {
     // Families whose lines are over: a family's HELP, TYPE and samples must be contiguous.
     let mut closed = std::collections::HashSet::new();
     let mut current: Option<String> = None;
+    let mut eof = false;
     let mut enter = |name: &str, n: usize| -> Result<(), String> {
         if current.as_deref() != Some(name) {
             if closed.contains(name) {
@@ -256,7 +274,7 @@ fn parse_exposition(text: &str) -> Result<Exposition, String> {
         if line.trim().is_empty() {
             continue;
         }
-        if let Some(rest) = line.strip_prefix("# ") {
+        if let Some(rest) = line.strip_prefix("# ").filter(|_| line != "# EOF") {
             let mut parts = rest.splitn(3, ' ');
             match parts.next() {
                 Some("HELP") => {
@@ -293,6 +311,13 @@ fn parse_exposition(text: &str) -> Result<Exposition, String> {
                 _ => {}
             }
             continue;
+        }
+        if line == "# EOF" {
+            eof = true;
+            continue;
+        }
+        if eof {
+            return Err(format!("line {n}: after # EOF"));
         }
         if line.starts_with('#') {
             continue;
@@ -369,10 +394,11 @@ fn parse_exposition(text: &str) -> Result<Exposition, String> {
         if fields.next().is_some() {
             return Err(format!("line {n}: trailing garbage"));
         }
-        if !out.types.contains_key(name) {
-            return Err(format!("line {n}: sample of {name} before its # TYPE"));
-        }
-        enter(name, n)?;
+        // OpenMetrics names a counter's family without `_total` and a histogram's samples
+        // with `_bucket`, `_sum` and `_count` (and `_created` for both).
+        let family = family_of(name, &out.types)
+            .ok_or(format!("line {n}: sample of {name} before its # TYPE"))?;
+        enter(&family, n)?;
         if !seen.insert((name.to_string(), labels.clone())) {
             return Err(format!("line {n}: duplicate series {name}{labels:?}"));
         }
@@ -387,7 +413,7 @@ fn parse_exposition(text: &str) -> Result<Exposition, String> {
 
 #[test]
 fn the_parser_rejects_what_prometheus_rejects() {
-    let good = "# HELP a_total Things.\n# TYPE a_total counter\na_total{x=\"1\",y=\"q\\\"\"} 3\n# TYPE g gauge\ng 1.5\n";
+    let good = "# HELP a Things.\n# TYPE a counter\na_total{x=\"1\",y=\"q\\\"\"} 3\n# TYPE g gauge\ng 1.5\n# TYPE h histogram\nh_bucket{le=\"1.0\"} 1\nh_bucket{le=\"+Inf\"} 1\nh_sum 0.5\nh_count 1\n# EOF\n";
     let e = parse_exposition(good).unwrap();
     assert_eq!(e.sum("a_total"), 3.0);
     assert_eq!(e.samples[0].labels["y"], "q\"");
@@ -400,6 +426,8 @@ fn the_parser_rejects_what_prometheus_rejects() {
         "# TYPE 1a gauge\n# TYPE a gauge\n1a 1\n",                           // bad name
         "# HELP a A.\n# HELP a A.\n# TYPE a gauge\na 1\n",                   // second HELP
         "# TYPE a gauge\na{x=\"1\"} 1\n# TYPE b gauge\nb 1\na{x=\"2\"} 1\n", // split family
+        "# TYPE a gauge\na_total 1\n",       // suffix of the wrong type
+        "# TYPE a gauge\na 1\n# EOF\nb 1\n", // after EOF
     ] {
         assert!(parse_exposition(bad).is_err(), "accepted {bad:?}");
     }
@@ -507,8 +535,26 @@ async fn metrics_are_prometheus_text_and_follow_failures() {
 
     let (status, ct, body) = s.get("/metrics").await.unwrap();
     assert_eq!(status, 200);
-    assert!(ct.starts_with("text/plain; version=0.0.4"), "{ct}");
+    assert!(
+        ct.starts_with("application/openmetrics-text; version=1.0.0"),
+        "{ct}"
+    );
+    assert!(body.ends_with("# EOF\n"), "{body}");
     let m = parse_exposition(&body).unwrap_or_else(|e| panic!("{e}\n{body}"));
+    // Every family is described before its first sample, histograms included.
+    for (family, kind) in [
+        ("provwatch_alerts", "counter"),
+        ("provwatch_org_rate_limit_events", "counter"),
+        ("provwatch_time_to_heal_seconds", "histogram"),
+        ("okta_requests", "counter"),
+    ] {
+        assert_eq!(
+            m.types.get(family).map(String::as_str),
+            Some(kind),
+            "{body}"
+        );
+        assert!(body.contains(&format!("# HELP {family} ")), "{body}");
+    }
     assert_eq!(
         m.types.get("provwatch_open_failures").map(String::as_str),
         Some("gauge")

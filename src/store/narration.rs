@@ -1,5 +1,6 @@
 //! Reads for telling what the daemon did, in order: history rows with their failure's app,
-//! user and operation (the demo's live narration), and the failures still open at the end.
+//! user and operation (the demo's live narration), the failures still open, and the timings
+//! behind the time-to-heal and detection-latency histograms.
 
 use super::failures::{self, Failure, Operation};
 use super::{StoreError, Tx};
@@ -59,6 +60,74 @@ pub fn open_failures(tx: &Tx) -> Result<Vec<Failure>, StoreError> {
     failures::list_unresolved(tx.conn())
 }
 
+/// How long one thing took, read back from the history.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Timing {
+    pub history_id: i64,
+    pub what: Timed,
+    pub operation: Operation,
+    pub seconds: f64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timed {
+    /// Detected (or reopened) to resolved.
+    Healed,
+    /// Okta's event time to the daemon recording the failure.
+    Detected,
+}
+
+/// The newest history id, where a fresh reader of [`timings_since`] starts (so a restart does
+/// not observe old resolutions twice).
+pub fn last_history_id(tx: &Tx) -> Result<i64, StoreError> {
+    Ok(tx.conn().query_row(
+        "SELECT COALESCE(MAX(id), 0) FROM failure_history",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+/// Resolutions and log detections recorded after `after_id`, oldest first, at most `limit`.
+pub fn timings_since(tx: &Tx, after_id: i64, limit: u32) -> Result<Vec<Timing>, StoreError> {
+    let mut stmt = tx.conn().prepare(
+        "SELECT h.id, h.kind, f.operation,
+                CASE WHEN h.kind = 'resolved'
+                     THEN h.at - COALESCE((SELECT MAX(d.at) FROM failure_history d
+                                           WHERE d.failure_id = h.failure_id
+                                             AND d.kind IN ('detected', 'reopened')
+                                             AND d.id < h.id), f.first_seen)
+                     ELSE h.at - f.event_published END
+         FROM failure_history h JOIN failures f ON f.id = h.failure_id
+         WHERE h.id > ?1
+           AND (h.kind = 'resolved' OR (h.kind = 'detected' AND f.event_published IS NOT NULL))
+         ORDER BY h.id LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(rusqlite::params![after_id, limit], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, i64>(3)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (history_id, kind, op, ms) = row?;
+        out.push(Timing {
+            history_id,
+            what: if kind == "resolved" {
+                Timed::Healed
+            } else {
+                Timed::Detected
+            },
+            operation: Operation::parse(&op).unwrap_or(Operation::Other),
+            // A clock step backwards must not produce a negative duration.
+            seconds: ms.max(0) as f64 / 1000.0,
+        });
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,5 +141,10 @@ mod tests {
             .unwrap()
             .is_empty());
         assert!(s.read_blocking(open_failures).unwrap().is_empty());
+        assert_eq!(s.read_blocking(last_history_id).unwrap(), 0);
+        assert!(s
+            .read_blocking(|tx| timings_since(tx, 0, 10))
+            .unwrap()
+            .is_empty());
     }
 }
