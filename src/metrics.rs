@@ -183,12 +183,14 @@ impl Inner {
         let fam = match def.kind {
             Kind::Counter => {
                 let f = Family::<Labels, F64Counter>::default();
-                self.registry.register(base_name(&def), def.help, f.clone());
+                self.registry
+                    .register(base_name(&def), def.help, Declared(f.clone()));
                 Fam::Counter(f)
             }
             Kind::Gauge => {
                 let f = Family::<Labels, F64Gauge>::default();
-                self.registry.register(def.name, def.help, f.clone());
+                self.registry
+                    .register(def.name, def.help, Declared(f.clone()));
                 Fam::Gauge(f)
             }
             Kind::Histogram(buckets) => {
@@ -242,8 +244,28 @@ impl Inner {
     }
 }
 
-/// `Family` behind an `Arc`, so that the handle kept for recording and the one registered for
-/// encoding are the same family.
+/// A registered family that is encoded even before its first sample (the client skips empty
+/// families by default), so that every family has its HELP and TYPE from the first scrape and
+/// dashboards and alert rules can tell "none yet" from "not exported".
+#[derive(Debug)]
+struct Declared<M>(M);
+
+impl<M: prometheus_client::encoding::EncodeMetric> prometheus_client::encoding::EncodeMetric
+    for Declared<M>
+{
+    fn encode(
+        &self,
+        encoder: prometheus_client::encoding::MetricEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)
+    }
+    fn metric_type(&self) -> prometheus_client::metrics::MetricType {
+        self.0.metric_type()
+    }
+}
+
+/// The histogram family behind an `Arc` (its constructor is not `Clone`), so that the handle
+/// kept for recording and the one registered for encoding are the same family.
 #[derive(Debug)]
 struct SharedHist(Arc<HistFamily>);
 
