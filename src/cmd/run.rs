@@ -154,13 +154,13 @@ pub async fn probe_okta(okta: &OktaClient, deadline: Duration) -> Result<(), Okt
         let attempt = attempt.unwrap_or_else(|_| {
             Err(OktaError::Retryable {
                 path: PROBE_PATH.to_string(),
-                detail: format!("no answer within {deadline:?}"),
+                detail: format!("no answer within {}", humantime::format_duration(deadline)),
             })
         });
         match attempt {
             Ok(_) => return Ok(()),
             Err(e) if e.is_transient() && tokio::time::Instant::now() + wait < until => {
-                tracing::warn!(error = %e, "Okta not answering yet; retrying in {wait:?}");
+                tracing::warn!(error = %e, retry_in = %humantime::format_duration(wait), "Okta not answering yet; retrying");
                 crate::systemd::status(&format!("waiting for Okta: {e}"));
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_secs(15));
