@@ -949,8 +949,10 @@ async fn a_second_run_on_the_same_state_is_refused_until_the_holder_dies() {
         .command(&sim.api_token())
         .arg("run")
         .stdout(Stdio::null())
-        .output()
+        .output();
+    let second = tokio::time::timeout(Duration::from_secs(30), second)
         .await
+        .expect("the second run kept running beside the first")
         .unwrap();
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert_eq!(second.status.code(), Some(75), "{stderr}");
@@ -965,6 +967,19 @@ async fn a_second_run_on_the_same_state_is_refused_until_the_holder_dies() {
         s.get("/healthz").await.is_some(),
         "the first daemon kept running"
     );
+    // One start-up line says what is watched, in the units the config used, without Rust's
+    // Debug forms.
+    let log = s.daemon_log();
+    let watching: Vec<_> = log.lines().filter(|l| l.contains(" watching ")).collect();
+    assert_eq!(watching.len(), 1, "{log}");
+    for field in ["apps=all", "poll_interval=5s", "channels=none", "retry=off"] {
+        assert!(
+            watching[0].contains(field),
+            "{field} missing: {}",
+            watching[0]
+        );
+    }
+    assert!(!log.contains("Some("), "{log}");
 
     let status = s.command("").arg("status").output().await.unwrap();
     assert!(
@@ -982,6 +997,76 @@ async fn a_second_run_on_the_same_state_is_refused_until_the_holder_dies() {
         wait_exit(&mut third, Duration::from_secs(30)).await.code(),
         Some(0)
     );
+}
+
+/// `demo --keep`: after the story everything stays up, the printed commands work as printed,
+/// and Ctrl-C stops it all and removes the demo's files.
+#[cfg(feature = "demo")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_keep_stays_up_with_commands_that_work_until_ctrl_c() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["demo", "--seconds", "10", "--keep"])
+        .env("TMPDIR", tmp.path())
+        .env_remove("NOTIFY_SOCKET")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = Vec::new();
+    let read = async {
+        while let Some(l) = lines.next_line().await.unwrap() {
+            let done = l.starts_with("Ctrl-C here");
+            printed.push(l);
+            if done {
+                return;
+            }
+        }
+        panic!("stdout ended");
+    };
+    tokio::time::timeout(Duration::from_secs(60), read)
+        .await
+        .expect("no commands printed within a minute");
+    let status_line = printed
+        .iter()
+        .find(|l| l.trim_end().ends_with(" status"))
+        .unwrap_or_else(|| panic!("{printed:#?}"));
+    let argv: Vec<&str> = status_line.split_whitespace().collect();
+    let out = Command::new(argv[0])
+        .args(&argv[1..])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("Workday"), "{stdout}");
+    let curl = printed
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("curl -s "))
+        .unwrap_or_else(|| panic!("{printed:#?}"));
+    let body = reqwest::get(curl).await.unwrap().text().await.unwrap();
+    assert!(body.contains("provwatch_open_failures{"), "{body}");
+
+    let pid = child.id().unwrap();
+    std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    let st = wait_exit(&mut child, Duration::from_secs(30)).await;
+    assert!(st.success(), "{st}");
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "the demo left {left:?} behind");
 }
 
 #[cfg(feature = "demo")]
