@@ -131,7 +131,43 @@ pub fn timings_since(tx: &Tx, after_id: i64, limit: u32) -> Result<Vec<Timing>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::failures::{Applied, Observation};
     use crate::store::Store;
+
+    #[test]
+    fn timings_measure_detection_from_okta_and_healing_from_detection() {
+        let s = Store::open_in_memory().unwrap();
+        let obs = Observation {
+            published_ms: Some(1_000),
+            ..Observation::failure("0oa1", "00u1", Operation::Deactivate)
+        };
+        // Okta logged it at 1 s, the daemon recorded it at 4 s, it healed at 64 s.
+        let id = s
+            .write_blocking(
+                |tx| match failures::apply(tx.conn(), &obs, 4_000, "poller")? {
+                    Applied::Opened(id) => Ok(id),
+                    other => panic!("{other:?}"),
+                },
+            )
+            .unwrap();
+        s.write_blocking(|tx| failures::resolve(tx.conn(), id, 64_000, None, "scanner", "fixed"))
+            .unwrap();
+        let t = s.read_blocking(|tx| timings_since(tx, 0, 10)).unwrap();
+        assert_eq!(t.len(), 2, "{t:?}");
+        assert_eq!((t[0].what, t[0].seconds), (Timed::Detected, 3.0));
+        assert_eq!((t[1].what, t[1].seconds), (Timed::Healed, 60.0));
+        assert_eq!(t[1].operation, Operation::Deactivate);
+        // A reader starting at the end sees nothing already recorded.
+        let end = s.read_blocking(last_history_id).unwrap();
+        assert!(s
+            .read_blocking(move |tx| timings_since(tx, end, 10))
+            .unwrap()
+            .is_empty());
+        let told = s.read_blocking(|tx| history_since(tx, 0)).unwrap();
+        assert_eq!(told.len(), 2);
+        assert_eq!(told[0].kind, "detected");
+        assert_eq!(told[0].user.as_deref(), Some("00u1"));
+    }
 
     #[test]
     fn an_empty_store_has_nothing_to_tell() {
