@@ -38,6 +38,11 @@ pub enum LogFormatArg {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon: poll the System Log, scan assignments, retry, alert.
+    ///
+    /// One daemon per state file: a second `run` on the same `[state] path` exits at once with
+    /// 75 (EX_TEMPFAIL), naming the pid and host holding `<state path>.lock`. Exit status: 0
+    /// after SIGTERM/SIGINT, 78 for a config or credentials problem a restart cannot fix, 1
+    /// otherwise (systemd restarts).
     Run,
     /// List open provisioning failures from the state store (no Okta calls).
     Status(StatusArgs),
@@ -50,6 +55,9 @@ pub enum Command {
     /// Mute alerts for an app during maintenance.
     Silence(SilenceArgs),
     /// Run the daemon against a built-in simulated Okta org and show what it does.
+    ///
+    /// Only in builds with the `demo` cargo feature (`cargo run --release --features demo --
+    /// demo`); release packages carry no simulator and exit with 69 (EX_UNAVAILABLE) here.
     Demo(DemoArgs),
     /// Write the man page(s) to a directory.
     Man {
@@ -124,6 +132,10 @@ pub struct DemoArgs {
     /// How long to run the scenario, in seconds.
     #[arg(long, default_value_t = 30)]
     pub seconds: u64,
+    /// Keep the daemon, the simulator, the config and the state after the story, and print
+    /// the commands to try (`status`, `retry`, `silence`, `/metrics`), until Ctrl-C.
+    #[arg(long)]
+    pub keep: bool,
 }
 
 /// The clap command, for man pages and completions.

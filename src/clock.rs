@@ -3,8 +3,39 @@
 //! Production uses the system clock. Tests that drive backoff, persistence windows and rate-limit
 //! windows with `tokio::time::pause` use [`Clock::tokio`], whose wall time moves with tokio's
 //! (possibly paused) clock, so that the daemon, the Okta simulator and the test agree on "now".
+//!
+//! The store keeps instants as Unix milliseconds (`i64`); the conversions between those,
+//! `Duration`s and the one way times are shown to people live here, not in each module.
 
 use chrono::{DateTime, Utc};
+use std::time::Duration;
+
+/// A duration in whole milliseconds, saturating (a configured `"500000000000y"` must not
+/// wrap into the past).
+pub fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Unix milliseconds as a time; out-of-range values (never written by the daemon) become the
+/// epoch rather than a panic.
+pub fn from_ms(ms: i64) -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+/// How long from `earlier_ms` to `later_ms`, zero if the clock went backwards.
+pub fn between(earlier_ms: i64, later_ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(later_ms.saturating_sub(earlier_ms)).unwrap_or(0))
+}
+
+/// A time as people read it in alerts and the CLI: `2026-03-01 14:05 UTC`.
+pub fn minute(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// Like [`minute`], to the second (for lease ends and other short waits).
+pub fn second(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Clock {
@@ -47,7 +78,18 @@ impl Clock {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+
+    #[test]
+    fn conversions_saturate_instead_of_wrapping() {
+        assert_eq!(ms(Duration::from_millis(1500)), 1500);
+        assert_eq!(ms(Duration::MAX), i64::MAX);
+        assert_eq!(from_ms(i64::MAX), DateTime::<Utc>::default());
+        assert_eq!(between(5_000, 2_000), Duration::ZERO);
+        assert_eq!(between(2_000, 5_500), Duration::from_millis(3_500));
+        let t = from_ms(1_772_373_900_000);
+        assert_eq!(minute(t), "2026-03-01 14:05 UTC");
+        assert_eq!(second(t), "2026-03-01 14:05:00 UTC");
+    }
 
     #[tokio::test(start_paused = true)]
     async fn tokio_clock_follows_paused_time() {

@@ -1,8 +1,11 @@
 //! The cloneable handle every component of the daemon and every command shares: validated
-//! config, the state store, the Okta client, metrics, health and the clock.
+//! config, the state store, the Okta client, metrics, health, the clock and (for a daemon) the
+//! exclusive lock on the state. One constructor, [`Context::build`], serves start-up
+//! ([`Context::new`]) and SIGHUP reload ([`Context::reload`]) alike.
 
 use crate::clock::Clock;
 use crate::config::{Config, OktaAuth};
+use crate::daemon::lock::StateLock;
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::okta::{ClientOptions, Credentials, OktaClient};
@@ -18,6 +21,9 @@ pub struct Context {
     pub metrics: Metrics,
     pub health: Health,
     pub clock: Clock,
+    /// Held by `run` and the demo's daemon, never by short commands; shared by every
+    /// generation of a reloaded daemon so the lock is never let go in between.
+    pub state_lock: Option<Arc<StateLock>>,
 }
 
 /// Client options from the `[okta]` section.
@@ -42,10 +48,22 @@ pub fn client_options(config: &Config, clock: Clock, metrics: Metrics) -> Client
 }
 
 impl Context {
-    /// Opens the store and builds the Okta client; makes no network call.
+    /// Opens the store and builds the Okta client with fresh metrics and health; makes no
+    /// network call.
     pub fn new(config: Config, clock: Clock) -> anyhow::Result<Context> {
         let metrics = Metrics::new();
-        crate::telemetry::describe_metrics(&metrics);
+        Self::build(config, clock, metrics, Health::new(clock), None)
+    }
+
+    /// The one constructor: opens the store named by `config` and builds its Okta client,
+    /// reusing the given metrics, health record and lock.
+    fn build(
+        config: Config,
+        clock: Clock,
+        metrics: Metrics,
+        health: Health,
+        state_lock: Option<Arc<StateLock>>,
+    ) -> anyhow::Result<Context> {
         let store = Store::open(&config.state.path)
             .with_context(|| format!("opening the state store {}", config.state.path.display()))?;
         let okta = OktaClient::new(client_options(&config, clock, metrics.clone()))
@@ -54,10 +72,45 @@ impl Context {
             config: Arc::new(config),
             store,
             okta,
-            health: Health::new(clock),
             metrics,
+            health,
             clock,
+            state_lock,
         })
+    }
+
+    /// A context for a reloaded `config` that keeps this one's metrics registry, health record
+    /// and state lock, so counters do not reset and `/healthz` keeps its history. A new
+    /// `[state] path` needs its own lock, taken here: a reload that cannot get it is refused.
+    pub fn reload(&self, config: Config) -> anyhow::Result<Context> {
+        let lock = match &self.state_lock {
+            Some(l) if config.state.path != self.config.state.path => {
+                let new = StateLock::acquire(&config.state.path)?;
+                tracing::info!(old = %l.path().display(), new = %new.path().display(), "state lock moved");
+                Some(Arc::new(new))
+            }
+            other => other.clone(),
+        };
+        Self::build(
+            config,
+            self.clock,
+            self.metrics.clone(),
+            self.health.clone(),
+            lock,
+        )
+    }
+
+    /// Attaches the exclusive state lock (taken by the caller before the store was opened, so
+    /// that a refused second daemon never touches the database).
+    pub fn with_lock(mut self, lock: StateLock) -> Context {
+        self.state_lock = Some(Arc::new(lock));
+        self
+    }
+
+    /// Whether this process holds the state's exclusive lock: then no other daemon is running
+    /// on this store, and anything a previous holder left claimed is safe to release.
+    pub fn holds_exclusive_lock(&self) -> bool {
+        self.state_lock.is_some()
     }
 
     pub fn now_ms(&self) -> i64 {

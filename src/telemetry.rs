@@ -1,8 +1,7 @@
-//! Logging set-up (journald-friendly text on stderr, or JSON) and the metric families the
-//! daemon exports.
+//! Logging set-up: journald-friendly text on stderr, or JSON. (The metric families the daemon
+//! exports are declared in [`crate::metrics::CATALOGUE`].)
 
 use crate::config::LogFormat;
-use crate::metrics::{Kind, Metrics};
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber. `RUST_LOG` overrides `level` when set.
@@ -23,53 +22,4 @@ pub fn init(format: LogFormat, level: &str) {
         (LogFormat::Text, true) => builder.without_time().try_init(),
         (LogFormat::Text, false) => builder.try_init(),
     };
-}
-
-pub fn describe_metrics(m: &Metrics) {
-    use Kind::*;
-    for (name, kind, help) in [
-        (
-            "okta_requests_total",
-            Counter,
-            "Okta API requests by rate-limit bucket and HTTP status.",
-        ),
-        (
-            "okta_rate_limit_remaining",
-            Gauge,
-            "X-Rate-Limit-Remaining last seen per bucket.",
-        ),
-        (
-            "okta_rate_limit_limit",
-            Gauge,
-            "X-Rate-Limit-Limit last seen per bucket.",
-        ),
-        (
-            "provwatch_open_failures",
-            Gauge,
-            "Unresolved provisioning failures by app and operation.",
-        ),
-        (
-            "provwatch_log_events_total",
-            Counter,
-            "System Log events read, by outcome of classification.",
-        ),
-        (
-            "provwatch_poll_lag_seconds",
-            Gauge,
-            "Now minus the published time of the newest event applied.",
-        ),
-        (
-            "provwatch_last_poll_success_timestamp_seconds",
-            Gauge,
-            "When the System Log was last polled successfully.",
-        ),
-        ("provwatch_retries_total", Counter, "Retries by result."),
-        (
-            "provwatch_alerts_total",
-            Counter,
-            "Alert deliveries by channel and result.",
-        ),
-    ] {
-        m.describe(name, kind, help);
-    }
 }

@@ -220,6 +220,23 @@ fn valid_name(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
+/// The family a sample belongs to, by the suffix rules of its family's type.
+fn family_of(sample: &str, types: &HashMap<String, String>) -> Option<String> {
+    if types.contains_key(sample) {
+        return Some(sample.to_string());
+    }
+    let allowed: &[(&str, &[&str])] = &[
+        ("counter", &["_total", "_created"]),
+        ("histogram", &["_bucket", "_sum", "_count", "_created"]),
+    ];
+    allowed.iter().find_map(|(kind, suffixes)| {
+        suffixes.iter().find_map(|sfx| {
+            let base = sample.strip_suffix(sfx)?;
+            (types.get(base).map(String::as_str) == Some(kind)).then(|| base.to_string())
+        })
+    })
+}
+
 fn parse_exposition(text: &str) -> Result<Exposition, String> {
     let mut out = Exposition {
         text: text.to_string(),
@@ -230,6 +247,7 @@ fn parse_exposition(text: &str) -> Result<Exposition, String> {
     // Families whose lines are over: a family's HELP, TYPE and samples must be contiguous.
     let mut closed = std::collections::HashSet::new();
     let mut current: Option<String> = None;
+    let mut eof = false;
     let mut enter = |name: &str, n: usize| -> Result<(), String> {
         if current.as_deref() != Some(name) {
             if closed.contains(name) {
@@ -246,7 +264,7 @@ fn parse_exposition(text: &str) -> Result<Exposition, String> {
         if line.trim().is_empty() {
             continue;
         }
-        if let Some(rest) = line.strip_prefix("# ") {
+        if let Some(rest) = line.strip_prefix("# ").filter(|_| line != "# EOF") {
             let mut parts = rest.splitn(3, ' ');
             match parts.next() {
                 Some("HELP") => {
@@ -283,6 +301,13 @@ fn parse_exposition(text: &str) -> Result<Exposition, String> {
                 _ => {}
             }
             continue;
+        }
+        if line == "# EOF" {
+            eof = true;
+            continue;
+        }
+        if eof {
+            return Err(format!("line {n}: after # EOF"));
         }
         if line.starts_with('#') {
             continue;
@@ -359,10 +384,11 @@ fn parse_exposition(text: &str) -> Result<Exposition, String> {
         if fields.next().is_some() {
             return Err(format!("line {n}: trailing garbage"));
         }
-        if !out.types.contains_key(name) {
-            return Err(format!("line {n}: sample of {name} before its # TYPE"));
-        }
-        enter(name, n)?;
+        // OpenMetrics names a counter's family without `_total` and a histogram's samples
+        // with `_bucket`, `_sum` and `_count` (and `_created` for both).
+        let family = family_of(name, &out.types)
+            .ok_or(format!("line {n}: sample of {name} before its # TYPE"))?;
+        enter(&family, n)?;
         if !seen.insert((name.to_string(), labels.clone())) {
             return Err(format!("line {n}: duplicate series {name}{labels:?}"));
         }
@@ -377,7 +403,7 @@ fn parse_exposition(text: &str) -> Result<Exposition, String> {
 
 #[test]
 fn the_parser_rejects_what_prometheus_rejects() {
-    let good = "# HELP a_total Things.\n# TYPE a_total counter\na_total{x=\"1\",y=\"q\\\"\"} 3\n# TYPE g gauge\ng 1.5\n";
+    let good = "# HELP a Things.\n# TYPE a counter\na_total{x=\"1\",y=\"q\\\"\"} 3\n# TYPE g gauge\ng 1.5\n# TYPE h histogram\nh_bucket{le=\"1.0\"} 1\nh_bucket{le=\"+Inf\"} 1\nh_sum 0.5\nh_count 1\n# EOF\n";
     let e = parse_exposition(good).unwrap();
     assert_eq!(e.sum("a_total"), 3.0);
     assert_eq!(e.samples[0].labels["y"], "q\"");
@@ -390,6 +416,8 @@ fn the_parser_rejects_what_prometheus_rejects() {
         "# TYPE 1a gauge\n# TYPE a gauge\n1a 1\n",                           // bad name
         "# HELP a A.\n# HELP a A.\n# TYPE a gauge\na 1\n",                   // second HELP
         "# TYPE a gauge\na{x=\"1\"} 1\n# TYPE b gauge\nb 1\na{x=\"2\"} 1\n", // split family
+        "# TYPE a gauge\na_total 1\n",       // suffix of the wrong type
+        "# TYPE a gauge\na 1\n# EOF\nb 1\n", // after EOF
     ] {
         assert!(parse_exposition(bad).is_err(), "accepted {bad:?}");
     }
@@ -497,8 +525,26 @@ async fn metrics_are_prometheus_text_and_follow_failures() {
 
     let (status, ct, body) = s.get("/metrics").await.unwrap();
     assert_eq!(status, 200);
-    assert!(ct.starts_with("text/plain; version=0.0.4"), "{ct}");
+    assert!(
+        ct.starts_with("application/openmetrics-text; version=1.0.0"),
+        "{ct}"
+    );
+    assert!(body.ends_with("# EOF\n"), "{body}");
     let m = parse_exposition(&body).unwrap_or_else(|e| panic!("{e}\n{body}"));
+    // Every family is described before its first sample, histograms included.
+    for (family, kind) in [
+        ("provwatch_alerts", "counter"),
+        ("provwatch_org_rate_limit_events", "counter"),
+        ("provwatch_time_to_heal_seconds", "histogram"),
+        ("okta_requests", "counter"),
+    ] {
+        assert_eq!(
+            m.types.get(family).map(String::as_str),
+            Some(kind),
+            "{body}"
+        );
+        assert!(body.contains(&format!("# HELP {family} ")), "{body}");
+    }
     assert_eq!(
         m.types.get("provwatch_open_failures").map(String::as_str),
         Some("gauge")
@@ -858,6 +904,162 @@ async fn speaks_sd_notify_and_reloads_on_sighup() {
     );
 }
 
+#[cfg(not(feature = "demo"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_demo_feature_demo_says_how_to_get_it() {
+    let out = Command::new(BIN)
+        .args(["demo", "--seconds", "10"])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(69));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cargo run --release --features demo -- demo"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+/// Two daemons on one state would alert twice and spend the org's budget twice: the second
+/// `run` exits at once with 75, naming the holder; `status` keeps working beside the first;
+/// after the holder is `kill -9`ed the kernel has released the lock and a new `run` starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_run_on_the_same_state_is_refused_until_the_holder_dies() {
+    let sim = OktaSim::start().await.unwrap();
+    sim.add_app("Sales");
+    let s = Setup::new(&sim, "");
+    let mut first = s.spawn(&sim.api_token());
+    s.wait_up(&mut first).await;
+    let holder = first.id().unwrap();
+
+    let t = Instant::now();
+    let second = s
+        .command(&sim.api_token())
+        .arg("run")
+        .stdout(Stdio::null())
+        .output();
+    let second = tokio::time::timeout(Duration::from_secs(30), second)
+        .await
+        .expect("the second run kept running beside the first")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(75), "{stderr}");
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    let refusal: Vec<_> = stderr.lines().filter(|l| l.contains("ERROR")).collect();
+    assert_eq!(refusal.len(), 1, "{stderr}");
+    assert!(
+        refusal[0].contains(&format!("pid {holder} on host ")),
+        "{stderr}"
+    );
+    assert!(
+        s.get("/healthz").await.is_some(),
+        "the first daemon kept running"
+    );
+    // One start-up line says what is watched, in the units the config used, without Rust's
+    // Debug forms.
+    let log = s.daemon_log();
+    let watching: Vec<_> = log.lines().filter(|l| l.contains(" watching ")).collect();
+    assert_eq!(watching.len(), 1, "{log}");
+    for field in ["apps=all", "poll_interval=5s", "channels=none", "retry=off"] {
+        assert!(
+            watching[0].contains(field),
+            "{field} missing: {}",
+            watching[0]
+        );
+    }
+    assert!(!log.contains("Some("), "{log}");
+
+    let status = s.command("").arg("status").output().await.unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+
+    first.start_kill().unwrap(); // SIGKILL: no chance to clean anything up
+    first.wait().await.unwrap();
+    let mut third = s.spawn(&sim.api_token());
+    s.wait_up(&mut third).await;
+    sigterm(&third);
+    assert_eq!(
+        wait_exit(&mut third, Duration::from_secs(30)).await.code(),
+        Some(0)
+    );
+}
+
+/// `demo --keep`: after the story everything stays up, the printed commands work as printed,
+/// and Ctrl-C stops it all and removes the demo's files.
+#[cfg(feature = "demo")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_keep_stays_up_with_commands_that_work_until_ctrl_c() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["demo", "--seconds", "10", "--keep"])
+        .env("TMPDIR", tmp.path())
+        .env_remove("NOTIFY_SOCKET")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = Vec::new();
+    let read = async {
+        while let Some(l) = lines.next_line().await.unwrap() {
+            let done = l.starts_with("Ctrl-C here");
+            printed.push(l);
+            if done {
+                return;
+            }
+        }
+        panic!("stdout ended");
+    };
+    tokio::time::timeout(Duration::from_secs(60), read)
+        .await
+        .expect("no commands printed within a minute");
+    let status_line = printed
+        .iter()
+        .find(|l| l.trim_end().ends_with(" status"))
+        .unwrap_or_else(|| panic!("{printed:#?}"));
+    let argv: Vec<&str> = status_line.split_whitespace().collect();
+    let out = Command::new(argv[0])
+        .args(&argv[1..])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("Workday"), "{stdout}");
+    let curl = printed
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("curl -s "))
+        .unwrap_or_else(|| panic!("{printed:#?}"));
+    let body = reqwest::get(curl).await.unwrap().text().await.unwrap();
+    assert!(body.contains("provwatch_open_failures{"), "{body}");
+
+    let pid = child.id().unwrap();
+    std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    let st = wait_exit(&mut child, Duration::from_secs(30)).await;
+    assert!(st.success(), "{st}");
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "the demo left {left:?} behind");
+}
+
+#[cfg(feature = "demo")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_finishes_in_time_and_cleans_up() {
     let tmp = temp_dir();
@@ -881,6 +1083,20 @@ async fn the_demo_finishes_in_time_and_cleans_up() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("Stopped"), "{stdout}");
+    // Plain words for people: no component names, history kinds or Okta ids.
+    for internal in [
+        "alerter",
+        "retry-worker",
+        "retry_started",
+        "(whole app)",
+        "0oa",
+    ] {
+        assert!(!stdout.contains(internal), "{internal:?} in:\n{stdout}");
+    }
+    assert!(
+        stdout.contains("Workday: creating the account of dana@acme.example failed"),
+        "{stdout}"
+    );
     let left: Vec<_> = std::fs::read_dir(tmp.path())
         .unwrap()
         .map(|e| e.unwrap().file_name())

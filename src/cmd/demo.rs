@@ -2,26 +2,32 @@
 //!
 //! Starts the Okta simulator, a fake Slack and an SMTP sink in this process, writes a config
 //! pointing at them (intervals shortened so a whole incident fits in half a minute), runs the
-//! same `daemon::start` that `run` uses, and prints what happens as it happens: the scenario's
+//! same [`Supervisor`] that `run` uses, and prints what happens as it happens: the scenario's
 //! moves, each failure's history (detected, retried, resolved) as the daemon writes it to the
 //! store, and every Slack message and email the fakes receive. Nothing leaves the machine.
 //!
 //! The scenario: "Salesforce" is down for a while and then recovers (retries resolve the
 //! failures); "Workday" rejects one user because "department is required" (a data problem no
 //! retry fixes, so it alerts); "Zoom" fails to deprovision a departing user (urgent).
+//!
+//! With `--keep` everything stays up after the story (daemon, simulator, config and state) and
+//! the exact `status`, `retry`, `silence` and `curl .../metrics` commands to try are printed,
+//! until Ctrl-C. Only built with the `demo` cargo feature: release packages carry no fakes.
 
 use crate::cli::DemoArgs;
 use crate::clock::Clock;
 use crate::config::{parse_schedule, Config, Env};
 use crate::context::Context;
-use crate::daemon;
+use crate::daemon::lock::StateLock;
+use crate::daemon::{Event, Supervisor};
+use crate::store::failures::Operation;
+use crate::store::narration::{self, Happened};
 use okta_sim::slack::FakeSlack;
 use okta_sim::smtp::SmtpSink;
 use okta_sim::{Downstream, OktaSim};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
+use tokio::sync::mpsc;
 
 const REJECT_REASON: &str = "Bad Request. Errors reported by remote server: department is required";
 const TOKEN_VAR: &str = "DEMO_OKTA_API_TOKEN";
@@ -81,25 +87,23 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let id = |n: usize| people[n].0.clone();
     sim.assign(&zoom, &id(5));
 
-    let ctx = Context::new(config, Clock::system())?;
+    // The same exclusive lock `run` takes: the demo's daemon owns its (fresh) state.
+    let lock = StateLock::acquire(&config.state.path)?;
+    let ctx = Context::new(config, Clock::system())?.with_lock(lock);
     let listener = crate::http::bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0))).await?;
-    println!(
-        "  metrics           http://{}/metrics",
-        listener.local_addr()?
-    );
+    let metrics_url = format!("http://{}/metrics", listener.local_addr()?);
+    println!("  metrics           {metrics_url}");
     println!();
-    let stop = CancellationToken::new();
-    let (_ctx_tx, ctx_rx) = watch::channel(ctx.clone());
-    let http = tokio::spawn(crate::http::serve(
-        listener,
-        ctx_rx,
-        ctx.now_ms(),
-        stop.clone(),
-    ));
-    let running = daemon::start(ctx.clone(), stop.child_token());
+    let (events, events_rx) = mpsc::channel(4);
+    let daemon = tokio::spawn(
+        Supervisor::new(ctx.clone())
+            .http(listener)
+            .grace(DEMO_STOP_GRACE)
+            .run(events_rx),
+    );
     say(
         "daemon",
-        "started (the same components `run` starts)".into(),
+        "started (the same supervisor and components `run` starts)".into(),
     );
 
     say(
@@ -127,7 +131,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let mut watcher = Watcher::default();
     let recover_at = Duration::from_secs((seconds * 2 / 5).max(8));
     let deprovision_at = Duration::from_secs(3);
-    let (mut recovered, mut deprovisioned) = (false, false);
+    let (mut recovered, mut deprovisioned, mut interrupted) = (false, false, false);
     let end = Duration::from_secs(seconds);
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     while t0.elapsed() < end {
@@ -135,6 +139,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             _ = tick.tick() => {}
             _ = interrupt.recv() => {
                 say("demo", "interrupted".into());
+                interrupted = true;
                 break;
             }
         }
@@ -157,17 +162,30 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
+    if args.keep && !interrupted {
+        print_try_it(&config_path, &sim.api_token(), &metrics_url);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    for (what, line) in watcher.poll(&ctx, &slack, &smtp).await {
+                        say(what, line);
+                    }
+                }
+                _ = interrupt.recv() => break,
+            }
+        }
+    }
+
     say("daemon", "stopping (as on SIGTERM)".into());
-    let clean = running.stop(DEMO_STOP_GRACE).await;
-    stop.cancel();
-    // Graceful shutdown waits for open connections (a browser keeping /metrics alive).
-    let _ = tokio::time::timeout(Duration::from_secs(2), http).await;
+    let _ = events.send(Event::Stop).await;
+    // The supervisor also waits (bounded) for the HTTP server's open connections.
+    let clean = daemon.await.map(|o| o.clean).unwrap_or(false);
     for (what, line) in watcher.poll(&ctx, &slack, &smtp).await {
         say(what, line);
     }
     let open = ctx
         .store
-        .read(crate::store::failures::list_unresolved)
+        .read(narration::open_failures)
         .await
         .unwrap_or_default();
     println!();
@@ -183,11 +201,15 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         smtp.messages().len()
     );
     for f in &open {
+        let who = if f.user_name().is_empty() {
+            "the whole app".to_string()
+        } else {
+            f.user_name().to_string()
+        };
         println!(
-            "  open: {} {} {}{}",
+            "  still open: {}: {} {who}{}",
             f.app_name(),
-            f.operation.as_str(),
-            f.user_name(),
+            doing(f.operation),
             if f.urgent { " (URGENT)" } else { "" }
         );
     }
@@ -289,54 +311,12 @@ impl Watcher {
         let after = self.last_history;
         let rows = ctx
             .store
-            .call(move |c| {
-                let mut stmt = c.prepare(
-                    "SELECT h.id, h.kind, h.actor, h.detail, COALESCE(f.app_label, f.app_id),
-                            COALESCE(f.user_login, f.user_id), f.operation, f.urgent
-                     FROM failure_history h JOIN failures f ON f.id = h.failure_id
-                     WHERE h.id > ?1 ORDER BY h.id",
-                )?;
-                let rows = stmt.query_map([after], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, Option<String>>(3)?,
-                        r.get::<_, String>(4)?,
-                        r.get::<_, String>(5)?,
-                        r.get::<_, String>(6)?,
-                        r.get::<_, bool>(7)?,
-                    ))
-                })?;
-                Ok(rows.collect::<Result<Vec<_>, _>>()?)
-            })
+            .read(move |tx| narration::history_since(tx, after))
             .await
             .unwrap_or_default();
-        for (hid, kind, actor, detail, app, user, op, urgent) in rows {
-            self.last_history = hid;
-            let what = match kind.as_str() {
-                "detected" | "reopened" => "detected",
-                "resolved" => "resolved",
-                k if k.starts_with("retr") => "retry",
-                k if k.starts_with("circuit") => "circuit",
-                k if k.starts_with("alert") => "alert",
-                _ => "history",
-            };
-            let subject = if user.is_empty() {
-                format!("{app} (whole app)")
-            } else {
-                format!("{app} {op} {user}")
-            };
-            let detail = detail.map(|d| format!(": {d}")).unwrap_or_default();
-            let urgent = if urgent && what == "detected" {
-                " [URGENT]"
-            } else {
-                ""
-            };
-            out.push((
-                what,
-                format!("{subject}{urgent} ({kind} by {actor}){detail}"),
-            ));
+        for h in rows {
+            self.last_history = h.history_id;
+            out.push(tell(&h));
         }
         let msgs = slack.messages();
         for m in msgs.iter().skip(self.slack_seen) {
@@ -368,5 +348,122 @@ fn first_line(s: &str) -> String {
         format!("{}…", l.chars().take(160).collect::<String>())
     } else {
         l.to_string()
+    }
+}
+
+/// What an operation was doing, as a person would say it ("creating", "removing access for").
+fn doing(op: Operation) -> &'static str {
+    match op {
+        Operation::Create => "creating the account of",
+        Operation::Update => "updating the account of",
+        Operation::Deactivate => "removing access for",
+        Operation::Reactivate => "restoring access for",
+        Operation::Password => "syncing the password of",
+        Operation::GroupPush => "pushing groups for",
+        Operation::Import => "importing",
+        Operation::Integration => "talking to the app for",
+        Operation::Other => "provisioning",
+    }
+}
+
+/// One history row as a line of the story: the column label and plain words, no internal
+/// names (history kinds, component names, Okta ids).
+fn tell(h: &Happened) -> (&'static str, String) {
+    let who = h.user.as_deref().unwrap_or("the whole app");
+    let subject = format!("{}: {} {who}", h.app, doing(h.operation));
+    let why = h
+        .detail
+        .as_deref()
+        .map(|d| format!(": {d}"))
+        .unwrap_or_default();
+    let urgent = if h.urgent { " [URGENT]" } else { "" };
+    match h.kind.as_str() {
+        "detected" => ("detected", format!("{subject} failed{urgent}{why}")),
+        "reopened" => ("detected", format!("{subject} failed again{urgent}{why}")),
+        "resolved" => ("resolved", format!("{subject} works now{why}")),
+        "retry_started" => ("retry", format!("{subject}: retrying")),
+        "retry_succeeded" => ("retry", format!("{subject}: the retry worked")),
+        "retries_exhausted" => ("retry", format!("{subject}: giving up retrying{why}")),
+        "retry_lease_expired" => (
+            "retry",
+            format!("{subject}: a retry was interrupted; it will run again"),
+        ),
+        k if k.starts_with("retry") => ("retry", format!("{subject}: the retry did not work{why}")),
+        k if k.starts_with("circuit") => (
+            "circuit",
+            format!("{}: retries paused, the app itself is failing{why}", h.app),
+        ),
+        // The detail is "<group key> via <channels>"; the group key is internal.
+        "alerted" => match h.detail.as_deref().and_then(|d| d.rsplit_once(" via ")) {
+            Some((_, channels)) => ("alert", format!("{subject}: people told by {channels}")),
+            None => ("alert", format!("{subject}: people told")),
+        },
+        other => (
+            "history",
+            format!("{subject}: {}{why}", other.replace('_', " ")),
+        ),
+    }
+}
+
+/// After the story, with `--keep`: the exact commands to look around with.
+fn print_try_it(config: &std::path::Path, token: &str, metrics_url: &str) {
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "okta-provwatch".to_string());
+    let cfg = config.display();
+    println!();
+    println!("Everything keeps running (daemon, simulated Okta, fake Slack and SMTP). Try, in another terminal:");
+    println!("  {exe} --config {cfg} status");
+    println!("  {TOKEN_VAR}={token} {exe} --config {cfg} retry --all");
+    println!("  {exe} --config {cfg} silence --app Workday --for 1h --reason \"trying the demo\"");
+    println!("  {exe} --config {cfg} silence --list");
+    println!("  curl -s {metrics_url}");
+    println!("Ctrl-C here stops everything and removes the demo's config and state.");
+    println!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_story_uses_plain_words() {
+        let h = Happened {
+            history_id: 1,
+            kind: "retry_started".into(),
+            detail: Some("attempt 1".into()),
+            app: "Salesforce".into(),
+            user: Some("alice@acme.example".into()),
+            operation: Operation::Create,
+            urgent: false,
+        };
+        assert_eq!(
+            tell(&h),
+            (
+                "retry",
+                "Salesforce: creating the account of alice@acme.example: retrying".to_string()
+            )
+        );
+        let h = Happened {
+            kind: "alerted".into(),
+            detail: None,
+            operation: Operation::Deactivate,
+            urgent: true,
+            ..h
+        };
+        let (_, line) = tell(&h);
+        assert_eq!(
+            line,
+            "Salesforce: removing access for alice@acme.example: people told"
+        );
+        assert!(!line.contains("alerter") && !line.contains("retry-worker"));
+        let h = Happened {
+            detail: Some("app:0oa0000037sCSKpAZqZU via slack, email".into()),
+            ..h
+        };
+        assert_eq!(
+            tell(&h).1,
+            "Salesforce: removing access for alice@acme.example: people told by slack, email"
+        );
     }
 }

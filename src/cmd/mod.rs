@@ -1,6 +1,7 @@
 //! One module per subcommand. Each exposes `run(...) -> anyhow::Result<ExitCode>`.
 
 pub mod check_config;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod doctor;
 pub mod generate;
@@ -8,6 +9,25 @@ pub mod retry;
 pub mod run;
 pub mod silence;
 pub mod status;
+
+/// Without the `demo` feature, `okta-provwatch demo` says how to get a build that has it: the
+/// simulator (a fake Okta org, Slack and SMTP) stays out of release binaries and packages.
+#[cfg(not(feature = "demo"))]
+pub mod demo {
+    use crate::cli::DemoArgs;
+    use std::process::ExitCode;
+
+    /// sysexits.h `EX_UNAVAILABLE`: this build lacks the feature.
+    pub const EXIT_NO_DEMO: u8 = 69;
+
+    pub async fn run(_args: &DemoArgs) -> anyhow::Result<ExitCode> {
+        eprintln!(
+            "okta-provwatch: this build has no demo (the simulator is left out of release builds); \
+             from a source checkout run: cargo run --release --features demo -- demo"
+        );
+        Ok(ExitCode::from(EXIT_NO_DEMO))
+    }
+}
 
 use crate::config::Config;
 use crate::store::Store;

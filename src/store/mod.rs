@@ -35,6 +35,7 @@ pub mod failures;
 pub mod outbox;
 pub mod history;
 pub mod meta;
+pub mod narration;
 pub mod scan;
 pub mod silences;
 

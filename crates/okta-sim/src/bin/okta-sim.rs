@@ -1,23 +1,39 @@
 //! `okta-sim`: serves a demo Okta org with some healthy and some failing provisioning, for
-//! trying okta-provwatch by hand.
+//! trying okta-provwatch by hand (README, "Running the simulator by hand").
 //!
-//! Usage: `okta-sim [ADDR]` (default `127.0.0.1:8089`). `OKTA_SIM_TOKEN` fixes the API token.
 //! The test service app `0oasimdemoservice` is registered with the TEST-ONLY RSA key from
 //! `okta_sim::test_keys`.
 
+use clap::Parser;
 use okta_sim::{test_keys, Downstream, OktaSim};
+use std::net::SocketAddr;
+
+/// A fake Okta org on loopback: System Log, apps, users, assignments and OAuth service apps,
+/// with four apps whose SCIM provisioning succeeds, rejects a user, is down, or is absent.
+///
+/// Point okta-provwatch at it with `org_url` set to the printed address and the printed API
+/// token in the variable named by `api_token_env`. Nothing leaves the machine. Ctrl-C stops it.
+#[derive(Parser, Debug)]
+#[command(name = "okta-sim", version)]
+struct Args {
+    /// Address to listen on.
+    #[arg(default_value = "127.0.0.1:8089")]
+    addr: SocketAddr,
+
+    /// Fix the API token (SSWS) instead of using a random one, e.g. to keep a config working
+    /// across restarts of the simulator.
+    #[arg(long, env = "OKTA_SIM_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:8089".to_string());
-    let addr = addr.parse().map_err(|e| {
-        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{addr}: {e}"))
+    let args = Args::parse();
+    let sim = OktaSim::start_on(args.addr).await.map_err(|e| {
+        std::io::Error::new(e.kind(), format!("cannot listen on {}: {e}", args.addr))
     })?;
-    let sim = OktaSim::start_on(addr).await?;
-    if let Ok(t) = std::env::var("OKTA_SIM_TOKEN") {
-        sim.set_api_token(&t);
+    if let Some(t) = &args.token {
+        sim.set_api_token(t);
     }
     sim.register_oauth_client(
         "0oasimdemoservice",
