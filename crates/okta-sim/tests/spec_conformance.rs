@@ -421,9 +421,11 @@ async fn simulator_bodies_conform_to_the_spec() {
 }
 
 #[tokio::test]
+#[ignore = "needs OKTA_OPENAPI_SPEC (see NEEDS_SPEC)"]
 async fn deprovisioning_hooks_and_tasks_bodies_conform_to_the_spec() {
-    let spec = spec_or_skip!();
+    let spec = spec();
     let sim = OktaSim::start().await.unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let c = reqwest::Client::new();
     let app = sim.add_app("Conformance lifecycle");
     let _scim = sim.add_scim_server(&app).await.unwrap();
