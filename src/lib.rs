@@ -9,6 +9,7 @@ pub mod config;
 pub mod context;
 pub mod daemon;
 pub mod detect;
+pub mod exit;
 pub mod health;
 pub mod http;
 pub mod metrics;
