@@ -318,3 +318,6 @@ fn line_col(text: &str, pos: usize) -> (usize, usize) {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod proptests;
