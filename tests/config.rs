@@ -1036,3 +1036,83 @@ fn inline_api_token_points_at_env_file_or_credential() {
     assert!(!e.to_string().contains("00inlineTOKEN"));
     assert!(!e.to_string().contains("unknown key"), "{e}");
 }
+
+/// A credential the config names but nobody installed says where the unit looks for it.
+#[test]
+fn missing_credential_says_where_to_install_it() {
+    let creds = tempfile::tempdir().unwrap();
+    let env = Env::from_map([(
+        "CREDENTIALS_DIRECTORY",
+        creds.path().to_str().unwrap().to_string(),
+    )]);
+    let text =
+        okta("org_url = \"https://acme.okta.com\"\napi_token_credential = \"okta-api-token\"");
+    let e = Config::from_toml_str(&text, &env).unwrap_err();
+    assert_eq!(e.key(), "okta.api_token_credential");
+    assert!(
+        e.message.ends_with(
+            "does not exist; install it as /etc/credstore/okta-api-token (root:root, mode 0600), \
+             or add LoadCredential=okta-api-token:/path in a drop-in"
+        ),
+        "{e}"
+    );
+    let text = okta(
+        "org_url = \"https://acme.okta.com\"\napi_token_credential = \"okta-api-token.encrypted\"",
+    );
+    let e = Config::from_toml_str(&text, &env).unwrap_err();
+    assert!(
+        e.message
+            .contains("install it as /etc/credstore.encrypted/okta-api-token.encrypted"),
+        "{e}"
+    );
+}
+
+/// `check-config` exits with the config status (78) and prints the cause once.
+#[test]
+fn check_config_exits_78_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(
+        &path,
+        "[okta]\norg_url = \"https://acme.okta.com\"\napi_token = \"00inline\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_okta-provwatch"))
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env_remove("OKTA_PROVWATCH_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(okta_provwatch::exit::CONFIG as i32));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "okta-provwatch: config {}: okta.api_token: secrets are not written in the config \
+             file (it is often world-readable and ends up in backups); put the value in an \
+             environment variable, a file or a systemd credential and name it with \
+             `api_token_env`, `api_token_file` or `api_token_credential`",
+            path.display()
+        )
+    );
+    assert!(!stderr.contains("00inline"));
+
+    // And a valid one echoes durations as written.
+    std::fs::write(
+        &path,
+        "[okta]\norg_url = \"https://acme.okta.com\"\napi_token_env = \"T\"\n[detect]\ninitial_lookback = \"24h\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_okta-provwatch"))
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env("T", "00tokenvalue")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("  detect.initial_lookback = 24h\n"),
+        "{stdout}"
+    );
+}
