@@ -56,7 +56,7 @@ impl OktaErrorBody {
 #[derive(Debug, thiserror::Error)]
 pub enum OktaError {
     /// 429 persisted past the client's patience; the bucket is blocked until `retry_after`.
-    #[error("Okta rate limit exhausted for the {} bucket; retry in {retry_after:?}", bucket.as_str())]
+    #[error("Okta rate limit exhausted for the {} bucket; retry in {}", bucket.as_str(), whole_seconds(*retry_after))]
     RateLimited {
         bucket: Bucket,
         retry_after: Duration,
@@ -118,6 +118,13 @@ impl OktaError {
             OktaError::Config(_) => "config",
         }
     }
+}
+
+/// `d` rounded up to whole seconds, as people write it (`13s`, `1m 5s`), never Rust's
+/// `Debug` form (`12.345678s`).
+fn whole_seconds(d: Duration) -> humantime::FormattedDuration {
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    humantime::format_duration(Duration::from_secs(secs))
 }
 
 /// `host:port` of `url`, for messages (`dev-1.okta.com:443`).
@@ -274,6 +281,21 @@ mod tests {
                 "cannot reach 127.0.0.1:{port}: TLS handshake failed: "
             )),
             "{shown}"
+        );
+    }
+
+    #[test]
+    fn rate_limited_message_has_no_debug_durations() {
+        let e = OktaError::RateLimited {
+            bucket: Bucket::Logs,
+            retry_after: Duration::from_millis(64_250),
+        };
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "Okta rate limit exhausted for the {} bucket; retry in 1m 5s",
+                Bucket::Logs.as_str()
+            )
         );
     }
 
