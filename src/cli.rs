@@ -61,11 +61,13 @@ pub enum Command {
     Demo(DemoArgs),
     /// Write the man page(s) to a directory.
     Man {
+        /// Directory to write the pages into (created if missing).
         #[arg(long, default_value = ".")]
         out_dir: PathBuf,
     },
     /// Print shell completions.
     Completions {
+        /// The shell to print completions for.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
@@ -102,6 +104,7 @@ pub struct RetryArgs {
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
+    /// Machine-readable output: {"checks": [{"name", "status", "detail"}]}.
     #[arg(long)]
     pub json: bool,
     /// Also send one test alert to every configured channel.
@@ -117,6 +120,7 @@ pub struct SilenceArgs {
     /// How long, e.g. "2h".
     #[arg(long = "for", required_unless_present_any = ["list", "remove"])]
     pub duration: Option<String>,
+    /// Why, shown in `silence --list` and in the log (e.g. "Workday maintenance").
     #[arg(long)]
     pub reason: Option<String>,
     /// List active silences.

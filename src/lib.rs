@@ -61,6 +61,7 @@ pub mod context;
 pub mod daemon;
 pub mod detect;
 pub mod domain;
+pub mod exit;
 pub mod health;
 pub mod http;
 pub mod metrics;

@@ -366,12 +366,12 @@ fn unknown_keys_at_every_level() {
     assert_err(
         &with("[okta.oauth]\nclient_id = \"x\"\nprivate_key = \"y\"\n"),
         "okta.oauth.private_key",
-        "unknown key",
+        "name it with `private_key_env`, `private_key_file` or `private_key_credential`",
     );
     assert_err(
         &with("[slack]\nwebhook_url = \"https://hooks.slack.com/x\"\n"),
         "slack.webhook_url",
-        "unknown key",
+        "name it with `webhook_url_env`, `webhook_url_file` or `webhook_url_credential`",
     );
     assert_err(
         &with("[email]\npassword = \"x\"\n"),
@@ -858,4 +858,264 @@ fn load_from_disk() {
     std::fs::write(&path, EXAMPLE).unwrap();
     let c = Config::load_with_env(&path, &env_with(&[])).unwrap();
     assert!(c.slack.is_some() && c.email.is_some());
+}
+
+// ------------------------------------------------------------------ issues 10 and 12
+
+/// Issue 10 defect 6: an absurd duration was accepted and later overflowed `Instant`
+/// arithmetic in `/healthz`. Every duration key is now bounded, and the error names it.
+#[test]
+fn every_duration_key_is_bounded() {
+    for (section, key, max) in [
+        ("okta", "request_timeout", "10m"),
+        ("detect", "poll_interval", "24h"),
+        ("detect", "initial_lookback", "90d"),
+        ("retry", "initial_backoff", "7d"),
+        ("retry", "max_backoff", "7d"),
+        ("alert", "persist_after", "7d"),
+        ("alert", "repeat_interval", "30d"),
+        ("alert", "group_wait", "1h"),
+        ("alert", "group_interval", "24h"),
+    ] {
+        let text = if section == "okta" {
+            BASE.replace("[okta]\n", "[okta]\nrequest_timeout = \"500000000000y\"\n")
+        } else {
+            with(&format!("[{section}]\n{key} = \"500000000000y\"\n"))
+        };
+        let e = assert_err(
+            &text,
+            &format!("{section}.{key}"),
+            &format!("must be at most {max}, got \"500000000000y\""),
+        );
+        assert!(!e.message.contains("months"), "{e}");
+    }
+    // Beyond even humantime's own arithmetic: still a keyed error, not a panic.
+    assert_err(
+        &with("[detect]\npoll_interval = \"99999999999999999999y\"\n"),
+        "detect.poll_interval",
+        "is too long",
+    );
+    // The exact message, echoing the value as written.
+    let e = load(&with("[detect]\npoll_interval = \"500000000000y\"\n")).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "detect.poll_interval: must be at most 24h, got \"500000000000y\""
+    );
+    // The bounds themselves are accepted.
+    assert!(load(&with("[detect]\npoll_interval = \"24h\"\n")).is_ok());
+    assert!(load(&with("[alert]\nrepeat_interval = \"30d\"\n")).is_ok());
+}
+
+/// Issue 12: durations are echoed in the units the operator wrote.
+#[test]
+fn durations_are_echoed_as_written() {
+    let e = load(&with("[detect]\ninitial_lookback = \"91d\"\n")).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "detect.initial_lookback: must be at most 90d, got \"91d\" \
+         (Okta keeps System Log events for 90 days)"
+    );
+    let e = load(&with("[detect]\npoll_interval = \"4s\"\n")).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "detect.poll_interval: must be at least 5s, got \"4s\""
+    );
+    let e = load(&with(
+        "[retry]\ninitial_backoff = \"2h\"\nmax_backoff = \"90m\"\n",
+    ))
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "retry.initial_backoff: must not exceed retry.max_backoff (2h > 90m)"
+    );
+    let c = load(&with(
+        "[detect]\ninitial_lookback = \"24h\"\npoll_interval = \"1m 30s\"\n[alert]\nrepeat_interval = \"1440m\"\n",
+    ))
+    .unwrap();
+    let summary: std::collections::HashMap<String, String> =
+        c.redacted_summary().into_iter().collect();
+    assert_eq!(summary["detect.initial_lookback"], "24h");
+    assert_eq!(summary["detect.poll_interval"], "1m 30s");
+    assert_eq!(summary["alert.repeat_interval"], "1440m");
+    // Defaults are shown as the example file spells them.
+    assert_eq!(summary["alert.persist_after"], "30m");
+    // A value changed after loading (the demo does this) is shown as it now is.
+    let mut c = c;
+    c.detect.poll_interval = Duration::from_secs(1);
+    let summary: std::collections::HashMap<String, String> =
+        c.redacted_summary().into_iter().collect();
+    assert_eq!(summary["detect.poll_interval"], "1s");
+}
+
+/// Issue 10 defect 7: a bogus `log.level` filter used to fall back to `info` silently.
+#[test]
+fn bogus_log_filters_are_rejected() {
+    for (level, why) in [
+        (
+            "okta_provwatch=loud",
+            "invalid filter \"okta_provwatch=loud\"",
+        ),
+        ("info,warning", "\"warning\" is not a level"),
+        ("info,,debug", "empty directive"),
+        ("okta_provwatch[{=debug", "invalid filter"),
+    ] {
+        let e = assert_err(
+            &with(&format!("[log]\nlevel = {level:?}\n")),
+            "log.level",
+            why,
+        );
+        assert!(e.message.contains("must be one of trace, debug"), "{e}");
+    }
+    let e = load(&with("[log]\nlevel = \"verbose\"\n")).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "log.level: \"verbose\" is not a level; must be one of trace, debug, info, warn, \
+         error, off, or a filter such as \"okta_provwatch=debug,warn\""
+    );
+    for ok in [
+        "info",
+        "WARN",
+        "okta_provwatch=debug,warn",
+        "okta_provwatch::detect=trace",
+        "off",
+    ] {
+        assert!(
+            load(&with(&format!("[log]\nlevel = {ok:?}\n"))).is_ok(),
+            "{ok}"
+        );
+    }
+}
+
+/// Issue 10 defect 8: a password over plain smtp:// to a loopback relay is fine for any
+/// loopback spelling, not only `localhost` and `[::1]`.
+#[test]
+fn smtp_password_to_any_loopback_relay_is_accepted() {
+    let rest = "smtp_password_env = \"SMTP_PASSWORD\"\nfrom = \"w@acme.example\"\nto = [\"ops@acme.example\"]\n";
+    for url in [
+        "smtp://user@127.0.0.1",
+        "smtp://user@127.0.0.1:2525",
+        "smtp://user@127.8.9.10:25",
+        "smtp://user@localhost:25",
+        "smtp://user@[::1]:25",
+    ] {
+        let text = with(&format!("[email]\nsmtp_url = {url:?}\n{rest}"));
+        let c = load(&text).unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert!(c.email.unwrap().password.is_some());
+    }
+    for url in ["smtp://user@10.0.0.1", "smtp://user@128.0.0.1"] {
+        assert_err(
+            &with(&format!("[email]\nsmtp_url = {url:?}\n{rest}")),
+            "email.smtp_url",
+            "would send the password unencrypted",
+        );
+    }
+}
+
+/// Issue 12: a password source without a login suggests both ways out.
+#[test]
+fn smtp_password_without_user_suggests_removing_it() {
+    let e = load(&with(
+        "[email]\nsmtp_url = \"smtps://smtp.acme.example\"\nsmtp_password_env = \"SMTP_PASSWORD\"\n\
+         from = \"w@acme.example\"\nto = [\"ops@acme.example\"]\n",
+    ))
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "email.smtp_url: smtp_password_env is set but the URL has no user name: add the login \
+         to the URL (e.g. \"smtps://USER@smtp.example.com\"), or remove smtp_password_env if \
+         the relay needs no login"
+    );
+}
+
+/// Issue 12: `api_token = "..."` inline names the three places a secret may come from.
+#[test]
+fn inline_api_token_points_at_env_file_or_credential() {
+    let text = BASE.replace("[okta]\n", "[okta]\napi_token = \"00inlineTOKEN\"\n");
+    let e = assert_err(
+        &text,
+        "okta.api_token",
+        "`api_token_env`, `api_token_file` or `api_token_credential`",
+    );
+    assert!(!e.to_string().contains("00inlineTOKEN"));
+    assert!(!e.to_string().contains("unknown key"), "{e}");
+}
+
+/// A credential the config names but nobody installed says where the unit looks for it.
+#[test]
+fn missing_credential_says_where_to_install_it() {
+    let creds = tempfile::tempdir().unwrap();
+    let env = Env::from_map([(
+        "CREDENTIALS_DIRECTORY",
+        creds.path().to_str().unwrap().to_string(),
+    )]);
+    let text =
+        okta("org_url = \"https://acme.okta.com\"\napi_token_credential = \"okta-api-token\"");
+    let e = Config::from_toml_str(&text, &env).unwrap_err();
+    assert_eq!(e.key(), "okta.api_token_credential");
+    assert!(
+        e.message.ends_with(
+            "does not exist; install it as /etc/credstore/okta-api-token (root:root, mode 0600), \
+             or add LoadCredential=okta-api-token:/path in a drop-in"
+        ),
+        "{e}"
+    );
+    let text = okta(
+        "org_url = \"https://acme.okta.com\"\napi_token_credential = \"okta-api-token.encrypted\"",
+    );
+    let e = Config::from_toml_str(&text, &env).unwrap_err();
+    assert!(
+        e.message
+            .contains("install it as /etc/credstore.encrypted/okta-api-token.encrypted"),
+        "{e}"
+    );
+}
+
+/// `check-config` exits with the config status (78) and prints the cause once.
+#[test]
+fn check_config_exits_78_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(
+        &path,
+        "[okta]\norg_url = \"https://acme.okta.com\"\napi_token = \"00inline\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_okta-provwatch"))
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env_remove("OKTA_PROVWATCH_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(okta_provwatch::exit::CONFIG as i32));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "okta-provwatch: config {}: okta.api_token: secrets are not written in the config \
+             file (it is often world-readable and ends up in backups); put the value in an \
+             environment variable, a file or a systemd credential and name it with \
+             `api_token_env`, `api_token_file` or `api_token_credential`",
+            path.display()
+        )
+    );
+    assert!(!stderr.contains("00inline"));
+
+    // And a valid one echoes durations as written.
+    std::fs::write(
+        &path,
+        "[okta]\norg_url = \"https://acme.okta.com\"\napi_token_env = \"T\"\n[detect]\ninitial_lookback = \"24h\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_okta-provwatch"))
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env("T", "00tokenvalue")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("  detect.initial_lookback = 24h\n"),
+        "{stdout}"
+    );
 }

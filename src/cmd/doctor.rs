@@ -12,7 +12,7 @@ use crate::alert::channels::slack::SlackNotifier;
 use crate::alert::message::{AlertMessage, MessageKind, Severity};
 use crate::cli::DoctorArgs;
 use crate::clock::Clock;
-use crate::config::{Config, OktaAuth};
+use crate::config::{Config, OktaAuth, SlackTarget};
 use crate::context::client_options;
 use crate::metrics::Metrics;
 use crate::okta::types::Application;
@@ -30,6 +30,9 @@ const CHANNEL_TIMEOUT: Duration = Duration::from_secs(15);
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Pass,
+    /// Neither good nor bad: something this run did not or could not test (a Slack
+    /// webhook, which can only be tested by posting). Never counts as passed.
+    Info,
     Warn,
     Fail,
 }
@@ -65,6 +68,7 @@ impl Report {
         for c in &self.checks {
             let tag = match c.status {
                 Status::Pass => "PASS",
+                Status::Info => "INFO",
                 Status::Warn => "WARN",
                 Status::Fail => "FAIL",
             };
@@ -78,17 +82,21 @@ impl Report {
                 out.push_str(&format!("         {l}\n"));
             }
         }
-        let (p, w, f) = self
-            .checks
-            .iter()
-            .fold((0, 0, 0), |(p, w, f), c| match c.status {
-                Status::Pass => (p + 1, w, f),
-                Status::Warn => (p, w + 1, f),
-                Status::Fail => (p, w, f + 1),
-            });
-        out.push_str(&format!("\n{p} passed, {w} warnings, {f} failed\n"));
+        let count = |st: Status| self.checks.iter().filter(|c| c.status == st).count();
+        let mut tally = vec![format!("{} passed", count(Status::Pass))];
+        if count(Status::Info) > 0 {
+            tally.push(format!("{} not tested", count(Status::Info)));
+        }
+        tally.push(plural(count(Status::Warn), "warning", "warnings"));
+        tally.push(format!("{} failed", count(Status::Fail)));
+        out.push_str(&format!("\n{}\n", tally.join(", ")));
         out
     }
+}
+
+/// `1 warning`, `2 warnings`, `0 warnings`.
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 pub async fn run(config_path: &Path, args: &DoctorArgs) -> anyhow::Result<ExitCode> {
@@ -339,7 +347,7 @@ async fn check_provisioning(
                 Some(a) if watched.iter().any(|(w, _)| w.id == a.id) => {}
                 Some(a) => watched.push((a.clone(), true)),
                 None => r.add(
-                    format!("app {want:?}"),
+                    format!("app \"{want}\""),
                     Status::Fail,
                     "listed in detect.apps but not found among the org's active apps (check the id or label, and that the app is active)",
                 ),
@@ -347,7 +355,7 @@ async fn check_provisioning(
         }
     }
     for (app, explicit) in watched {
-        let name = format!("app {:?} ({}) provisioning", app.display(), app.id);
+        let name = format!("app \"{}\" ({}) provisioning", app.display(), app.id);
         let feature = match okta.provisioning_feature(&app.id).await {
             Ok(f) => f,
             Err(OktaError::NotFound { .. }) => {
@@ -466,7 +474,22 @@ async fn check_channels(config: &Config, send_test: bool, r: &mut Report) {
         match SlackNotifier::new(cfg, CHANNEL_TIMEOUT) {
             Err(e) => r.add("slack", Status::Fail, format!("{e:#}")),
             Ok(n) => {
+                let webhook = matches!(cfg.target, SlackTarget::Webhook { .. });
                 match n.check().await {
+                    // A webhook can only be tested by posting: without the test alert,
+                    // nothing proved it works, so it must not read as PASS.
+                    Ok(d) if webhook && !send_test => r.add(
+                        "slack",
+                        Status::Info,
+                        format!(
+                            "{d}\nrun `okta-provwatch doctor --send-test-alert` to post a test message"
+                        ),
+                    ),
+                    Ok(d) if webhook => r.add(
+                        "slack",
+                        Status::Info,
+                        format!("{d}; see the test alert below"),
+                    ),
                     Ok(d) => r.add("slack", Status::Pass, d),
                     Err(e) => r.add("slack", Status::Fail, e.to_string()),
                 }
@@ -521,6 +544,71 @@ mod tests {
         assert!(d.contains("Deactivate Users is disabled"), "{d}");
         let (s, _) = judge_capabilities(Some(true), Some(false), Some(true));
         assert_eq!(s, Status::Warn);
+    }
+
+    #[test]
+    fn summary_counts_are_singular_and_info_is_not_a_pass() {
+        let mut r = Report::default();
+        r.add("a", Status::Pass, "ok");
+        r.add("slack", Status::Info, "webhook not tested");
+        r.add("b", Status::Warn, "hmm");
+        let text = r.render_text();
+        assert!(
+            text.contains("[INFO] slack: webhook not tested\n"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("\n1 passed, 1 not tested, 1 warning, 0 failed\n"),
+            "{text}"
+        );
+        r.add("c", Status::Warn, "again");
+        assert!(r
+            .render_text()
+            .ends_with("\n1 passed, 1 not tested, 2 warnings, 0 failed\n"));
+        let only_pass = Report {
+            checks: vec![Check {
+                name: "a".into(),
+                status: Status::Pass,
+                detail: "ok".into(),
+            }],
+        };
+        assert!(only_pass
+            .render_text()
+            .ends_with("\n1 passed, 0 warnings, 0 failed\n"));
+        assert_eq!(
+            serde_json::to_value(Status::Info).unwrap(),
+            serde_json::json!("info")
+        );
+    }
+
+    #[tokio::test]
+    async fn untested_webhook_is_info_with_the_hint() {
+        let env = crate::config::Env::from_map([
+            ("OKTA_API_TOKEN", "00tok"),
+            (
+                "SLACK_WEBHOOK_URL",
+                "https://hooks.slack.com/services/T0/B0/x",
+            ),
+        ]);
+        let config = Config::from_toml_str(
+            "[okta]\norg_url = \"https://acme.okta.com\"\napi_token_env = \"OKTA_API_TOKEN\"\n\
+             [slack]\nwebhook_url_env = \"SLACK_WEBHOOK_URL\"\n",
+            &env,
+        )
+        .unwrap();
+        let mut r = Report::default();
+        check_channels(&config, false, &mut r).await;
+        let slack = r.checks.iter().find(|c| c.name == "slack").unwrap();
+        assert_eq!(slack.status, Status::Info, "{}", slack.detail);
+        assert!(
+            slack.detail.ends_with(
+                "\nrun `okta-provwatch doctor --send-test-alert` to post a test message"
+            ),
+            "{}",
+            slack.detail
+        );
+        assert!(!slack.detail.contains("services/T0"), "{}", slack.detail);
+        assert!(!r.failed());
     }
 
     #[test]

@@ -33,7 +33,7 @@ use url::Url;
 
 pub use env::{Env, ENV_PREFIX};
 pub use error::ConfigError;
-pub use parse::{is_loopback_host, parse_duration, parse_schedule};
+pub use parse::{is_loopback_host, parse_duration, parse_schedule, MAX_DURATION};
 pub use secret::{SecretSource, SecretSources};
 
 /// Where the config file is looked for when neither `--config` nor
@@ -60,6 +60,10 @@ pub struct Config {
     /// Where each secret came from (never the values); used by
     /// [`Config::redacted_summary`]. `Default` is fine for hand-built configs.
     pub secret_sources: SecretSources,
+    /// Each duration key (dotted) as the file or environment spelt it, defaults included,
+    /// so output echoes `24h` rather than humantime's `1day`. A key missing here (a
+    /// hand-built config, or a value changed in code) is shown from its `Duration`.
+    pub durations_as_written: std::collections::BTreeMap<String, String>,
 }
 
 /// `[okta]`: which org to watch and how hard we may lean on its API.
@@ -314,3 +318,6 @@ fn line_col(text: &str, pos: usize) -> (usize, usize) {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod proptests;

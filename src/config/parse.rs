@@ -12,14 +12,49 @@ use url::{Host, Url};
 
 use super::error::ConfigError;
 
-/// Parses a human duration such as `30s`, `15m`, `4h`, `1h 30m` or `7d`.
+/// The longest duration any key or flag accepts. Every duration ends up added to an
+/// `Instant` or multiplied (health staleness, backoff), and `Instant + Duration` panics on
+/// overflow; ten years (3650d) is far beyond any sane setting and far below any overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// Parses a human duration such as `30s`, `15m`, `4h`, `1h 30m` or `7d`, at most
+/// [`MAX_DURATION`]; config keys hold tighter bounds of their own.
 pub fn parse_duration(key: &str, s: &str) -> Result<Duration, ConfigError> {
-    humantime::parse_duration(s.trim()).map_err(|_| {
-        ConfigError::new(
-            key,
-            format!("invalid duration {s:?} (use e.g. \"30s\", \"15m\", \"4h\")"),
-        )
+    let d = parse_duration_unbounded(key, s)?;
+    check_duration_max(key, s, d, MAX_DURATION, "3650d")?;
+    Ok(d)
+}
+
+/// [`parse_duration`] without the bound, for callers that check a tighter one at once.
+pub(crate) fn parse_duration_unbounded(key: &str, s: &str) -> Result<Duration, ConfigError> {
+    let written = s.trim();
+    humantime::parse_duration(written).map_err(|e| {
+        // humantime reports an overflow of its own arithmetic as a distinct error; say so,
+        // or "99999999999999999999y" would read as a syntax problem.
+        let why = match e {
+            humantime::DurationError::NumberOverflow => format!("{written:?} is too long"),
+            _ => format!("invalid duration {s:?}"),
+        };
+        ConfigError::new(key, format!("{why} (use e.g. \"30s\", \"15m\", \"4h\")"))
     })
+}
+
+/// Rejects `d` (spelt `written` by the user) when above `max` (spelt `max_shown`), echoing
+/// both as written rather than reformatted: `91d`, not `2months 30days 2h 52m 48s`.
+pub(crate) fn check_duration_max(
+    key: &str,
+    written: &str,
+    d: Duration,
+    max: Duration,
+    max_shown: &str,
+) -> Result<(), ConfigError> {
+    if d > max {
+        return Err(ConfigError::new(
+            key,
+            format!("must be at most {max_shown}, got {:?}", written.trim()),
+        ));
+    }
+    Ok(())
 }
 
 /// Parses a schedule in the `cron` crate's syntax: six or seven fields,
@@ -53,10 +88,18 @@ pub fn parse_schedule(key: &str, s: &str) -> Result<Schedule, ConfigError> {
 }
 
 /// True for `localhost`, 127.0.0.0/8 and ::1: the only hosts where plain http
-/// is acceptable (local simulators and demos, never a real Okta or Slack).
+/// is acceptable (local simulators and demos, never a real Okta or Slack), and where an
+/// SMTP password may travel without TLS.
+///
+/// For schemes the URL standard does not know (`smtp://`, `smtps://`), the `url` crate
+/// keeps an IPv4 host as an opaque name, so a name that parses as an IP address is
+/// judged as that address.
 pub fn is_loopback_host(url: &Url) -> bool {
     match url.host() {
-        Some(Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(Host::Domain(d)) => {
+            d.eq_ignore_ascii_case("localhost")
+                || d.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        }
         Some(Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
         Some(Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
         None => false,

@@ -228,9 +228,24 @@ fn map_serde_error(path: String, message: &str) -> ConfigError {
             .step_by(2)
             .filter(|candidate| is_close(name, candidate))
             .min_by_key(|candidate| edit_distance(name, candidate));
-        let message = match suggestion {
-            Some(s) => format!("unknown key (did you mean `{s}`?)"),
-            None => "unknown key".to_string(),
+        let expects = |k: &str| expected.split('`').skip(1).step_by(2).any(|c| c == k);
+        // A secret written inline (`api_token = "..."`): the generic rule is that every
+        // secret key `X` exists only as `X_env`, `X_file` and `X_credential`, so the
+        // operator learns where the value belongs, not just that the key is wrong. The
+        // value itself is never echoed.
+        let secret_forms = ["env", "file", "credential"].map(|via| format!("{name}_{via}"));
+        let message = if secret_forms.iter().all(|k| expects(k)) {
+            format!(
+                "secrets are not written in the config file (it is often world-readable and \
+                 ends up in backups); put the value in an environment variable, a file or a \
+                 systemd credential and name it with `{}`, `{}` or `{}`",
+                secret_forms[0], secret_forms[1], secret_forms[2]
+            )
+        } else {
+            match suggestion {
+                Some(s) => format!("unknown key (did you mean `{s}`?)"),
+                None => "unknown key".to_string(),
+            }
         };
         return ConfigError::new(key, message);
     }
@@ -282,6 +297,53 @@ mod tests {
         let e = parse("[foo]\nbar = 1\n").unwrap_err();
         assert_eq!(e.key, "foo");
         assert_eq!(e.message, "unknown key");
+    }
+
+    #[test]
+    fn inline_secrets_point_at_the_three_sources() {
+        for (toml, key, stem) in [
+            (
+                "[okta]\napi_token = \"00abc\"\n",
+                "okta.api_token",
+                "api_token",
+            ),
+            (
+                "[okta.oauth]\nprivate_key = \"-----BEGIN\"\n",
+                "okta.oauth.private_key",
+                "private_key",
+            ),
+            (
+                "[slack]\nwebhook_url = \"https://h\"\n",
+                "slack.webhook_url",
+                "webhook_url",
+            ),
+            (
+                "[slack]\nbot_token = \"xoxb\"\n",
+                "slack.bot_token",
+                "bot_token",
+            ),
+            (
+                "[email]\nsmtp_password = \"pw\"\n",
+                "email.smtp_password",
+                "smtp_password",
+            ),
+        ] {
+            let e = parse(toml).unwrap_err();
+            assert_eq!(e.key, key);
+            assert_eq!(
+                e.message,
+                format!(
+                    "secrets are not written in the config file (it is often world-readable and \
+                     ends up in backups); put the value in an environment variable, a file or a \
+                     systemd credential and name it with `{stem}_env`, `{stem}_file` or \
+                     `{stem}_credential`"
+                )
+            );
+            assert!(!e.to_string().contains("00abc") && !e.to_string().contains("xoxb"));
+        }
+        // A plain typo near a secret key is still a typo.
+        let e = parse("[okta]\napi_token_envv = \"X\"\n").unwrap_err();
+        assert_eq!(e.message, "unknown key (did you mean `api_token_env`?)");
     }
 
     #[test]

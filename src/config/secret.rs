@@ -153,12 +153,28 @@ pub(crate) fn read_secret(
                         key,
                         format!(
                             "CREDENTIALS_DIRECTORY is not set, so credential {value} cannot be read \
-                             (run under systemd with LoadCredential={value}:/path, or use the _env or _file form)"
+                             (run under systemd, which hands over /etc/credstore/{value}, or use the _env or _file form)"
                         ),
                     )
                 })?;
             let path = Path::new(dir).join(value);
-            let secret = read_file(key, &path, &format!("credential {value}:"))?;
+            let secret = read_file(key, &path, &format!("credential {value}:")).map_err(|mut e| {
+                // The shipped unit looks every credential up in the credstore and skips a
+                // missing one, so "does not exist" means the file was never installed.
+                if !path.exists() {
+                    let store = if value.ends_with(".encrypted") {
+                        format!(
+                            "/etc/credstore.encrypted/{value} (systemd-creds encrypt plain.txt /etc/credstore.encrypted/{value})"
+                        )
+                    } else {
+                        format!("/etc/credstore/{value} (root:root, mode 0600)")
+                    };
+                    e.message.push_str(&format!(
+                        "; install it as {store}, or add LoadCredential={value}:/path in a drop-in"
+                    ));
+                }
+                e
+            })?;
             Ok((
                 secret,
                 SecretSource::Credential {

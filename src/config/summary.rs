@@ -5,6 +5,7 @@
 //! to confirm each secret was found — but the output gets pasted into tickets,
 //! so secrets appear only as their source and length.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -20,8 +21,13 @@ fn secret(value: &SecretString, source: Option<&SecretSource>) -> String {
     }
 }
 
-fn dur(d: Duration) -> String {
-    humantime::format_duration(d).to_string()
+/// `d` as the operator wrote it (`24h`, `91d`), if that spelling is still the value in
+/// force; otherwise (changed in code, or a hand-built config) in humantime's form.
+fn dur(written: &BTreeMap<String, String>, key: &str, d: Duration) -> String {
+    match written.get(key) {
+        Some(w) if humantime::parse_duration(w).ok() == Some(d) => w.clone(),
+        _ => humantime::format_duration(d).to_string(),
+    }
 }
 
 fn list(items: impl IntoIterator<Item = String>) -> String {
@@ -37,6 +43,7 @@ impl Config {
         let mut out: Vec<(String, String)> = Vec::new();
         let mut put = |k: &str, v: String| out.push((k.to_string(), v));
         let src = &self.secret_sources;
+        let dur = |key: &str, d: Duration| dur(&self.durations_as_written, key, d);
 
         let o = &self.okta;
         put("okta.org_url", o.org_url.to_string());
@@ -61,13 +68,22 @@ impl Config {
         }
         put("okta.rate_limit_share", o.rate_limit_share.to_string());
         put("okta.max_in_flight", o.max_in_flight.to_string());
-        put("okta.request_timeout", dur(o.request_timeout));
+        put(
+            "okta.request_timeout",
+            dur("okta.request_timeout", o.request_timeout),
+        );
 
         put("state.path", self.state.path.display().to_string());
 
         let d = &self.detect;
-        put("detect.poll_interval", dur(d.poll_interval));
-        put("detect.initial_lookback", dur(d.initial_lookback));
+        put(
+            "detect.poll_interval",
+            dur("detect.poll_interval", d.poll_interval),
+        );
+        put(
+            "detect.initial_lookback",
+            dur("detect.initial_lookback", d.initial_lookback),
+        );
         put("detect.scan_schedule", d.scan_schedule.to_string());
         put(
             "detect.apps",
@@ -81,15 +97,27 @@ impl Config {
         let r = &self.retry;
         put("retry.enabled", r.enabled.to_string());
         put("retry.max_attempts", r.max_attempts.to_string());
-        put("retry.initial_backoff", dur(r.initial_backoff));
-        put("retry.max_backoff", dur(r.max_backoff));
+        put(
+            "retry.initial_backoff",
+            dur("retry.initial_backoff", r.initial_backoff),
+        );
+        put("retry.max_backoff", dur("retry.max_backoff", r.max_backoff));
         put("retry.per_minute", r.per_minute.to_string());
 
         let a = &self.alert;
-        put("alert.persist_after", dur(a.persist_after));
-        put("alert.repeat_interval", dur(a.repeat_interval));
-        put("alert.group_wait", dur(a.group_wait));
-        put("alert.group_interval", dur(a.group_interval));
+        put(
+            "alert.persist_after",
+            dur("alert.persist_after", a.persist_after),
+        );
+        put(
+            "alert.repeat_interval",
+            dur("alert.repeat_interval", a.repeat_interval),
+        );
+        put("alert.group_wait", dur("alert.group_wait", a.group_wait));
+        put(
+            "alert.group_interval",
+            dur("alert.group_interval", a.group_interval),
+        );
         put("alert.send_resolved", a.send_resolved.to_string());
         put("alert.digest_schedule", a.digest_schedule.to_string());
 

@@ -4,6 +4,7 @@
 //! Sections are checked in file order and the first problem wins, so the
 //! error an operator sees is the first one they would meet reading the file.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -15,7 +16,9 @@ use url::Url;
 
 use super::env::Env;
 use super::error::ConfigError;
-use super::parse::{is_loopback_host, parse_duration, parse_schedule, require_https};
+use super::parse::{
+    check_duration_max, is_loopback_host, parse_duration_unbounded, parse_schedule, require_https,
+};
 use super::raw::{
     RawAlert, RawConfig, RawDetect, RawEmail, RawHttp, RawLog, RawOAuth, RawOkta, RawRetry,
     RawSlack, RawState, Text, TextList,
@@ -54,12 +57,89 @@ pub(crate) const DEFAULT_LOG_FORMAT: &str = "text";
 pub(crate) const DEFAULT_LOG_LEVEL: &str = "info";
 
 const MIN_POLL_INTERVAL: Duration = Duration::from_secs(5);
-/// Okta keeps System Log events for 90 days; asking for more is an API error.
-const MAX_LOOKBACK: Duration = Duration::from_secs(90 * 24 * 3600);
 const MAX_IN_FLIGHT: i64 = 8;
+
+/// The largest value each duration key accepts, with its spelling for messages. Each bound
+/// is far above any useful setting yet keeps every schedule, backoff and health judgement
+/// well inside `Instant` arithmetic (issue 10: `poll_interval = "500000000000y"` made
+/// `/healthz` panic).
+mod max {
+    use std::time::Duration;
+    const fn days(n: u64) -> Duration {
+        Duration::from_secs(n * 24 * 3600)
+    }
+    /// A request slower than this is a dead connection, not a slow Okta.
+    pub const REQUEST_TIMEOUT: (Duration, &str) = (Duration::from_secs(600), "10m");
+    /// `/healthz` calls the daemon stale after a few missed polls; beyond a day it could
+    /// not notice anything.
+    pub const POLL_INTERVAL: (Duration, &str) = (days(1), "24h");
+    /// Okta keeps System Log events for 90 days; asking for more is an API error.
+    pub const LOOKBACK: (Duration, &str) = (days(90), "90d");
+    pub const BACKOFF: (Duration, &str) = (days(7), "7d");
+    pub const PERSIST_AFTER: (Duration, &str) = (days(7), "7d");
+    pub const REPEAT_INTERVAL: (Duration, &str) = (days(30), "30d");
+    pub const GROUP_WAIT: (Duration, &str) = (Duration::from_secs(3600), "1h");
+    pub const GROUP_INTERVAL: (Duration, &str) = (days(1), "24h");
+}
+
+/// Every duration key with its value as the file (or environment) spelt it, defaults
+/// included, so `check-config` and `doctor` echo `24h` rather than `1day`.
+fn durations_as_written(raw: &RawConfig) -> BTreeMap<String, String> {
+    let keys: [(&str, &Option<Text>, &str); 9] = [
+        (
+            "okta.request_timeout",
+            &raw.okta.request_timeout,
+            DEFAULT_REQUEST_TIMEOUT,
+        ),
+        (
+            "detect.poll_interval",
+            &raw.detect.poll_interval,
+            DEFAULT_POLL_INTERVAL,
+        ),
+        (
+            "detect.initial_lookback",
+            &raw.detect.initial_lookback,
+            DEFAULT_INITIAL_LOOKBACK,
+        ),
+        (
+            "retry.initial_backoff",
+            &raw.retry.initial_backoff,
+            DEFAULT_INITIAL_BACKOFF,
+        ),
+        (
+            "retry.max_backoff",
+            &raw.retry.max_backoff,
+            DEFAULT_MAX_BACKOFF,
+        ),
+        (
+            "alert.persist_after",
+            &raw.alert.persist_after,
+            DEFAULT_PERSIST_AFTER,
+        ),
+        (
+            "alert.repeat_interval",
+            &raw.alert.repeat_interval,
+            DEFAULT_REPEAT_INTERVAL,
+        ),
+        (
+            "alert.group_wait",
+            &raw.alert.group_wait,
+            DEFAULT_GROUP_WAIT,
+        ),
+        (
+            "alert.group_interval",
+            &raw.alert.group_interval,
+            DEFAULT_GROUP_INTERVAL,
+        ),
+    ];
+    keys.into_iter()
+        .map(|(k, v, d)| (k.to_string(), text_or(v, d).trim().to_string()))
+        .collect()
+}
 
 pub(crate) fn validate(raw: RawConfig, env: &Env) -> Result<Config, ConfigError> {
     let mut sources = SecretSources::default();
+    let durations_as_written = durations_as_written(&raw);
     let okta = okta(raw.okta, env, &mut sources)?;
     let state = state(raw.state)?;
     let detect = detect(raw.detect)?;
@@ -80,6 +160,7 @@ pub(crate) fn validate(raw: RawConfig, env: &Env) -> Result<Config, ConfigError>
         http,
         log,
         secret_sources: sources,
+        durations_as_written,
     })
 }
 
@@ -87,20 +168,30 @@ fn text_or<'a>(v: &'a Option<Text>, default: &'a str) -> &'a str {
     v.as_ref().map_or(default, |t| t.0.as_str())
 }
 
-fn duration(key: &str, v: &Option<Text>, default: &str) -> Result<Duration, ConfigError> {
-    parse_duration(key, text_or(v, default))
+/// A duration key: parsed, then held to `max` (value and spelling, see [`max`]).
+fn duration(
+    key: &str,
+    v: &Option<Text>,
+    default: &str,
+    max: (Duration, &str),
+) -> Result<Duration, ConfigError> {
+    let written = text_or(v, default);
+    let d = parse_duration_unbounded(key, written)?;
+    check_duration_max(key, written, d, max.0, max.1)?;
+    Ok(d)
 }
 
-fn positive_duration(key: &str, v: &Option<Text>, default: &str) -> Result<Duration, ConfigError> {
-    let d = duration(key, v, default)?;
+fn positive_duration(
+    key: &str,
+    v: &Option<Text>,
+    default: &str,
+    max: (Duration, &str),
+) -> Result<Duration, ConfigError> {
+    let d = duration(key, v, default, max)?;
     if d.is_zero() {
         return Err(ConfigError::new(key, "must be greater than 0"));
     }
     Ok(d)
-}
-
-fn show(d: Duration) -> humantime::FormattedDuration {
-    humantime::format_duration(d)
 }
 
 fn int_at_least(key: &str, v: Option<i64>, default: i64, min: i64) -> Result<u32, ConfigError> {
@@ -190,6 +281,7 @@ fn okta(raw: RawOkta, env: &Env, sources: &mut SecretSources) -> Result<OktaConf
         "okta.request_timeout",
         &raw.request_timeout,
         DEFAULT_REQUEST_TIMEOUT,
+        max::REQUEST_TIMEOUT,
     )?;
     Ok(OktaConfig {
         org_url,
@@ -353,14 +445,14 @@ fn detect(raw: RawDetect) -> Result<DetectConfig, ConfigError> {
         "detect.poll_interval",
         &raw.poll_interval,
         DEFAULT_POLL_INTERVAL,
+        max::POLL_INTERVAL,
     )?;
     if poll_interval < MIN_POLL_INTERVAL {
         return Err(ConfigError::new(
             "detect.poll_interval",
             format!(
-                "must be at least {}, got {}",
-                show(MIN_POLL_INTERVAL),
-                show(poll_interval)
+                "must be at least 5s, got {:?}",
+                text_or(&raw.poll_interval, DEFAULT_POLL_INTERVAL).trim()
             ),
         ));
     }
@@ -368,16 +460,15 @@ fn detect(raw: RawDetect) -> Result<DetectConfig, ConfigError> {
         "detect.initial_lookback",
         &raw.initial_lookback,
         DEFAULT_INITIAL_LOOKBACK,
-    )?;
-    if initial_lookback > MAX_LOOKBACK {
-        return Err(ConfigError::new(
-            "detect.initial_lookback",
-            format!(
-                "must be at most 90d (Okta keeps System Log events for 90 days), got {}",
-                show(initial_lookback)
-            ),
-        ));
-    }
+        max::LOOKBACK,
+    )
+    .map_err(|mut e| {
+        if e.message.starts_with("must be at most") {
+            e.message
+                .push_str(" (Okta keeps System Log events for 90 days)");
+        }
+        e
+    })?;
     let scan_schedule = parse_schedule(
         "detect.scan_schedule",
         text_or(&raw.scan_schedule, DEFAULT_SCAN_SCHEDULE),
@@ -414,15 +505,21 @@ fn retry(raw: RawRetry) -> Result<RetryConfig, ConfigError> {
         "retry.initial_backoff",
         &raw.initial_backoff,
         DEFAULT_INITIAL_BACKOFF,
+        max::BACKOFF,
     )?;
-    let max_backoff = duration("retry.max_backoff", &raw.max_backoff, DEFAULT_MAX_BACKOFF)?;
+    let max_backoff = duration(
+        "retry.max_backoff",
+        &raw.max_backoff,
+        DEFAULT_MAX_BACKOFF,
+        max::BACKOFF,
+    )?;
     if initial_backoff > max_backoff {
         return Err(ConfigError::new(
             "retry.initial_backoff",
             format!(
                 "must not exceed retry.max_backoff ({} > {})",
-                show(initial_backoff),
-                show(max_backoff)
+                text_or(&raw.initial_backoff, DEFAULT_INITIAL_BACKOFF).trim(),
+                text_or(&raw.max_backoff, DEFAULT_MAX_BACKOFF).trim()
             ),
         ));
     }
@@ -442,17 +539,25 @@ fn alert(raw: RawAlert) -> Result<AlertConfig, ConfigError> {
             "alert.persist_after",
             &raw.persist_after,
             DEFAULT_PERSIST_AFTER,
+            max::PERSIST_AFTER,
         )?,
         repeat_interval: positive_duration(
             "alert.repeat_interval",
             &raw.repeat_interval,
             DEFAULT_REPEAT_INTERVAL,
+            max::REPEAT_INTERVAL,
         )?,
-        group_wait: duration("alert.group_wait", &raw.group_wait, DEFAULT_GROUP_WAIT)?,
+        group_wait: duration(
+            "alert.group_wait",
+            &raw.group_wait,
+            DEFAULT_GROUP_WAIT,
+            max::GROUP_WAIT,
+        )?,
         group_interval: duration(
             "alert.group_interval",
             &raw.group_interval,
             DEFAULT_GROUP_INTERVAL,
+            max::GROUP_INTERVAL,
         )?,
         send_resolved: raw.send_resolved.unwrap_or(DEFAULT_SEND_RESOLVED),
         digest_schedule: parse_schedule(
@@ -641,7 +746,9 @@ fn email(
                 return Err(ConfigError::new(
                     URL_KEY,
                     format!(
-                        "{field} is set but the URL has no user name (e.g. \"smtps://USER@smtp.example.com\")"
+                        "{field} is set but the URL has no user name: add the login to the URL \
+                         (e.g. \"smtps://USER@smtp.example.com\"), or remove {field} if the \
+                         relay needs no login"
                     ),
                 ));
             }
@@ -718,20 +825,39 @@ fn log(raw: RawLog) -> Result<LogConfig, ConfigError> {
         }
     };
     let level = text_or(&raw.level, DEFAULT_LOG_LEVEL).trim().to_string();
-    // A bare word is taken by EnvFilter as a target name, so "warning" would
-    // silently log nothing useful; insist on a real level for the simple form.
-    let is_directive = level.contains('=') || level.contains(',');
-    let is_level = ["trace", "debug", "info", "warn", "error", "off"]
-        .iter()
-        .any(|l| level.eq_ignore_ascii_case(l));
-    if level.is_empty() || !(is_directive || is_level) {
-        return Err(ConfigError::new(
+    check_log_level(&level).map_err(|why| {
+        ConfigError::new(
             "log.level",
             format!(
-                "must be one of trace, debug, info, warn, error, off, or a filter such as \
-                 \"okta_provwatch=debug,warn\"; got {level:?}"
+                "{why}; must be one of trace, debug, info, warn, error, off, or a filter such as \
+                 \"okta_provwatch=debug,warn\""
             ),
-        ));
-    }
+        )
+    })?;
     Ok(LogConfig { format, level })
+}
+
+/// Checks a `log.level` filter the way the logger will parse it, so a bogus one is refused
+/// here rather than silently replaced by `info` at start-up (issue 10). Stricter than
+/// `EnvFilter` in one way: a bare word must be a level, because `EnvFilter` takes an
+/// unknown word (`warning`, `verbose`) as a target name and the daemon would then log
+/// almost nothing; a target alone is written `target=trace`.
+fn check_log_level(level: &str) -> Result<(), String> {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    if level.is_empty() {
+        return Err("must not be empty".into());
+    }
+    for directive in level.split(',').map(str::trim) {
+        if directive.is_empty() {
+            return Err(format!("empty directive in {level:?}"));
+        }
+        let bare = !directive.contains('=') && !directive.contains('[');
+        if bare && !LEVELS.iter().any(|l| directive.eq_ignore_ascii_case(l)) {
+            return Err(format!("{directive:?} is not a level"));
+        }
+    }
+    tracing_subscriber::EnvFilter::builder()
+        .parse(level)
+        .map(drop)
+        .map_err(|e| format!("invalid filter {level:?}: {e}"))
 }

@@ -5,7 +5,7 @@
 
 use super::auth::{Credentials, OAuthErrorBody, OAuthSigner, TokenResponse};
 use super::dpop::{self, DpopKey, DpopState};
-use super::error::{OktaError, OktaErrorBody};
+use super::error::{describe_transport, host_port, OktaError, OktaErrorBody};
 use super::ratelimit::{Bucket, RateBudget, RateHeaders};
 use super::types::{AppUser, Application, ProvisioningFeature};
 use crate::clock::Clock;
@@ -492,10 +492,15 @@ impl OktaClient {
                     "okta_requests_total",
                     &[("bucket", bucket.as_str()), ("status", "error")],
                 );
-                // reqwest errors can include the URL; never the Authorization header.
+                // Named by host and cause, never by URL (the query may carry ids) and never
+                // with a header.
+                let host = e
+                    .url()
+                    .map(host_port)
+                    .unwrap_or_else(|| host_port(&self.inner.opts.org_url));
                 Err(OktaError::Retryable {
                     path: path.to_owned(),
-                    detail: format!("transport error: {}", e.without_url()),
+                    detail: describe_transport(&host, &e),
                 })
             }
             Err(_) => {
@@ -505,7 +510,11 @@ impl OktaClient {
                 );
                 Err(OktaError::Retryable {
                     path: path.to_owned(),
-                    detail: format!("timed out after {:?}", self.inner.opts.request_timeout),
+                    detail: format!(
+                        "no answer from {} within {} (okta.request_timeout)",
+                        host_port(&self.inner.opts.org_url),
+                        humantime::format_duration(self.inner.opts.request_timeout)
+                    ),
                 })
             }
         }
