@@ -25,7 +25,7 @@ use url::Url;
 /// TLS for the Okta API on rustls with the ring provider (reqwest's own default would be
 /// aws-lc, a C build this project avoids): the host's CA store, or Mozilla's bundled roots when
 /// the host has none, as the Slack channel does.
-fn tls_config() -> Result<rustls::ClientConfig, String> {
+pub(crate) fn tls_config() -> Result<rustls::ClientConfig, String> {
     use hyper_rustls::ConfigBuilderExt as _;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = || {

@@ -220,6 +220,7 @@ mod tests {
 
     async fn transport_error(url: &str) -> reqwest::Error {
         reqwest::Client::builder()
+            .tls_backend_preconfigured(crate::okta::client::tls_config().unwrap())
             .timeout(Duration::from_secs(10))
             .build()
             .unwrap()

@@ -32,10 +32,10 @@ pub mod circuits;
 pub mod claims;
 pub mod cursor;
 pub mod failures;
-pub mod outbox;
 pub mod history;
 pub mod meta;
 pub mod narration;
+pub mod outbox;
 pub mod scan;
 pub mod silences;
 
