@@ -184,8 +184,11 @@ fn evaluate_app(
         }
         g.firing = true;
         g.fingerprint = Some(fp);
-        g.sent_failures = set.iter().map(|f| f.id).collect();
+        // Every failure reported during the episode, not only this message's: the resolved
+        // notice counts them all ("All 3 ... cleared", not "All 1" after two cleared early).
+        g.sent_failures.extend(set.iter().map(|f| f.id));
         g.sent_failures.sort_unstable();
+        g.sent_failures.dedup();
         g.pending_since = None;
         g.last_sent_at = Some(now);
     }
