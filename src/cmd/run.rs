@@ -81,7 +81,20 @@ pub async fn run(config_path: &Path, log_format: Option<LogFormatArg>) -> anyhow
         }
         Err(e) => {
             tracing::error!("cannot start: {e}");
-            return Ok(ExitCode::FAILURE);
+            // A state directory that is read-only, not ours or impossible to create stays so
+            // across restarts: 78 stops systemd from retrying every RestartSec.
+            let permanent = matches!(&e, LockError::Io { source, .. } if matches!(
+                source.kind(),
+                std::io::ErrorKind::PermissionDenied
+                    | std::io::ErrorKind::ReadOnlyFilesystem
+                    | std::io::ErrorKind::NotFound
+                    | std::io::ErrorKind::NotADirectory
+            ));
+            return Ok(exit::code(if permanent {
+                exit::CONFIG
+            } else {
+                exit::GENERIC
+            }));
         }
     };
     let clock = Clock::system();
