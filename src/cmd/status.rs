@@ -360,10 +360,10 @@ mod tests {
     fn age_counts_from_oktas_event_time_and_json_has_both_times() {
         let now = Utc::now();
         let f = failure(7, now);
-        let t = table(&[f.clone()], now);
+        let t = table(std::slice::from_ref(&f), now);
         let row = t.lines().find(|l| l.contains("ann@x")).unwrap();
         assert!(row.contains(" 3h ") && row.contains("in 5m"), "{row}");
-        let j = to_json(&[f.clone()]);
+        let j = to_json(std::slice::from_ref(&f));
         let one = &j["failures"][0];
         assert_eq!(one["failed_at"], one["okta_published"]);
         assert_eq!(one["detected_at"], one["first_seen"]);
@@ -374,7 +374,7 @@ mod tests {
             ..f
         };
         assert_eq!(
-            to_json(&[scan.clone()])["failures"][0]["okta_published"],
+            to_json(std::slice::from_ref(&scan))["failures"][0]["okta_published"],
             serde_json::Value::Null
         );
         assert!(table(&[scan], now)
@@ -390,7 +390,7 @@ mod tests {
             retry_exhausted: true,
             ..failure(8, now)
         };
-        let t = table(&[f.clone()], now);
+        let t = table(std::slice::from_ref(&f), now);
         let row = t.lines().find(|l| l.contains("ann@x")).unwrap();
         let j = to_json(&[f]);
         assert_eq!(j["failures"][0]["status"], "exhausted");
