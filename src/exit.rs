@@ -54,7 +54,8 @@ pub const ALL: [(u8, &str); 7] = [
 /// The exit status for an error that ended a command, from the kinds in its cause chain:
 /// a config problem or credentials Okta refuses exit [`CONFIG`] (a restart will not fix
 /// them), an unreachable Okta [`UNAVAILABLE`], a state held by a daemon [`TEMPFAIL`], a
-/// state file too new for this build [`CONFIG`]; anything else [`GENERIC`].
+/// state file too new for this build or a state path the file system refuses [`CONFIG`];
+/// anything else [`GENERIC`].
 pub fn for_error(e: &anyhow::Error) -> u8 {
     use crate::okta::OktaError;
     use crate::store::StoreError;
@@ -69,6 +70,9 @@ pub fn for_error(e: &anyhow::Error) -> u8 {
             _ => {}
         }
         if let Some(StoreError::TooNew { .. }) = cause.downcast_ref::<StoreError>() {
+            return CONFIG;
+        }
+        if cause.is::<crate::store::diagnose::Unusable>() {
             return CONFIG;
         }
         if let Some(crate::daemon::lock::LockError::Held { .. }) = cause.downcast_ref() {

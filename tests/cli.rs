@@ -364,3 +364,27 @@ fn a_config_that_cannot_be_read_exits_78() {
     assert_eq!(out.status.code(), Some(78), "{out:?}");
     assert!(text(&out.stderr).contains("missing.toml"), "{out:?}");
 }
+
+#[test]
+fn a_state_path_the_file_system_refuses_is_named_once_and_exits_78() {
+    let dir = temp_dir();
+    let plain = dir.path().join("plain");
+    std::fs::write(&plain, "not a directory").unwrap();
+    let config = dir.path().join("config.toml");
+    let toml = minimal_toml(UNREACHABLE_ORG, dir.path(), "", "").replace(
+        &state_path(dir.path()).display().to_string(),
+        &plain.join("sub").join("state.db").display().to_string(),
+    );
+    std::fs::write(&config, toml).unwrap();
+    let out = run(&config, Some("t0ken"), &["retry", "--all"]);
+    assert_eq!(out.status.code(), Some(78), "{out:?}");
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "okta-provwatch: state store {}: {} is not a directory; point [state] path into a \
+             directory\n",
+            plain.join("sub").join("state.db").display(),
+            plain.display()
+        )
+    );
+}

@@ -45,6 +45,7 @@ fn startup_exit_code(e: &anyhow::Error) -> u8 {
                 c.downcast_ref::<crate::store::StoreError>(),
                 Some(crate::store::StoreError::TooNew { .. })
             )
+            || c.is::<crate::store::diagnose::Unusable>()
     });
     if permanent {
         exit::CONFIG
@@ -80,6 +81,11 @@ pub async fn run(config_path: &Path, log_format: Option<LogFormatArg>) -> anyhow
             return Ok(ExitCode::from(EXIT_LOCKED));
         }
         Err(e) => {
+            // The lock sits beside the database: the same causes stop both, named once.
+            if let Some(why) = crate::store::diagnose::unusable(&config.state.path) {
+                tracing::error!("cannot start: {why}");
+                return Ok(exit::code(exit::CONFIG));
+            }
             tracing::error!("cannot start: {e}");
             // A state directory that is read-only, not ours or impossible to create stays so
             // across restarts: 78 stops systemd from retrying every RestartSec.
