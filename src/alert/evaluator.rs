@@ -217,8 +217,8 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
             .await
         {
             Ok(o) if !o.is_empty() => tracing::info!(
-                firing = ?o.firing,
-                resolved = ?o.resolved,
+                firing = %o.firing.join(", "),
+                resolved = %o.resolved.join(", "),
                 outbox_rows = o.rows,
                 "alert notifications queued"
             ),
