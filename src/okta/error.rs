@@ -219,6 +219,9 @@ mod tests {
     use super::*;
 
     async fn transport_error(url: &str) -> reqwest::Error {
+        // reqwest 0.13 is built without a default crypto provider (ring is chosen in
+        // okta::client); a bare client in a test needs one installed, or it panics.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
