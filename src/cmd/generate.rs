@@ -354,6 +354,7 @@ mod tests {
             "okta.oauth.private_key_credential",
             "okta.oauth.scopes",
             "okta.request_timeout",
+            "okta.admin_url",
             "state.path",
             "detect.poll_interval",
             "retry.max_backoff",

@@ -132,4 +132,34 @@ mod tests {
             assert_eq!(e.key, KEY, "{bad}");
         }
     }
+
+    #[test]
+    fn a_custom_domain_links_to_the_configured_console() {
+        let load = |okta_extra: &str| {
+            let toml = format!(
+                "[okta]\norg_url = \"https://login.acme.com\"\napi_token_env = \"T\"\n{okta_extra}\n"
+            );
+            crate::config::Config::from_toml_str(&toml, &crate::config::Env::from_map([("T", "x")]))
+                .unwrap()
+        };
+        let bare = load("");
+        assert_eq!(bare.okta.admin_console(), None);
+        assert!(bare
+            .okta
+            .admin_console_hint()
+            .unwrap()
+            .contains("okta.admin_url"));
+        let set = load("admin_url = \"https://acme-admin.okta.com\"");
+        assert_eq!(
+            set.okta.admin_console().as_deref(),
+            Some("https://acme-admin.okta.com")
+        );
+        assert_eq!(set.okta.admin_console_hint(), None);
+        assert_eq!(
+            crate::alert::group::Settings::from_config(&set)
+                .admin_base
+                .as_deref(),
+            Some("https://acme-admin.okta.com")
+        );
+    }
 }
