@@ -64,8 +64,7 @@ impl Context {
         health: Health,
         state_lock: Option<Arc<StateLock>>,
     ) -> anyhow::Result<Context> {
-        let store = Store::open(&config.state.path)
-            .with_context(|| format!("opening the state store {}", config.state.path.display()))?;
+        let store = crate::cmd::open_store(&config.state.path)?;
         let okta = OktaClient::new(client_options(&config, clock, metrics.clone()))
             .context("building the Okta client")?;
         Ok(Context {

@@ -14,6 +14,7 @@
 //!
 //! `config.example.toml` at the repository root documents every key.
 
+pub mod admin;
 mod env;
 mod error;
 mod parse;
@@ -77,6 +78,8 @@ pub struct OktaConfig {
     /// Concurrent Okta requests, 1..=8.
     pub max_in_flight: usize,
     pub request_timeout: Duration,
+    /// The Okta Admin Console, for links in alerts (`okta.admin_url`; see [`admin`]).
+    pub admin_url: Option<Url>,
 }
 
 /// How to authenticate to Okta.

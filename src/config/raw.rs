@@ -50,6 +50,7 @@ pub(crate) struct RawOkta {
     pub rate_limit_share: Option<f64>,
     pub max_in_flight: Option<i64>,
     pub request_timeout: Option<Text>,
+    pub admin_url: Option<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]

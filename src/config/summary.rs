@@ -47,6 +47,14 @@ impl Config {
 
         let o = &self.okta;
         put("okta.org_url", o.org_url.to_string());
+        put(
+            "okta.admin_url",
+            match (&o.admin_url, o.admin_console()) {
+                (Some(u), _) => u.to_string(),
+                (None, Some(derived)) => format!("{derived} (derived from okta.org_url)"),
+                (None, None) => "(none: alerts carry no Admin Console links)".into(),
+            },
+        );
         match &o.auth {
             OktaAuth::ApiToken(t) => {
                 put("okta.auth", "api token".into());

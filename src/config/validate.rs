@@ -283,12 +283,17 @@ fn okta(raw: RawOkta, env: &Env, sources: &mut SecretSources) -> Result<OktaConf
         DEFAULT_REQUEST_TIMEOUT,
         max::REQUEST_TIMEOUT,
     )?;
+    let admin_url = match raw.admin_url.as_ref().map(|t| t.0.as_str()) {
+        Some(s) => Some(super::admin::parse(s)?),
+        None => None,
+    };
     Ok(OktaConfig {
         org_url,
         auth,
         rate_limit_share,
         max_in_flight: max_in_flight as usize,
         request_timeout,
+        admin_url,
     })
 }
 

@@ -219,6 +219,7 @@ mod tests {
     use super::*;
 
     async fn transport_error(url: &str) -> reqwest::Error {
+        // reqwest is built without a default crypto provider: use the daemon's ring config.
         reqwest::Client::builder()
             .tls_backend_preconfigured(crate::okta::client::tls_config().unwrap())
             .timeout(Duration::from_secs(10))

@@ -129,7 +129,7 @@ pub fn mark_failure_alerted(
 /// Ids of failures with a history entry of one of `kinds` in (`since`, `now`] (for the digest).
 pub fn failures_with_history(
     tx: &Tx<'_>,
-    kinds: &[&str],
+    kinds: &[crate::domain::HistoryKind],
     since: i64,
     now: i64,
 ) -> Result<std::collections::BTreeSet<i64>, StoreError> {
@@ -138,7 +138,7 @@ pub fn failures_with_history(
         "SELECT DISTINCT failure_id FROM failure_history WHERE kind = ?1 AND at > ?2 AND at <= ?3",
     )?;
     for kind in kinds {
-        let rows = stmt.query_map(params![kind, since, now], |r| r.get::<_, i64>(0))?;
+        let rows = stmt.query_map(params![kind.as_str(), since, now], |r| r.get::<_, i64>(0))?;
         for id in rows {
             out.insert(id?);
         }

@@ -31,6 +31,7 @@ pub mod apps;
 pub mod circuits;
 pub mod claims;
 pub mod cursor;
+pub mod diagnose;
 pub mod failures;
 pub mod history;
 pub mod meta;
