@@ -13,7 +13,7 @@
 use super::auth::{Credentials, OAuthErrorBody, OAuthSigner, TokenResponse};
 use super::dpop::{self, DpopKey, DpopState};
 use super::error::{describe_transport, host_port, OktaError, OktaErrorBody};
-use super::ratelimit::{Bucket, Class, RateBudget, RateHeaders};
+use super::ratelimit::{Bucket, Class, PrincipalRateLimit, RateBudget, RateHeaders};
 use super::types::{AppUser, Application, ProvisioningFeature};
 use crate::clock::Clock;
 use crate::metrics::Metrics;
@@ -837,6 +837,26 @@ impl OktaClient {
         self.get_json_with(
             class,
             &format!("/api/v1/apps/{}/features/USER_PROVISIONING", enc(app_id)),
+        )
+        .await
+    }
+
+    /// The principal rate limits of one principal type (`SSWS_TOKEN` or `OAUTH_CLIENT`; Okta
+    /// requires the filter). Needs `okta.principalRateLimits.read` or an admin role that
+    /// includes it: otherwise [`OktaError::Forbidden`].
+    pub async fn principal_rate_limits_with(
+        &self,
+        class: Class,
+        principal_type: &str,
+    ) -> Result<Vec<PrincipalRateLimit>, OktaError> {
+        let filter = format!("principalType eq \"{principal_type}\"");
+        self.get_all_with(
+            class,
+            // %20 rather than `+` for spaces: the form of Okta's own examples.
+            &format!(
+                "/api/v1/principal-rate-limits?filter={}",
+                percent_encoding::utf8_percent_encode(&filter, percent_encoding::NON_ALPHANUMERIC)
+            ),
         )
         .await
     }

@@ -222,6 +222,24 @@ impl RateHeaders {
     }
 }
 
+/// One `PrincipalRateLimitEntity` of `GET /api/v1/principal-rate-limits`: the share of every
+/// bucket Okta grants one API token or OAuth client (a principal rate limit caps it below the
+/// org's bucket).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PrincipalRateLimit {
+    #[serde(default)]
+    pub principal_id: String,
+    #[serde(default)]
+    pub principal_type: String,
+    /// Percent of each bucket's limit this principal may use.
+    #[serde(default)]
+    pub default_percentage: Option<u32>,
+    /// Percent of the org's concurrency limit this principal may use.
+    #[serde(default)]
+    pub default_concurrency_percentage: Option<u32>,
+}
+
 /// One request waiting for a bucket.
 #[derive(Clone, Copy, Debug)]
 struct Waiter {
