@@ -26,7 +26,7 @@
 use crate::pacer::Pacer;
 use rand::RngExt;
 use reqwest::header::HeaderMap;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -259,6 +259,10 @@ struct BucketState {
     used: u32,
     /// The same, per priority tier (for the floor and the ceiling).
     used_by_tier: [u32; TIERS],
+    /// When each request of the last [`ASSUMED_WINDOW`] was sent. The hard guarantee: never
+    /// more than the budget in any 60 s, whatever the headers say (a window that "resets"
+    /// every second, a limit that changes with every answer).
+    recent: VecDeque<Instant>,
     blocked_until: Option<Instant>,
     pacer: Option<Arc<Pacer>>,
     /// A request is out to a bucket whose limit we do not know yet: wait for its answer.
@@ -286,6 +290,19 @@ impl BucketState {
         }
         self.used += 1;
         self.used_by_tier[class.tier()] += 1;
+        self.recent.push_back(now);
+    }
+
+    /// Requests sent in the 60 s up to `now`, after forgetting older ones.
+    fn sent_in_last_window(&mut self, now: Instant) -> usize {
+        while self
+            .recent
+            .front()
+            .is_some_and(|t| *t + ASSUMED_WINDOW <= now)
+        {
+            self.recent.pop_front();
+        }
+        self.recent.len()
     }
 
     fn new() -> Self {
@@ -296,6 +313,7 @@ impl BucketState {
             window_assumed: false,
             used: 0,
             used_by_tier: [0; TIERS],
+            recent: VecDeque::new(),
             blocked_until: None,
             pacer: None,
             probing: false,
@@ -547,13 +565,21 @@ impl RateBudget {
         let reserve = limit.saturating_sub(budget);
         let over_ours = st.used >= budget;
         let over_org = st.remaining.is_some_and(|r| r <= reserve);
-        let until_window_end = || match st.window_ends {
+        let window_ends = st.window_ends;
+        let until_window_end = || match window_ends {
             Some(end) => (end - now) + jitter(250),
             // Without a known end, re-check soon; the next response (or the pacer) tells more.
             None => Duration::from_secs(1),
         };
         if over_ours || over_org {
             return Err(Deny::Wait(until_window_end()));
+        }
+        if st.sent_in_last_window(now) >= budget as usize {
+            // Okta's window may say it reset, but we sent a whole budget less than 60 s ago.
+            let oldest = st.recent.front().copied().unwrap_or(now);
+            return Err(Deny::Wait(
+                (oldest + ASSUMED_WINDOW).saturating_duration_since(now) + Duration::from_millis(1),
+            ));
         }
         let my_id = me.unwrap_or(u64::MAX);
         let Some(my_rank) = self.rank(st, class, my_id, budget, now) else {
@@ -708,13 +734,353 @@ mod tests {
         })
     }
 
+    /// Okta's published layout: the app itself apart from everything else under apps; one
+    /// user by id apart from user lists.
     #[test]
     fn buckets_by_path() {
-        assert_eq!(Bucket::for_path("/api/v1/logs"), Bucket::Logs);
-        assert_eq!(Bucket::for_path("/api/v1/apps/0oa1/users"), Bucket::Apps);
-        assert_eq!(Bucket::for_path("/api/v1/users/me"), Bucket::Users);
-        assert_eq!(Bucket::for_path("/oauth2/v1/token"), Bucket::OAuthToken);
-        assert_eq!(Bucket::for_path("/api/v1/org"), Bucket::Other);
+        for (path, bucket) in [
+            ("/api/v1/logs", Bucket::Logs),
+            ("/api/v1/apps", Bucket::Apps),
+            ("/api/v1/apps/0oa1/users", Bucket::Apps),
+            ("/api/v1/apps/0oa1/users/00u1", Bucket::Apps),
+            ("/api/v1/apps/0oa1/features/USER_PROVISIONING", Bucket::Apps),
+            ("/api/v1/apps/0oa1", Bucket::AppInstance),
+            ("/api/v1/appsx", Bucket::Other),
+            ("/api/v1/users/me", Bucket::Users),
+            ("/api/v1/users", Bucket::Other),
+            ("/api/v1/users/00u1/groups", Bucket::Other),
+            ("/oauth2/v1/token", Bucket::OAuthToken),
+            ("/api/v1/org", Bucket::Other),
+            ("/api/v1/principal-rate-limits", Bucket::Other),
+        ] {
+            assert_eq!(Bucket::for_path(path), bucket, "{path}");
+        }
+    }
+
+    /// The simulator must model the same layout, or tests would prove nothing about Okta.
+    #[test]
+    fn buckets_match_the_simulator() {
+        for path in [
+            "/api/v1/logs",
+            "/api/v1/apps",
+            "/api/v1/apps/0oa1",
+            "/api/v1/apps/0oa1/users/00u1",
+            "/api/v1/users/00u1",
+            "/api/v1/users",
+            "/oauth2/v1/token",
+            "/api/v1/eventHooks",
+        ] {
+            let ours = Bucket::for_path(path);
+            let sim = okta_sim::okta::Bucket::for_path(path);
+            assert_eq!(ours.as_str().replace('_', ""), format!("{sim:?}").to_lowercase(), "{path}");
+        }
+    }
+
+    /// A budget whose Apps bucket is known: limit 60 (budget 30 at share 0.5, pacer burst 5,
+    /// one call per 2 s after it), window ending in 60 s.
+    fn known(share: f64, background: f64) -> RateBudget {
+        let rb = RateBudget::with_background_share(share, background);
+        let now = Instant::now();
+        rb.try_acquire(Bucket::Apps, now).unwrap();
+        rb.observe(Bucket::Apps, headers(60, 59, 60), now);
+        rb
+    }
+
+    /// Spends the pacer's burst so the next call is scarce.
+    fn drain(rb: &RateBudget) {
+        while rb.try_acquire_as(Bucket::Apps, Class::Poll, Instant::now()).is_ok() {}
+    }
+
+    fn spawn_waiter(
+        rb: &RateBudget,
+        class: Class,
+        order: &Arc<Mutex<Vec<Class>>>,
+    ) -> tokio::task::JoinHandle<()> {
+        let rb = rb.clone();
+        let order = order.clone();
+        tokio::spawn(async move {
+            rb.acquire(Bucket::Apps, class, &CancellationToken::new())
+                .await
+                .unwrap();
+            order.lock().unwrap().push(class);
+        })
+    }
+
+    /// When calls are scarce the next one goes to the highest class, whatever the order of
+    /// arrival; first come first served within a class.
+    #[tokio::test(start_paused = true)]
+    async fn scarce_calls_go_to_the_highest_class_first() {
+        let rb = known(0.5, 1.0);
+        drain(&rb);
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for class in [
+            Class::Scan,
+            Class::Manual,
+            Class::Retry,
+            Class::UrgentRetry,
+            Class::ReadBack,
+            Class::Doctor,
+            Class::Poll,
+        ] {
+            tasks.push(spawn_waiter(&rb, class, &order));
+            // Each registers before the next arrives.
+            tokio::task::yield_now().await;
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(
+            *order.lock().unwrap(),
+            [
+                Class::ReadBack,
+                Class::Poll,
+                Class::UrgentRetry,
+                Class::Retry,
+                Class::Manual,
+                Class::Scan,
+                Class::Doctor,
+            ]
+        );
+    }
+
+    /// Retries that always want the bucket do not starve a scan: it gets its floor (10 % of
+    /// the budget per window, spread over the window), and no more.
+    #[tokio::test(start_paused = true)]
+    async fn a_lower_class_gets_its_floor_under_constant_pressure() {
+        let rb = known(0.5, 1.0);
+        drain(&rb);
+        let start = Instant::now();
+        let counts = Arc::new(Mutex::new([0u32; 2]));
+        let mut tasks = Vec::new();
+        for (i, class) in [(0, Class::Retry), (1, Class::Scan)] {
+            // Several waiters per class keep the queue full at every instant.
+            for _ in 0..3 {
+                let rb = rb.clone();
+                let counts = counts.clone();
+                tasks.push(tokio::spawn(async move {
+                    loop {
+                        rb.acquire(Bucket::Apps, class, &CancellationToken::new())
+                            .await
+                            .unwrap();
+                        if Instant::now() >= start + Duration::from_secs(59) {
+                            return;
+                        }
+                        counts.lock().unwrap()[i] += 1;
+                    }
+                }));
+            }
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let [retries, scans] = *counts.lock().unwrap();
+        let floor = floor_for(30);
+        assert_eq!(floor, 3);
+        assert!(
+            scans >= floor - 1 && scans <= floor,
+            "scan got {scans} calls, retries {retries}"
+        );
+        // The burst was drained: what is left of the window's 30 went to the two classes.
+        assert!(retries + scans <= 30 - 6, "{retries} + {scans}");
+        assert!(retries >= 15, "{retries}");
+    }
+
+    /// Background classes stop at `background_share` of the budget even when nothing else
+    /// wants the bucket, so a retry that turns up later in the window still finds calls.
+    #[tokio::test(start_paused = true)]
+    async fn scans_stop_at_their_ceiling_and_leave_the_rest() {
+        let rb = known(0.5, 0.5);
+        let start = Instant::now();
+        let cancel = CancellationToken::new();
+        let mut scans = 0;
+        loop {
+            rb.acquire(Bucket::Apps, Class::Scan, &cancel).await.unwrap();
+            if Instant::now() >= start + Duration::from_secs(60) {
+                break;
+            }
+            scans += 1;
+        }
+        // 15 = half of the budget of 30; the probe that learnt the limit was a Retry.
+        assert_eq!(scans, ceiling_for(30, 0.5));
+        assert_eq!(scans, 15);
+
+        let rb = known(0.5, 0.5);
+        for _ in 0..15 {
+            rb.acquire(Bucket::Apps, Class::Scan, &cancel).await.unwrap();
+        }
+        let t = Instant::now();
+        rb.acquire(Bucket::Apps, Class::Retry, &cancel).await.unwrap();
+        assert!(
+            t.elapsed() <= Duration::from_secs(3),
+            "the retry waited {:?}",
+            t.elapsed()
+        );
+    }
+
+    /// A wait on the budget ends the moment shutdown comes: `Cancelled`, nothing counted, no
+    /// waiter left behind; a token cancelled before the call takes nothing either.
+    #[tokio::test(start_paused = true)]
+    async fn cancelled_waits_end_at_once_and_take_nothing() {
+        let rb = known(0.5, 1.0);
+        // Spend the whole window.
+        while rb.snapshot()[0].used_in_window < 30 {
+            rb.acquire(Bucket::Apps, Class::Retry, &CancellationToken::new())
+                .await
+                .unwrap();
+        }
+        let used = rb.snapshot()[0].used_in_window;
+        let cancel = CancellationToken::new();
+        let waiter = {
+            let rb = rb.clone();
+            let cancel = cancel.clone();
+            tokio::spawn(async move { rb.acquire(Bucket::Apps, Class::Poll, &cancel).await })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(rb.snapshot()[0].waiting, 1);
+        let t = Instant::now();
+        cancel.cancel();
+        assert_eq!(waiter.await.unwrap(), Err(Cancelled));
+        assert_eq!(t.elapsed(), Duration::ZERO);
+        let snap = rb.snapshot();
+        assert_eq!(snap[0].used_in_window, used);
+        assert_eq!(snap[0].waiting, 0);
+        assert_eq!(
+            rb.acquire(Bucket::Logs, Class::Poll, &cancel).await,
+            Err(Cancelled)
+        );
+        assert!(rb.snapshot().iter().all(|s| s.bucket != Bucket::Logs));
+    }
+
+    /// A waiter that is dropped (its caller gave up) does not hold the queue for the others.
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_waiter_leaves_the_queue() {
+        let rb = known(0.5, 1.0);
+        drain(&rb);
+        let never = CancellationToken::new();
+        {
+            let f = rb.acquire(Bucket::Apps, Class::Poll, &never);
+            tokio::pin!(f);
+            // Registered by its first poll, then dropped.
+            assert!(futures_poll_once(f.as_mut()).await.is_none());
+            assert_eq!(rb.snapshot()[0].waiting, 1);
+        }
+        assert_eq!(rb.snapshot()[0].waiting, 0);
+        let t = Instant::now();
+        rb.acquire(Bucket::Apps, Class::Scan, &never).await.unwrap();
+        assert!(t.elapsed() <= Duration::from_secs(2), "{:?}", t.elapsed());
+    }
+
+    async fn futures_poll_once<F: std::future::Future + Unpin>(f: F) -> Option<F::Output> {
+        let mut f = f;
+        std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(match std::pin::Pin::new(&mut f).poll(cx) {
+                std::task::Poll::Ready(v) => Some(v),
+                std::task::Poll::Pending => None,
+            })
+        })
+        .await
+    }
+
+    /// Headers that lie (a window that "resets" at every answer, a limit that changes every
+    /// time) cannot push us past the budget in any 60 s.
+    #[tokio::test(start_paused = true)]
+    async fn lying_headers_do_not_lift_the_sliding_cap() {
+        let rb = RateBudget::new(0.5);
+        let start = Instant::now();
+        let mut sent = 0;
+        while Instant::now() < start + Duration::from_secs(59) {
+            match rb.try_acquire(Bucket::Apps, Instant::now()) {
+                Ok(()) => {
+                    sent += 1;
+                    assert!(sent <= 30, "{sent} sent within 60 s");
+                    let limit = if sent % 2 == 0 { 60 } else { 61 };
+                    rb.observe(Bucket::Apps, headers(limit, limit, 0), Instant::now());
+                }
+                Err(w) => tokio::time::sleep(w).await,
+            }
+        }
+        assert_eq!(sent, 30, "{sent}");
+    }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// What Okta (or something pretending to be it) answers to one request.
+        #[derive(Clone, Debug)]
+        enum Answer {
+            Headers { limit: u32, remaining: u32, reset_in: u64 },
+            NoHeaders,
+            TooMany { reset_in: u64 },
+        }
+
+        fn answer() -> impl Strategy<Value = Answer> {
+            prop_oneof![
+                6 => (1u32..5_000, 0u32..5_000, 0u64..200).prop_map(|(limit, remaining, reset_in)| Answer::Headers { limit, remaining, reset_in }),
+                1 => Just(Answer::NoHeaders),
+                1 => (0u64..120).prop_map(|reset_in| Answer::TooMany { reset_in }),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+            /// Whatever the headers say, at every request we send, the requests sent in the
+            /// 60 s up to it are at most the share of the limit in force.
+            #[test]
+            fn never_more_than_the_share_in_any_window(
+                share in 0.01f64..=1.0,
+                answers in proptest::collection::vec(answer(), 1..200),
+                gaps_ms in proptest::collection::vec(0u64..3_000, 1..200),
+            ) {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .start_paused(true)
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    let rb = RateBudget::new(share);
+                    let mut sent: Vec<Instant> = Vec::new();
+                    let mut i = 0usize;
+                    let end = Instant::now() + Duration::from_secs(600);
+                    while Instant::now() < end && i < answers.len() * 4 {
+                        let now = Instant::now();
+                        match rb.try_acquire(Bucket::Apps, now) {
+                            Ok(()) => {
+                                sent.push(now);
+                                let limit = rb.snapshot()[0].limit.unwrap_or(ASSUMED_LIMIT);
+                                let in_window = sent
+                                    .iter()
+                                    .filter(|t| **t + Duration::from_secs(60) > now)
+                                    .count() as u32;
+                                prop_assert!(
+                                    in_window <= budget_for(limit, share),
+                                    "{in_window} sent in 60 s with limit {limit}, share {share}"
+                                );
+                                match &answers[i % answers.len()] {
+                                    Answer::Headers { limit, remaining, reset_in } => rb.observe(
+                                        Bucket::Apps,
+                                        headers(*limit, *remaining, *reset_in),
+                                        now,
+                                    ),
+                                    Answer::NoHeaders => rb.observe(Bucket::Apps, None, now),
+                                    Answer::TooMany { reset_in } => rb.on_rate_limited(
+                                        Bucket::Apps,
+                                        headers(60, 0, *reset_in),
+                                        now,
+                                    ),
+                                }
+                                i += 1;
+                                tokio::time::sleep(Duration::from_millis(gaps_ms[i % gaps_ms.len()])).await;
+                            }
+                            Err(w) => tokio::time::sleep(w.min(Duration::from_secs(30))).await,
+                        }
+                    }
+                    Ok(())
+                })?;
+            }
+        }
     }
 
     #[test]
