@@ -161,26 +161,30 @@ async fn scan_with_retries() {
     let running = daemon::start(ctx.clone(), stop.clone());
     let mut scan_done_after = None;
     let started = Instant::now();
-    let took = wait_for("the scan and every retry", Duration::from_secs(4 * 3600), async || {
-        if scan_done_after.is_none() {
-            let done = ctx
-                .store
-                .read(|tx| meta::get(tx, LAST_SCAN_KEY))
-                .await
-                .ok()
-                .flatten();
-            if done.is_some() {
-                scan_done_after = Some(started.elapsed());
+    let took = wait_for(
+        "the scan and every retry",
+        Duration::from_secs(4 * 3600),
+        async || {
+            if scan_done_after.is_none() {
+                let done = ctx
+                    .store
+                    .read(|tx| meta::get(tx, LAST_SCAN_KEY))
+                    .await
+                    .ok()
+                    .flatten();
+                if done.is_some() {
+                    scan_done_after = Some(started.elapsed());
+                }
             }
-        }
-        let open = ctx
-            .store
-            .read(failures::list_unresolved)
-            .await
-            .map(|v| v.len())
-            .unwrap_or(usize::MAX);
-        scan_done_after.is_some() && open == 0
-    })
+            let open = ctx
+                .store
+                .read(failures::list_unresolved)
+                .await
+                .map(|v| v.len())
+                .unwrap_or(usize::MAX);
+            scan_done_after.is_some() && open == 0
+        },
+    )
     .await;
     running.stop(Duration::from_secs(30)).await;
     let all = ctx.store.read(failures::list_all).await.expect("failures");
@@ -219,7 +223,11 @@ async fn scan_with_retries() {
         .collect();
     let mean = ratios.iter().sum::<f64>() / ratios.len().max(1) as f64;
     let max = ratios.iter().cloned().fold(0.0, f64::max);
-    let pct = |q: f64| late.get(((late.len() as f64 - 1.0) * q) as usize).copied().unwrap_or(f64::NAN);
+    let pct = |q: f64| {
+        late.get(((late.len() as f64 - 1.0) * q) as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
     println!(
         "scan: 30 apps x {per_app} users, {} failures, apps 100/min share 0.5 scan_share 0.5 per_minute 60\n  \
          scan completed after {:.1} min; all resolved after {:.1} min; 429s: {}\n  \

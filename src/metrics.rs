@@ -55,7 +55,9 @@ const DETECT_BUCKETS: &[f64] = &[
 ];
 
 /// Time a request waited for its share of an Okta bucket: none to a window and more.
-const BUDGET_WAIT_BUCKETS: &[f64] = &[0.01, 0.1, 0.5, 1.0, 2.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0];
+const BUDGET_WAIT_BUCKETS: &[f64] = &[
+    0.01, 0.1, 0.5, 1.0, 2.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0,
+];
 
 /// Every family the daemon exports.
 pub const CATALOGUE: &[Def] = &[
@@ -127,7 +129,8 @@ pub const CATALOGUE: &[Def] = &[
     Def {
         name: "okta_budget_wait_seconds",
         kind: Kind::Histogram(BUDGET_WAIT_BUCKETS),
-        help: "Time an Okta request waited for the rate budget before it was sent, by priority class.",
+        help:
+            "Time an Okta request waited for the rate budget before it was sent, by priority class.",
     },
     Def {
         name: "provwatch_scan_ticks_skipped_total",

@@ -8,8 +8,8 @@
 mod common;
 
 use common::*;
-use okta_provwatch::clock::Clock;
 use okta_provwatch::cli::DoctorArgs;
+use okta_provwatch::clock::Clock;
 use okta_provwatch::cmd::doctor::{self, Status};
 use okta_provwatch::detect::scanner;
 use okta_provwatch::okta::{Class, ClientOptions, Credentials, OktaClient, OktaError};
@@ -177,7 +177,11 @@ async fn stop_cancels_every_wait_at_once_and_sends_nothing_more() {
     for i in 0..30 {
         let c = c.clone();
         let url = url.clone();
-        let class = if i % 2 == 0 { Class::Retry } else { Class::Scan };
+        let class = if i % 2 == 0 {
+            Class::Retry
+        } else {
+            Class::Scan
+        };
         tasks.push(tokio::spawn(async move {
             c.get_page_with(class, &url).await.map(|_| ())
         }));

@@ -17,8 +17,8 @@ use crate::clock::Clock;
 use crate::config::{Config, OktaAuth, SlackTarget};
 use crate::context::client_options;
 use crate::metrics::Metrics;
-use crate::okta::types::Application;
 use crate::okta::ratelimit::PrincipalRateLimit;
+use crate::okta::types::Application;
 use crate::okta::{Class, OktaClient, OktaError};
 use crate::store::Store;
 use serde::Serialize;
@@ -446,10 +446,7 @@ async fn check_provisioning(
     }
     for (app, explicit) in watched {
         let name = format!("app \"{}\" ({}) provisioning", app.display(), app.id);
-        let feature = match okta
-            .provisioning_feature_with(Class::Doctor, &app.id)
-            .await
-        {
+        let feature = match okta.provisioning_feature_with(Class::Doctor, &app.id).await {
             Ok(f) => f,
             Err(OktaError::NotFound { .. }) => {
                 if explicit {

@@ -20,9 +20,7 @@ pub(crate) fn scan_share(raw: Option<f64>) -> Result<f64, ConfigError> {
     if !(v > 0.0 && v <= 1.0) {
         return Err(ConfigError::new(
             KEY,
-            format!(
-                "must be in (0, 1] (a fraction of okta.rate_limit_share, e.g. 0.5), got {v}"
-            ),
+            format!("must be in (0, 1] (a fraction of okta.rate_limit_share, e.g. 0.5), got {v}"),
         ));
     }
     Ok(v)

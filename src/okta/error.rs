@@ -224,6 +224,9 @@ mod tests {
     use super::*;
 
     async fn transport_error(url: &str) -> reqwest::Error {
+        // reqwest is built without a provider of its own: these tests must not depend on
+        // another test (a simulator's hook deliverer) having installed one first.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()

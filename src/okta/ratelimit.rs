@@ -502,7 +502,12 @@ impl RateBudget {
 
     /// Takes a slot now for an unqueued request of `class`, or says how long to wait. A
     /// queued request of a higher rank makes it wait a short while.
-    pub fn try_acquire_as(&self, bucket: Bucket, class: Class, now: Instant) -> Result<(), Duration> {
+    pub fn try_acquire_as(
+        &self,
+        bucket: Bucket,
+        class: Class,
+        now: Instant,
+    ) -> Result<(), Duration> {
         match self.grant(bucket, class, None, now) {
             Ok(()) => Ok(()),
             Err(Deny::Wait(d)) => Err(d),
@@ -512,9 +517,18 @@ impl RateBudget {
 
     /// The rank of a waiter of `class` in `st` (lower goes first), or `None` when its class
     /// may not have a call in this window at all (the background ceiling).
-    fn rank(&self, st: &BucketState, class: Class, id: u64, budget: u32, now: Instant) -> Option<(u8, usize, u64)> {
+    fn rank(
+        &self,
+        st: &BucketState,
+        class: Class,
+        id: u64,
+        budget: u32,
+        now: Instant,
+    ) -> Option<(u8, usize, u64)> {
         let tier = class.tier();
-        if class.is_background() && st.used_by_tier[tier] >= ceiling_for(budget, self.background_share) {
+        if class.is_background()
+            && st.used_by_tier[tier] >= ceiling_for(budget, self.background_share)
+        {
             return None;
         }
         // The floor, pro rata: by half the window a class is owed half its floor.
@@ -531,7 +545,13 @@ impl RateBudget {
     }
 
     /// The one decision: may a request of `class` (queued as `me`, if it is) go now?
-    fn grant(&self, bucket: Bucket, class: Class, me: Option<u64>, now: Instant) -> Result<(), Deny> {
+    fn grant(
+        &self,
+        bucket: Bucket,
+        class: Class,
+        me: Option<u64>,
+        now: Instant,
+    ) -> Result<(), Deny> {
         let mut map = self.lock();
         let st = map.entry(bucket).or_insert_with(BucketState::new);
         if let Some(until) = st.blocked_until {
@@ -772,7 +792,11 @@ mod tests {
         ] {
             let ours = Bucket::for_path(path);
             let sim = okta_sim::okta::Bucket::for_path(path);
-            assert_eq!(ours.as_str().replace('_', ""), format!("{sim:?}").to_lowercase(), "{path}");
+            assert_eq!(
+                ours.as_str().replace('_', ""),
+                format!("{sim:?}").to_lowercase(),
+                "{path}"
+            );
         }
     }
 
@@ -788,7 +812,10 @@ mod tests {
 
     /// Spends the pacer's burst so the next call is scarce.
     fn drain(rb: &RateBudget) {
-        while rb.try_acquire_as(Bucket::Apps, Class::Poll, Instant::now()).is_ok() {}
+        while rb
+            .try_acquire_as(Bucket::Apps, Class::Poll, Instant::now())
+            .is_ok()
+        {}
     }
 
     fn spawn_waiter(
@@ -895,7 +922,9 @@ mod tests {
         let cancel = CancellationToken::new();
         let mut scans = 0;
         loop {
-            rb.acquire(Bucket::Apps, Class::Scan, &cancel).await.unwrap();
+            rb.acquire(Bucket::Apps, Class::Scan, &cancel)
+                .await
+                .unwrap();
             if Instant::now() >= start + Duration::from_secs(60) {
                 break;
             }
@@ -907,10 +936,14 @@ mod tests {
 
         let rb = known(0.5, 0.5);
         for _ in 0..15 {
-            rb.acquire(Bucket::Apps, Class::Scan, &cancel).await.unwrap();
+            rb.acquire(Bucket::Apps, Class::Scan, &cancel)
+                .await
+                .unwrap();
         }
         let t = Instant::now();
-        rb.acquire(Bucket::Apps, Class::Retry, &cancel).await.unwrap();
+        rb.acquire(Bucket::Apps, Class::Retry, &cancel)
+            .await
+            .unwrap();
         assert!(
             t.elapsed() <= Duration::from_secs(3),
             "the retry waited {:?}",
@@ -1010,9 +1043,15 @@ mod tests {
         /// What Okta (or something pretending to be it) answers to one request.
         #[derive(Clone, Debug)]
         enum Answer {
-            Headers { limit: u32, remaining: u32, reset_in: u64 },
+            Headers {
+                limit: u32,
+                remaining: u32,
+                reset_in: u64,
+            },
             NoHeaders,
-            TooMany { reset_in: u64 },
+            TooMany {
+                reset_in: u64,
+            },
         }
 
         fn answer() -> impl Strategy<Value = Answer> {
@@ -1122,11 +1161,15 @@ mod tests {
     async fn never_more_than_share_per_window() {
         let rb = RateBudget::new(0.5);
         let start = Instant::now();
-        rb.acquire(Bucket::Apps, Class::Retry, &CancellationToken::new()).await.unwrap();
+        rb.acquire(Bucket::Apps, Class::Retry, &CancellationToken::new())
+            .await
+            .unwrap();
         rb.observe(Bucket::Apps, headers(60, 59, 60), Instant::now());
         let mut sent_in_first_window = 1;
         loop {
-            rb.acquire(Bucket::Apps, Class::Retry, &CancellationToken::new()).await.unwrap();
+            rb.acquire(Bucket::Apps, Class::Retry, &CancellationToken::new())
+                .await
+                .unwrap();
             let now = Instant::now();
             if now >= start + Duration::from_secs(60) {
                 break;
