@@ -23,8 +23,8 @@ pub fn run(config_path: &Path, args: &StatusArgs) -> anyhow::Result<ExitCode> {
             failures::list_unresolved(tx)
         }
     })?;
-    let (undelivered, pending) = store
-        .read_blocking(|tx| Ok((outbox::failed_deliveries(tx)?, outbox::pending_count(tx)?)))?;
+    let (undelivered, pending) =
+        store.read_blocking(|tx| Ok((outbox::failed_deliveries(tx)?, outbox::pending_count(tx)?)))?;
     let scans = store.read_blocking(scan_facts)?;
     if args.json {
         let mut j = to_json(&rows);
