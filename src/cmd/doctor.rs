@@ -622,6 +622,40 @@ async fn check_channels(config: &Config, send_test: bool, r: &mut Report) {
 mod tests {
     use super::*;
 
+    fn limit(id: &str, pct: Option<u32>) -> PrincipalRateLimit {
+        PrincipalRateLimit {
+            principal_id: id.into(),
+            principal_type: "OAUTH_CLIENT".into(),
+            default_percentage: pct,
+            default_concurrency_percentage: None,
+        }
+    }
+
+    /// The share is compared with this principal's own entry, not another client's; above it
+    /// warns with the value to set, within it passes, no entry is INFO.
+    #[test]
+    fn principal_limit_judged_for_this_principal() {
+        let entries = [limit("0oaother", Some(10)), limit("0oame", Some(40))];
+        let (st, detail) = judge_principal_limit(&entries, Some("0oame"), 0.5);
+        assert_eq!(st, Status::Warn);
+        assert!(
+            detail.contains("40%") && detail.contains("at most 0.40"),
+            "{detail}"
+        );
+        let (st, _) = judge_principal_limit(&entries, Some("0oame"), 0.4);
+        assert_eq!(st, Status::Pass);
+        let (st, detail) = judge_principal_limit(&entries, Some("0oanone"), 0.5);
+        assert_eq!(st, Status::Info);
+        assert!(detail.contains("0oanone"), "{detail}");
+        // API tokens: the lowest of several counts, and the detail says why.
+        let (st, detail) = judge_principal_limit(&entries, None, 0.2);
+        assert_eq!(st, Status::Warn);
+        assert!(
+            detail.contains("10%") && detail.contains("lowest"),
+            "{detail}"
+        );
+    }
+
     #[test]
     fn disabled_create_or_deactivate_fails() {
         let (s, d) = judge_capabilities(Some(true), Some(true), Some(true));
