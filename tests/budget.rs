@@ -162,6 +162,34 @@ async fn a_long_scan_stays_under_its_ceiling_and_skips_overlapped_runs() {
         ctx.metrics.get("provwatch_scan_ticks_skipped_total", &[]),
         Some(skipped as f64)
     );
+
+    // `status` (another process, reading the store only) reports them, in text and JSON.
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, &toml).unwrap();
+    let status = |json: bool| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_okta-provwatch"));
+        c.args(["status", "--config"]).arg(&path);
+        if json {
+            c.arg("--json");
+        }
+        let out = c
+            .env_remove("OKTA_PROVWATCH_CONFIG")
+            .env(TOKEN_ENV, sim.api_token())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = status(false);
+    assert!(
+        text.contains(&format!(
+            "{skipped} scheduled assignment scan(s) skipped because a scan was still running"
+        )),
+        "{text}"
+    );
+    let j: serde_json::Value = serde_json::from_str(&status(true)).unwrap();
+    assert_eq!(j["scan"]["ticks_skipped"], skipped);
+    assert!(j["scan"]["last_completed"].is_string(), "{j}");
 }
 
 /// SIGTERM's side of the budget: with the window spent and requests queued for the next one,
