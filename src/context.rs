@@ -39,6 +39,7 @@ pub fn client_options(config: &Config, clock: Clock, metrics: Metrics) -> Client
     };
     let mut opts = ClientOptions::new(config.okta.org_url.clone(), credentials);
     opts.rate_limit_share = config.okta.rate_limit_share;
+    opts.background_share = config.detect.scan_share;
     opts.max_in_flight = config.okta.max_in_flight;
     opts.request_timeout = config.okta.request_timeout;
     opts.keep_alive = !clock.is_virtual();

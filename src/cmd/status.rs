@@ -35,6 +35,7 @@ pub fn run(config_path: &Path, args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let muted = store.read_blocking(|tx| silences::active(tx, now.timestamp_millis()))?;
     let (undelivered, pending) = store
         .read_blocking(|tx| Ok((outbox::failed_deliveries(tx)?, outbox::pending_count(tx)?)))?;
+    let scans = store.read_blocking(scan_facts)?;
     if args.json {
         let mut j = to_json(&rows);
         j["silences"] = json!(muted
@@ -45,6 +46,11 @@ pub fn run(config_path: &Path, args: &StatusArgs) -> anyhow::Result<ExitCode> {
             }))
             .collect::<Vec<_>>());
         j["pending_alerts"] = json!(pending);
+        j["scan"] = json!({
+            "last_completed": scans.last_completed.map(ts),
+            "ticks_skipped": scans.ticks_skipped,
+            "last_skipped": scans.last_skipped.map(ts),
+        });
         j["failed_deliveries"] = json!(undelivered
             .iter()
             .map(|d| json!({
@@ -57,6 +63,13 @@ pub fn run(config_path: &Path, args: &StatusArgs) -> anyhow::Result<ExitCode> {
         print!("{}", table_with_silences(&rows, &muted, now));
         if pending > 0 {
             println!("{pending} alert message(s) waiting to be delivered.");
+        }
+        if scans.ticks_skipped > 0 {
+            println!(
+                "{} scheduled assignment scan(s) skipped because a scan was still running (last {}); raise detect.scan_share or space out detect.scan_schedule.",
+                scans.ticks_skipped,
+                scans.last_skipped.map(ts).unwrap_or_default()
+            );
         }
         if !undelivered.is_empty() {
             println!(
@@ -75,6 +88,26 @@ pub fn run(config_path: &Path, args: &StatusArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the scanner left in `meta` about its runs.
+struct ScanFacts {
+    last_completed: Option<i64>,
+    ticks_skipped: u64,
+    last_skipped: Option<i64>,
+}
+
+fn scan_facts(tx: &crate::store::Tx<'_>) -> Result<ScanFacts, crate::store::StoreError> {
+    use crate::detect::scanner::{LAST_SCAN_KEY, LAST_SKIPPED_KEY, TICKS_SKIPPED_KEY};
+    use crate::store::meta;
+    let num = |k: &str| -> Result<Option<i64>, crate::store::StoreError> {
+        Ok(meta::get(tx, k)?.and_then(|v| v.parse::<i64>().ok()))
+    };
+    Ok(ScanFacts {
+        last_completed: num(LAST_SCAN_KEY)?,
+        ticks_skipped: num(TICKS_SKIPPED_KEY)?.unwrap_or(0).max(0) as u64,
+        last_skipped: num(LAST_SKIPPED_KEY)?,
+    })
 }
 
 /// A stored instant as RFC 3339, for machines (`--json`).

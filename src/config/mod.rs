@@ -15,6 +15,7 @@
 //! `config.example.toml` at the repository root documents every key.
 
 pub mod admin;
+mod budget;
 mod env;
 mod error;
 mod parse;
@@ -32,6 +33,7 @@ use lettre::message::Mailbox;
 use secrecy::SecretString;
 use url::Url;
 
+pub use budget::DEFAULT_SCAN_SHARE;
 pub use env::{Env, ENV_PREFIX};
 pub use error::ConfigError;
 pub use parse::{is_loopback_host, parse_duration, parse_schedule, MAX_DURATION};
@@ -120,6 +122,9 @@ pub struct DetectConfig {
     pub scan_schedule: Schedule,
     /// App ids or labels to watch; empty means every active app with provisioning.
     pub apps: Vec<String>,
+    /// Most of the daemon's share of a bucket that scans (and other background work) may use
+    /// per window, in (0, 1].
+    pub scan_share: f64,
 }
 
 /// `[retry]`: automatic re-provisioning of failed assignments.

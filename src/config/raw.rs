@@ -77,6 +77,7 @@ pub(crate) struct RawDetect {
     pub initial_lookback: Option<Text>,
     pub scan_schedule: Option<Text>,
     pub apps: Option<TextList>,
+    pub scan_share: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

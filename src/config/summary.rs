@@ -93,6 +93,7 @@ impl Config {
             dur("detect.initial_lookback", d.initial_lookback),
         );
         put("detect.scan_schedule", d.scan_schedule.to_string());
+        put("detect.scan_share", d.scan_share.to_string());
         put(
             "detect.apps",
             if d.apps.is_empty() {

@@ -496,6 +496,7 @@ fn detect(raw: RawDetect) -> Result<DetectConfig, ConfigError> {
         initial_lookback,
         scan_schedule,
         apps,
+        scan_share: super::budget::scan_share(raw.scan_share)?,
     })
 }
 
