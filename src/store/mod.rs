@@ -31,6 +31,7 @@ pub mod apps;
 pub mod circuits;
 pub mod claims;
 pub mod cursor;
+pub mod expectations;
 pub mod failures;
 pub mod outbox;
 pub mod history;
@@ -65,6 +66,11 @@ use std::time::Duration;
 const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_init", include_str!("migrations/0001_init.sql")),
     ("0002_retry", include_str!("migrations/0002_retry.sql")),
+    // 0003 belongs to another branch; the integrator orders the list by number.
+    (
+        "0004_deprovision",
+        include_str!("migrations/0004_deprovision.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
