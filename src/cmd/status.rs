@@ -25,8 +25,10 @@ pub fn run(config_path: &Path, args: &StatusArgs) -> anyhow::Result<ExitCode> {
     })?;
     let (undelivered, pending) =
         store.read_blocking(|tx| Ok((outbox::failed_deliveries(tx)?, outbox::pending_count(tx)?)))?;
+    let deprovisioning = super::status_deprovision::read(&store)?;
     if args.json {
         let mut j = to_json(&rows);
+        j["deprovisioning"] = deprovisioning.json();
         j["pending_alerts"] = json!(pending);
         j["failed_deliveries"] = json!(undelivered
             .iter()
@@ -38,6 +40,7 @@ pub fn run(config_path: &Path, args: &StatusArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&j)?);
     } else {
         print!("{}", table(&rows, Utc::now()));
+        print!("{}", deprovisioning.text(Utc::now()));
         if pending > 0 {
             println!("{pending} alert message(s) waiting to be delivered.");
         }
