@@ -52,7 +52,11 @@ pub async fn run(config_path: &Path, args: &RemediateArgs) -> anyhow::Result<Exi
             f.operation.as_str()
         );
     }
-    let Some(cfg) = config.verify.iter().find(|v| v.matches(&f.app_id, f.app_label.as_deref())) else {
+    let Some(cfg) = config
+        .verify
+        .iter()
+        .find(|v| v.matches(&f.app_id, f.app_label.as_deref()))
+    else {
         anyhow::bail!(
             "{} has no [[verify]] table, so okta-provwatch cannot reach its SCIM API; remove the account in the app by hand, then `okta-provwatch resolve --failure {id} --note ...`",
             f.app_name()
@@ -73,7 +77,11 @@ pub async fn run(config_path: &Path, args: &RemediateArgs) -> anyhow::Result<Exi
         .with_context(|| format!("looking the account up in {}'s SCIM API", f.app_name()))?;
     let target = match &found {
         Check::Active { scim_id, user_name } => {
-            println!("{} has an active account for {}: {user_name:?} (SCIM id {scim_id})", f.app_name(), f.user_name());
+            println!(
+                "{} has an active account for {}: {user_name:?} (SCIM id {scim_id})",
+                f.app_name(),
+                f.user_name()
+            );
             scim_id.clone()
         }
         Check::Inactive { .. } | Check::Gone => {
@@ -86,13 +94,19 @@ pub async fn run(config_path: &Path, args: &RemediateArgs) -> anyhow::Result<Exi
     };
     let plan = Plan::new(&client, &target);
     if !args.yes {
-        println!("dry run: this would be sent (add --yes to send it):\n\n{}", plan.render());
+        println!(
+            "dry run: this would be sent (add --yes to send it):\n\n{}",
+            plan.render()
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let actor = crate::retry::manual::cli_actor();
     let now = chrono::Utc::now().timestamp_millis();
     match verify::remediate(&store, &client, &plan, id, &actor, now).await? {
-        Ok(()) => println!("sent: PATCH {} (active=false); recorded in failure #{id}'s history", plan.url),
+        Ok(()) => println!(
+            "sent: PATCH {} (active=false); recorded in failure #{id}'s history",
+            plan.url
+        ),
         Err(err) => {
             eprintln!("okta-provwatch: the PATCH failed: {err}. It is not retried; check the app, then try again or remove the account by hand and `okta-provwatch resolve --failure {id} --note ...`");
             return Ok(ExitCode::FAILURE);
@@ -102,16 +116,32 @@ pub async fn run(config_path: &Path, args: &RemediateArgs) -> anyhow::Result<Exi
     let again = verify::check(&client, user_name.as_deref(), Some(&target)).await;
     if let Some(e) = e {
         let now = chrono::Utc::now().timestamp_millis();
-        store.write(move |tx| verify::record(tx, &e, &again, now)).await?;
+        store
+            .write(move |tx| verify::record(tx, &e, &again, now))
+            .await?;
     } else if matches!(again, Ok(Check::Inactive { .. }) | Ok(Check::Gone)) {
         let now = chrono::Utc::now().timestamp_millis();
         store
             .write(move |tx| {
-                failures::resolve_as(tx, id, now, None, crate::domain::HistoryKind::Verified, "remediate", "the app's SCIM API shows the account inactive after remediation")
+                failures::resolve_as(
+                    tx,
+                    id,
+                    now,
+                    None,
+                    crate::domain::HistoryKind::Verified,
+                    "remediate",
+                    "the app's SCIM API shows the account inactive after remediation",
+                )
             })
             .await?;
     }
-    let state = store.read(move |tx| failures::get(tx, id)).await?.map(|f| f.state);
-    println!("failure #{id} is now {}", state.map_or("unknown", |s| s.as_str()));
+    let state = store
+        .read(move |tx| failures::get(tx, id))
+        .await?
+        .map(|f| f.state);
+    println!(
+        "failure #{id} is now {}",
+        state.map_or("unknown", |s| s.as_str())
+    );
     Ok(ExitCode::SUCCESS)
 }

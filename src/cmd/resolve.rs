@@ -41,7 +41,15 @@ pub fn resolve_by_hand(
             continue;
         }
         let detail = format!("resolved by hand: {note}");
-        if failures::resolve_as(tx, f.id, now, None, HistoryKind::ResolvedByHand, actor, &detail)? {
+        if failures::resolve_as(
+            tx,
+            f.id,
+            now,
+            None,
+            HistoryKind::ResolvedByHand,
+            actor,
+            &detail,
+        )? {
             done.push(f.id);
         }
         // The ledger must not re-open it from the same expectation.
@@ -67,7 +75,9 @@ pub async fn run(config_path: &Path, args: &ResolveArgs) -> anyhow::Result<ExitC
         anyhow::bail!("--note must say what was done (e.g. --note \"removed by hand in the app\"); it is kept in the failure's history");
     }
     if args.failure.is_none() && args.app.is_none() && args.user.is_none() {
-        anyhow::bail!("say what to resolve: --failure ID, --app APP, or --user USER (with or without --app)");
+        anyhow::bail!(
+            "say what to resolve: --failure ID, --app APP, or --user USER (with or without --app)"
+        );
     }
     let store = super::open_existing_store_only(config_path, true)?;
     let actor = crate::retry::manual::cli_actor();
@@ -78,18 +88,38 @@ pub async fn run(config_path: &Path, args: &ResolveArgs) -> anyhow::Result<ExitC
             let selected: Vec<Failure> = match (failure, &app, &user) {
                 (Some(id), _, _) => match failures::get(tx, id)? {
                     Some(f) => vec![f],
-                    None => return Ok(Err(format!("no failure with id {id} (see `okta-provwatch status --all`)"))),
+                    None => {
+                        return Ok(Err(format!(
+                            "no failure with id {id} (see `okta-provwatch status --all`)"
+                        )))
+                    }
                 },
                 (None, _, Some(u)) => claims::find_for_user(tx, u, app.as_deref())?,
                 (None, Some(a), None) => claims::find_for_app(tx, a)?,
                 _ => Vec::new(),
             };
-            let already: Vec<i64> = selected.iter().filter(|f| f.state == State::Resolved).map(|f| f.id).collect();
+            let already: Vec<i64> = selected
+                .iter()
+                .filter(|f| f.state == State::Resolved)
+                .map(|f| f.id)
+                .collect();
             let done = resolve_by_hand(tx, &selected, &note, &actor, now)?;
             let shown: Vec<String> = selected
                 .iter()
                 .filter(|f| done.contains(&f.id))
-                .map(|f| format!("#{} {} / {} {}: resolved by hand ({note})", f.id, f.app_name(), if f.user_id.is_empty() { "(app-wide)" } else { f.user_name() }, f.operation.as_str()))
+                .map(|f| {
+                    format!(
+                        "#{} {} / {} {}: resolved by hand ({note})",
+                        f.id,
+                        f.app_name(),
+                        if f.user_id.is_empty() {
+                            "(app-wide)"
+                        } else {
+                            f.user_name()
+                        },
+                        f.operation.as_str()
+                    )
+                })
                 .collect();
             Ok(Ok((shown, already)))
         })

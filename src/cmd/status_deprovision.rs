@@ -70,7 +70,11 @@ impl View {
         }
         let now = now.timestamp_millis();
         if !self.expectations.is_empty() {
-            let _ = writeln!(out, "\nDeprovisionings Okta owes ({}):", self.expectations.len());
+            let _ = writeln!(
+                out,
+                "\nDeprovisionings Okta owes ({}):",
+                self.expectations.len()
+            );
             for e in &self.expectations {
                 let when = match e.state {
                     ExpState::Open if e.deadline > now => {
@@ -88,7 +92,9 @@ impl View {
                     e.user_name(),
                     when,
                     verified(e.verify),
-                    e.failure_id.map(|f| format!(", failure #{f}")).unwrap_or_default(),
+                    e.failure_id
+                        .map(|f| format!(", failure #{f}"))
+                        .unwrap_or_default(),
                     e.cause,
                     e.cause_actor.as_deref().unwrap_or("?"),
                 );
@@ -97,7 +103,12 @@ impl View {
         for (r, o) in &self.reconciliations {
             match &r.error {
                 Some(err) => {
-                    let _ = writeln!(out, "\nReconciliation of {} failed at {}: {err}", r.app_id, ts(r.finished_at));
+                    let _ = writeln!(
+                        out,
+                        "\nReconciliation of {} failed at {}: {err}",
+                        r.app_id,
+                        ts(r.finished_at)
+                    );
                 }
                 None => {
                     let _ = writeln!(
@@ -109,10 +120,19 @@ impl View {
                         ts(r.finished_at)
                     );
                     for x in o.iter().take(20) {
-                        let _ = writeln!(out, "  {} (SCIM id {})", x.user_name.as_deref().unwrap_or("?"), x.scim_id);
+                        let _ = writeln!(
+                            out,
+                            "  {} (SCIM id {})",
+                            x.user_name.as_deref().unwrap_or("?"),
+                            x.scim_id
+                        );
                     }
                     if o.len() > 20 {
-                        let _ = writeln!(out, "  ... and {} more (status --json lists them all)", o.len() - 20);
+                        let _ = writeln!(
+                            out,
+                            "  ... and {} more (status --json lists them all)",
+                            o.len() - 20
+                        );
                     }
                 }
             }

@@ -1,0 +1,240 @@
+//! Issue 13 over real sockets against the simulator: a deprovisioning Okta never reports
+//! becomes an URGENT failure after the SLA and `resolve` closes it with the note in history;
+//! "Deactivate Users" switched off alarms within one poll naming the admin (and switching it on
+//! resolves); Okta SUCCESS with the app still active alarms, `remediate` shows and sends the
+//! exact PATCH, and the app's confirmation resolves the failure.
+
+mod common;
+
+use common::*;
+use okta_provwatch::clock::Clock;
+use okta_provwatch::cmd::resolve::resolve_by_hand;
+use okta_provwatch::context::Context;
+use okta_provwatch::deprovision::{self, verify, Clients};
+use okta_provwatch::detect::poller;
+use okta_provwatch::domain::{Failure, HistoryKind, Operation, State};
+use okta_provwatch::store::expectations as exp;
+use okta_provwatch::store::{failures, history};
+use okta_sim::{DeprovisionMode, OktaSim};
+use std::time::Duration;
+
+const DEPROVISION: &str = "[deprovision]\nsla = \"15m\"\n";
+
+fn ctx_with(sim: &OktaSim, dir: &std::path::Path, extra: &str, env: &[(&str, &str)]) -> Context {
+    let toml = minimal_toml(
+        sim.base_url().as_str(),
+        dir,
+        "rate_limit_share = 0.5",
+        &format!("{DETECT_SECTIONS}\n{DEPROVISION}\n{extra}"),
+    );
+    context_on(parse_config(&toml, &sim.api_token(), env), Clock::tokio())
+}
+
+fn open(ctx: &Context) -> Vec<Failure> {
+    ctx.store.read_blocking(failures::list_unresolved).unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deprovisioning_never_reported_alarms_after_the_sla_and_resolve_closes_it() {
+    let sim = start_okta().await;
+    let dir = temp_dir();
+    let ctx = ctx_with(&sim, dir.path(), "", &[]);
+    let app = sim.add_app("Acme CRM");
+    let ada = sim.add_user("ada@example.com");
+    sim.assign(&app, &ada);
+    poller::poll_once(&ctx).await.unwrap();
+    // Okta removes the app user and logs nothing at all.
+    sim.set_deprovision_mode(&app, DeprovisionMode::Silent);
+    sim.deactivate_user(&ada, "hr.admin@example.com");
+    poller::poll_once(&ctx).await.unwrap();
+    let clients = Clients::new(&ctx);
+    deprovision::tick(&ctx, &clients).await.unwrap();
+    assert!(open(&ctx).is_empty(), "nothing before the SLA");
+    let live = ctx.store.read_blocking(exp::list_live).unwrap();
+    assert_eq!(live.len(), 1, "{live:?}");
+
+    tokio::time::advance(Duration::from_secs(16 * 60)).await;
+    deprovision::tick(&ctx, &clients).await.unwrap();
+    let f = open(&ctx);
+    assert_eq!(f.len(), 1, "{f:?}");
+    let f = &f[0];
+    assert_eq!(f.operation, Operation::Deactivate);
+    assert!(f.urgent);
+    assert_eq!(f.user_name(), "ada@example.com");
+    assert_eq!(f.app_name(), "Acme CRM");
+    let reason = f.reason.as_deref().unwrap();
+    assert!(
+        reason.contains("no deprovisioning seen within 15m"),
+        "{reason}"
+    );
+    assert!(reason.contains("hr.admin@example.com"), "{reason}");
+    // A second tick does not open a second failure.
+    deprovision::tick(&ctx, &clients).await.unwrap();
+    assert_eq!(open(&ctx).len(), 1);
+
+    let id = f.id;
+    let f2 = f.clone();
+    let done = ctx
+        .store
+        .write_blocking(move |tx| {
+            resolve_by_hand(tx, &[f2], "removed by hand in the app", "cli:ops", 1)
+        })
+        .unwrap();
+    assert_eq!(done, [id]);
+    let h = ctx
+        .store
+        .read_blocking(move |tx| history::list(tx, id))
+        .unwrap();
+    let last = h.last().unwrap();
+    assert_eq!(last.kind, HistoryKind::ResolvedByHand);
+    assert_eq!(last.actor, "cli:ops");
+    assert!(last
+        .detail
+        .as_deref()
+        .unwrap()
+        .contains("removed by hand in the app"));
+    assert!(open(&ctx).is_empty());
+    assert!(ctx.store.read_blocking(exp::list_live).unwrap().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn deactivate_users_switched_off_alarms_within_one_poll_naming_the_admin() {
+    let sim = start_okta().await;
+    let dir = temp_dir();
+    let ctx = ctx_with(&sim, dir.path(), "", &[]);
+    let app = sim.add_app("Acme CRM");
+    poller::poll_once(&ctx).await.unwrap();
+    sim.set_lifecycle_deactivate(&app, false, "it.admin@example.com");
+    poller::poll_once(&ctx).await.unwrap();
+    let f = open(&ctx);
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0].operation, Operation::DeprovisioningDisabled);
+    assert!(f[0].urgent && f[0].user_id.is_empty());
+    let reason = f[0].reason.as_deref().unwrap();
+    assert!(
+        reason.contains("it.admin@example.com") && reason.contains("Acme CRM"),
+        "{reason}"
+    );
+
+    // A user deactivated meanwhile opens no per-user expectation (the app-wide failure says it).
+    sim.set_lifecycle_deactivate(&app, true, "it.admin@example.com");
+    poller::poll_once(&ctx).await.unwrap();
+    assert!(open(&ctx).is_empty(), "turning it back on resolves");
+    let all = ctx.store.read_blocking(failures::list_all).unwrap();
+    assert_eq!(all[0].state, State::Resolved);
+}
+
+#[tokio::test(start_paused = true)]
+async fn okta_success_but_the_app_still_active_alarms_and_remediation_resolves() {
+    let sim = start_okta().await;
+    let dir = temp_dir();
+    let app = sim.add_app("Acme CRM");
+    let scim = sim.add_scim_server(&app).await.unwrap();
+    let verify_toml = format!(
+        "[[verify]]\napp = \"Acme CRM\"\nscim_url = \"{}\"\ntoken_env = \"CRM_SCIM\"\n",
+        scim.base_url()
+    );
+    let token = scim.token();
+    let ctx = ctx_with(&sim, dir.path(), &verify_toml, &[("CRM_SCIM", &token)]);
+    let ada = sim.add_user("ada@example.com");
+    sim.assign(&app, &ada);
+    poller::poll_once(&ctx).await.unwrap();
+    // Okta logs SUCCESS but never tells the app.
+    sim.set_deprovision_mode(&app, DeprovisionMode::SuccessNotPushed);
+    sim.deactivate_user(&ada, "hr.admin@example.com");
+    poller::poll_once(&ctx).await.unwrap();
+    let clients = Clients::new(&ctx);
+    deprovision::tick(&ctx, &clients).await.unwrap();
+    let f = open(&ctx);
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert!(f[0].urgent);
+    let reason = f[0].reason.as_deref().unwrap();
+    assert!(
+        reason.contains("Okta reports deprovisioned, the app still has an active account"),
+        "{reason}"
+    );
+
+    // The dry run's plan is the exact PATCH; sending it deactivates, the check resolves.
+    let (cfg, client) = clients.for_app(&app, Some("Acme CRM")).unwrap();
+    assert!(!cfg.remediate);
+    let id = f[0].id;
+    let e = ctx
+        .store
+        .read_blocking(move |tx| exp::for_failure(tx, id))
+        .unwrap()
+        .unwrap();
+    let scim_id = e.scim_id.clone().unwrap();
+    let plan = verify::Plan::new(client, &scim_id);
+    let shown = plan.render();
+    assert!(
+        shown.starts_with(&format!("PATCH {}/Users/{scim_id}", scim.base_url())),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(r#""op": "replace""#) && shown.contains(r#""path": "active""#),
+        "{shown}"
+    );
+    assert!(!shown.contains(&token));
+    assert!(
+        scim.user(&scim_id).unwrap().active,
+        "a dry run sends nothing"
+    );
+    verify::remediate(&ctx.store, client, &plan, id, "cli:ops", ctx.now_ms())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!scim.user(&scim_id).unwrap().active);
+    let patches: Vec<_> = scim
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PATCH")
+        .collect();
+    assert_eq!(patches.len(), 1);
+    assert!(scim.requests().iter().all(|r| r.method != "DELETE"));
+    tokio::time::advance(deprovision::VERIFY_INTERVAL + Duration::from_secs(1)).await;
+    deprovision::tick(&ctx, &clients).await.unwrap();
+    assert!(open(&ctx).is_empty(), "{:?}", open(&ctx));
+    let h = ctx
+        .store
+        .read_blocking(move |tx| history::list(tx, id))
+        .unwrap();
+    let kinds: Vec<_> = h.iter().map(|h| h.kind).collect();
+    assert!(
+        kinds.contains(&HistoryKind::Remediated) && kinds.contains(&HistoryKind::Verified),
+        "{kinds:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_401_from_the_app_is_an_alert_about_the_check_not_a_false_still_active() {
+    let sim = start_okta().await;
+    let dir = temp_dir();
+    let app = sim.add_app("Acme CRM");
+    let scim = sim.add_scim_server(&app).await.unwrap();
+    let verify_toml = format!(
+        "[[verify]]\napp = \"Acme CRM\"\nscim_url = \"{}\"\ntoken_env = \"CRM_SCIM\"\n",
+        scim.base_url()
+    );
+    let ctx = ctx_with(
+        &sim,
+        dir.path(),
+        &verify_toml,
+        &[("CRM_SCIM", "wrong-token")],
+    );
+    let ada = sim.add_user("ada@example.com");
+    sim.assign(&app, &ada);
+    poller::poll_once(&ctx).await.unwrap();
+    sim.deactivate_user(&ada, "hr.admin@example.com");
+    poller::poll_once(&ctx).await.unwrap();
+    deprovision::tick(&ctx, &Clients::new(&ctx)).await.unwrap();
+    let f = open(&ctx);
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0].operation, Operation::Verification);
+    assert!(!f[0].urgent);
+    let reason = f[0].reason.as_deref().unwrap();
+    assert!(
+        reason.contains("401") && !reason.contains("still has an active"),
+        "{reason}"
+    );
+    assert!(!reason.contains("wrong-token"));
+}
