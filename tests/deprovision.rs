@@ -238,3 +238,38 @@ async fn a_401_from_the_app_is_an_alert_about_the_check_not_a_false_still_active
     );
     assert!(!reason.contains("wrong-token"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_success_logged_after_the_sla_resolves_the_missing_deprovisioning() {
+    let sim = start_okta().await;
+    let dir = temp_dir();
+    let ctx = ctx_with(&sim, dir.path(), "", &[]);
+    let app = sim.add_app("Acme CRM");
+    let ada = sim.add_user("ada@example.com");
+    sim.assign(&app, &ada);
+    poller::poll_once(&ctx).await.unwrap();
+    sim.set_deprovision_mode(&app, DeprovisionMode::Silent);
+    sim.deactivate_user(&ada, "hr.admin@example.com");
+    poller::poll_once(&ctx).await.unwrap();
+    let clients = Clients::new(&ctx);
+    tokio::time::advance(Duration::from_secs(16 * 60)).await;
+    deprovision::tick(&ctx, &clients).await.unwrap();
+    assert_eq!(open(&ctx).len(), 1);
+    // Okta's deprovisioning finally shows up in the log.
+    let published = ctx
+        .clock
+        .now()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    sim.push_log_event(serde_json::json!({
+        "uuid": "late-success", "published": published,
+        "eventType": "application.provision.user.deactivate",
+        "outcome": {"result": "SUCCESS"},
+        "target": [
+            {"id": app, "type": "AppInstance", "alternateId": "Acme CRM", "displayName": "Acme CRM"},
+            {"id": ada, "type": "User", "alternateId": "ada@example.com"}
+        ]
+    }));
+    poller::poll_once(&ctx).await.unwrap();
+    assert!(open(&ctx).is_empty(), "{:?}", open(&ctx));
+    assert!(ctx.store.read_blocking(exp::list_live).unwrap().is_empty());
+}
