@@ -7,6 +7,8 @@
 mod common;
 
 use common::*;
+use okta_provwatch::alert::evaluator::evaluate;
+use okta_provwatch::alert::group::Settings;
 use okta_provwatch::clock::Clock;
 use okta_provwatch::cmd::resolve::resolve_by_hand;
 use okta_provwatch::context::Context;
@@ -38,7 +40,14 @@ fn open(ctx: &Context) -> Vec<Failure> {
 async fn a_deprovisioning_never_reported_alarms_after_the_sla_and_resolve_closes_it() {
     let sim = start_okta().await;
     let dir = temp_dir();
-    let ctx = ctx_with(&sim, dir.path(), "", &[]);
+    let slack = "[slack]\nwebhook_url_env = \"SLACK_HOOK\"\n";
+    let ctx = ctx_with(
+        &sim,
+        dir.path(),
+        slack,
+        &[("SLACK_HOOK", "http://127.0.0.1:9/hook")],
+    );
+    let settings = Settings::from_config(&ctx.config);
     let app = sim.add_app("Acme CRM");
     let ada = sim.add_user("ada@example.com");
     sim.assign(&app, &ada);
@@ -72,6 +81,19 @@ async fn a_deprovisioning_never_reported_alarms_after_the_sla_and_resolve_closes
     deprovision::tick(&ctx, &clients).await.unwrap();
     assert_eq!(open(&ctx).len(), 1);
 
+    // Urgent: the alert pipeline fires for it.
+    let now = ctx.now_ms();
+    let s2 = settings.clone();
+    // The first evaluation opens the group; it fires once its group wait has passed.
+    let fired = ctx
+        .store
+        .write_blocking(move |tx| {
+            evaluate(tx, &s2, None, now + 1_000)?;
+            evaluate(tx, &s2, None, now + 600_000)
+        })
+        .unwrap();
+    assert_eq!(fired.firing.len(), 1, "{fired:?}");
+
     let id = f.id;
     let f2 = f.clone();
     let done = ctx
@@ -95,6 +117,12 @@ async fn a_deprovisioning_never_reported_alarms_after_the_sla_and_resolve_closes
         .contains("removed by hand in the app"));
     assert!(open(&ctx).is_empty());
     assert!(ctx.store.read_blocking(exp::list_live).unwrap().is_empty());
+    // ... and announces it resolved.
+    let resolved = ctx
+        .store
+        .write_blocking(move |tx| evaluate(tx, &settings, None, now + 3_600_000))
+        .unwrap();
+    assert_eq!(resolved.resolved.len(), 1, "{resolved:?}");
 }
 
 #[tokio::test(start_paused = true)]
