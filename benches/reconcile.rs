@@ -53,7 +53,9 @@ async fn run() {
     let (_, client) = clients.for_app(&app, Some("Acme CRM")).expect("client");
     let okta_before = sim.requests().len();
     let start = Instant::now();
-    let r = verify::reconcile(&ctx, client, &app).await.expect("reconcile");
+    let r = verify::reconcile(&ctx, client, &app)
+        .await
+        .expect("reconcile");
     let el = start.elapsed();
     let okta_requests = sim.requests().len() - okta_before;
     let found = ctx
@@ -78,7 +80,10 @@ async fn run() {
         (USERS - DEPARTED).div_ceil(500),
         el.as_secs_f64()
     );
-    assert_eq!(found_names, planted, "every planted orphan and nothing else");
+    assert_eq!(
+        found_names, planted,
+        "every planted orphan and nothing else"
+    );
 }
 
 fn main() {

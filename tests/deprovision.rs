@@ -301,3 +301,39 @@ async fn a_success_logged_after_the_sla_resolves_the_missing_deprovisioning() {
     assert!(open(&ctx).is_empty(), "{:?}", open(&ctx));
     assert!(ctx.store.read_blocking(exp::list_live).unwrap().is_empty());
 }
+
+/// The app stores `ada@corp.example` for Okta's `ada@example.com`: the check finds no such
+/// user name, finds Okta's id for the account (learnt by the scan) active under another name,
+/// and says so as a verification problem, not as "still active".
+#[tokio::test(start_paused = true)]
+async fn a_user_name_stored_differently_is_a_verification_problem_not_still_active() {
+    let sim = start_okta().await;
+    let dir = temp_dir();
+    let app = sim.add_app("Acme CRM");
+    let scim = sim.add_scim_server(&app).await.unwrap();
+    scim.set_name_style(okta_sim::NameStyle::Suffix("@corp.example".into()));
+    let verify_toml = format!(
+        "[[verify]]\napp = \"Acme CRM\"\nscim_url = \"{}\"\ntoken_env = \"CRM_SCIM\"\n",
+        scim.base_url()
+    );
+    let token = scim.token();
+    let ctx = ctx_with(&sim, dir.path(), &verify_toml, &[("CRM_SCIM", &token)]);
+    let ada = sim.add_user("ada@example.com");
+    sim.assign(&app, &ada);
+    poller::poll_once(&ctx).await.unwrap();
+    okta_provwatch::detect::scanner::scan_once(&ctx, &tokio_util::sync::CancellationToken::new())
+        .await
+        .unwrap();
+    sim.set_deprovision_mode(&app, DeprovisionMode::SuccessNotPushed);
+    sim.deactivate_user(&ada, "hr.admin@example.com");
+    poller::poll_once(&ctx).await.unwrap();
+    deprovision::tick(&ctx, &Clients::new(&ctx)).await.unwrap();
+    let f = open(&ctx);
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0].operation, Operation::Verification);
+    let reason = f[0].reason.as_deref().unwrap();
+    assert!(reason.contains("ada@corp.example"), "{reason}");
+    assert!(!reason.contains("still has an active account"), "{reason}");
+    let live = ctx.store.read_blocking(exp::list_live).unwrap();
+    assert_eq!(live[0].verify, exp::Verify::Error);
+}
