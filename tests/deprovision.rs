@@ -337,3 +337,146 @@ async fn a_user_name_stored_differently_is_a_verification_problem_not_still_acti
     let live = ctx.store.read_blocking(exp::list_live).unwrap();
     assert_eq!(live[0].verify, exp::Verify::Error);
 }
+
+/// The commands as an operator runs them: `remediate` (dry run by default, then `--yes`),
+/// `status --json`, and `resolve --app --user --note`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remediate_and_resolve_from_the_command_line() {
+    let sim = start_okta().await;
+    let dir = temp_dir();
+    let app = sim.add_app("Acme CRM");
+    let scim = sim.add_scim_server(&app).await.unwrap();
+    let token = scim.token();
+    let extra = format!(
+        "[[verify]]\napp = \"Acme CRM\"\nscim_url = \"{}\"\ntoken_env = \"CRM_SCIM\"\n",
+        scim.base_url()
+    );
+    let toml = minimal_toml(
+        sim.base_url().as_str(),
+        dir.path(),
+        "",
+        &format!("{DETECT_SECTIONS}\n{DEPROVISION}\n{extra}"),
+    );
+    let cfg_path = dir.path().join("config.toml");
+    std::fs::write(&cfg_path, &toml).unwrap();
+    let ctx = context(parse_config(
+        &toml,
+        &sim.api_token(),
+        &[("CRM_SCIM", &token)],
+    ));
+    let (ada, bob) = (
+        sim.add_user("ada@example.com"),
+        sim.add_user("bob@example.com"),
+    );
+    sim.assign(&app, &ada);
+    sim.assign(&app, &bob);
+    poller::poll_once(&ctx).await.unwrap();
+    sim.set_deprovision_mode(&app, DeprovisionMode::SuccessNotPushed);
+    sim.deactivate_user(&ada, "hr.admin@example.com");
+    sim.deactivate_user(&bob, "hr.admin@example.com");
+    poller::poll_once(&ctx).await.unwrap();
+    deprovision::tick(&ctx, &Clients::new(&ctx)).await.unwrap();
+    let f = open(&ctx);
+    assert_eq!(f.len(), 2, "{f:?}");
+    let ada_f = f
+        .iter()
+        .find(|f| f.user_name() == "ada@example.com")
+        .unwrap()
+        .id;
+
+    let bin = env!("CARGO_BIN_EXE_okta-provwatch");
+    let (sim_token, cfg) = (sim.api_token(), cfg_path.clone());
+    let run = move |args: Vec<String>| {
+        let (t, tok, cfg) = (sim_token.clone(), token.clone(), cfg.clone());
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(bin)
+                .arg("--config")
+                .arg(&cfg)
+                .args(&args)
+                .env(TOKEN_ENV, t)
+                .env("CRM_SCIM", tok)
+                .env("USER", "ops-alice")
+                .env_remove("OKTA_PROVWATCH_CONFIG")
+                .env_remove("NOTIFY_SOCKET")
+                .output()
+                .unwrap()
+        })
+    };
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let id = ada_f.to_string();
+    let out = run(s(&["remediate", "--failure", &id])).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout.contains("dry run") && stdout.contains("PATCH ") && stdout.contains("\"active\""),
+        "{stdout}"
+    );
+    assert!(
+        scim.requests().iter().all(|r| r.method != "PATCH"),
+        "a dry run sends nothing"
+    );
+
+    let out = run(s(&["remediate", "--failure", &id, "--yes"]))
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        scim.requests()
+            .iter()
+            .filter(|r| r.method == "PATCH")
+            .count(),
+        1
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("is now resolved"),
+        "{out:?}"
+    );
+
+    let out = run(s(&[
+        "resolve",
+        "--app",
+        "Acme CRM",
+        "--user",
+        "bob@example.com",
+        "--note",
+        "removed by hand",
+    ]))
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(open(&ctx).is_empty(), "{:?}", open(&ctx));
+    let bob_f = f
+        .iter()
+        .find(|f| f.user_name() == "bob@example.com")
+        .unwrap()
+        .id;
+    let h = ctx
+        .store
+        .read_blocking(move |tx| history::list(tx, bob_f))
+        .unwrap();
+    let last = h.last().unwrap();
+    assert_eq!(
+        (last.kind, last.actor.as_str()),
+        (HistoryKind::ResolvedByHand, "cli:ops-alice")
+    );
+
+    let out = run(s(&["status", "--json", "--all"])).await.unwrap();
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        j["deprovisioning"]["expectations"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "{j}"
+    );
+    let a = j["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == ada_f)
+        .unwrap();
+    assert_eq!(
+        (a["operation"].as_str(), a["urgent"].as_bool()),
+        (Some("deactivate"), Some(true))
+    );
+}
