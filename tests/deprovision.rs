@@ -480,3 +480,34 @@ async fn remediate_and_resolve_from_the_command_line() {
         (Some("deactivate"), Some(true))
     );
 }
+
+/// A suspension pushes nothing to apps; it is expected only with `include_suspended = true`.
+#[tokio::test(start_paused = true)]
+async fn suspensions_count_only_when_configured() {
+    for (include, expected) in [(false, 0), (true, 1)] {
+        let sim = start_okta().await;
+        let dir = temp_dir();
+        let toml = minimal_toml(
+            sim.base_url().as_str(),
+            dir.path(),
+            "",
+            &format!("{DETECT_SECTIONS}\n[deprovision]\ninclude_suspended = {include}\n"),
+        );
+        let ctx = context_on(parse_config(&toml, &sim.api_token(), &[]), Clock::tokio());
+        let app = sim.add_app("Acme CRM");
+        let ada = sim.add_user("ada@example.com");
+        sim.assign(&app, &ada);
+        poller::poll_once(&ctx).await.unwrap();
+        sim.suspend_user(&ada, "hr.admin@example.com");
+        poller::poll_once(&ctx).await.unwrap();
+        let live = ctx.store.read_blocking(exp::list_live).unwrap();
+        assert_eq!(
+            live.len(),
+            expected,
+            "include_suspended = {include}: {live:?}"
+        );
+        tokio::time::advance(Duration::from_secs(16 * 60)).await;
+        deprovision::tick(&ctx, &Clients::new(&ctx)).await.unwrap();
+        assert_eq!(open(&ctx).len(), expected, "include_suspended = {include}");
+    }
+}

@@ -140,3 +140,57 @@ impl View {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::expectations::NewExpectation;
+
+    #[test]
+    fn shows_deadline_verification_and_orphans() {
+        let s = Store::open_in_memory().unwrap();
+        let now = Utc::now();
+        let ms = now.timestamp_millis();
+        s.write_blocking(|tx| {
+            exp::open(
+                tx,
+                &NewExpectation {
+                    app_id: "0oa1",
+                    app_label: Some("CRM"),
+                    user_id: "00u1",
+                    user_login: Some("ada@x"),
+                    cause: "user.lifecycle.deactivate",
+                    cause_actor: Some("hr@x"),
+                    opened_at: ms,
+                    deadline: ms + 10 * 60_000,
+                    verify: Some(Verify::Scheduled),
+                    ..Default::default()
+                },
+            )?;
+            exp::record_reconciliation(
+                tx,
+                &Reconciliation {
+                    app_id: "0oa1".into(),
+                    finished_at: ms,
+                    scim_users: 3,
+                    orphans: 1,
+                    requests: 1,
+                    error: None,
+                },
+                Some(&[("s9".into(), Some("ghost@x".into()))]),
+            )
+        })
+        .unwrap();
+        let v = read(&s).unwrap();
+        let t = v.text(now);
+        assert!(t.contains("CRM / ada@x") && t.contains("due in 10m"), "{t}");
+        assert!(t.contains("not checked yet") && t.contains("hr@x"), "{t}");
+        assert!(
+            t.contains("1 orphan(s) in 0oa1") && t.contains("ghost@x"),
+            "{t}"
+        );
+        let j = v.json();
+        assert_eq!(j["expectations"][0]["verify"], "scheduled");
+        assert_eq!(j["orphans"][0]["orphans"][0]["user_name"], "ghost@x");
+    }
+}
