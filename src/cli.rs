@@ -61,6 +61,10 @@ pub enum Command {
     /// (rate limit, outage): try again later; 78 the config is invalid or Okta refused the
     /// credentials (an OAuth service app needs the okta.apps.manage scope).
     Retry(RetryArgs),
+    /// Close failures by hand with a note (e.g. an account removed by hand in the app).
+    Resolve(crate::cmd::resolve::ResolveArgs),
+    /// Deactivate an account through the app's SCIM API (dry run unless --yes).
+    Remediate(crate::cmd::remediate::RemediateArgs),
     /// Check the setup: config, state store, Okta token and scopes, app settings, Slack, SMTP.
     Doctor(DoctorArgs),
     /// Validate the config file without touching the network.

@@ -144,6 +144,10 @@ pub fn start(ctx: Context, shutdown: CancellationToken) -> Running {
         "digest",
         crate::alert::digest::run(ctx.clone(), shutdown.clone()),
     );
+    r.spawn(
+        "deprovision",
+        crate::deprovision::run(ctx.clone(), shutdown.clone()),
+    );
     r.spawn("timings", observe_timings(ctx, shutdown));
     r
 }

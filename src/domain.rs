@@ -23,10 +23,17 @@ pub enum Operation {
     /// App-wide: the integration itself failed (credentials, rate limit, general failure).
     Integration,
     Other,
+    /// App-wide: an admin turned "Deactivate Users" (or provisioning as a whole) off on a
+    /// watched app, so Okta silently stops deprovisioning anybody there (issue 13).
+    DeprovisioningDisabled,
+    /// A check of a deprovisioning against the app's own SCIM API could not run (401,
+    /// unreachable, the app stores the user name differently): nothing is known either way,
+    /// which is never reported as "still active".
+    Verification,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 9] = [
+    pub const ALL: [Operation; 11] = [
         Operation::Create,
         Operation::Update,
         Operation::Deactivate,
@@ -36,6 +43,8 @@ impl Operation {
         Operation::Import,
         Operation::Integration,
         Operation::Other,
+        Operation::DeprovisioningDisabled,
+        Operation::Verification,
     ];
 
     pub fn as_str(&self) -> &'static str {
@@ -49,6 +58,8 @@ impl Operation {
             Operation::Import => "import",
             Operation::Integration => "integration",
             Operation::Other => "other",
+            Operation::DeprovisioningDisabled => "deprovisioning_disabled",
+            Operation::Verification => "verification",
         }
     }
 
@@ -61,9 +72,22 @@ impl Operation {
         matches!(self, Operation::Deactivate)
     }
 
-    /// Failures that go to a person at once.
+    /// Failures that go to a person at once. A switched-off deprovisioning is urgent: every
+    /// departure from then on leaves an account behind. A verification that could not run is
+    /// not (it says nothing about the account), but it still alerts after `persist_after`.
     pub fn is_urgent(&self) -> bool {
-        matches!(self, Operation::Deactivate | Operation::Integration)
+        matches!(
+            self,
+            Operation::Deactivate | Operation::Integration | Operation::DeprovisioningDisabled
+        )
+    }
+
+    /// App-wide operations: the failure row has no user.
+    pub fn is_app_wide(&self) -> bool {
+        matches!(
+            self,
+            Operation::Integration | Operation::DeprovisioningDisabled
+        )
     }
 }
 
@@ -211,12 +235,26 @@ pub enum HistoryKind {
     ProbeFailed,
     /// The app's circuit breaker opened because of this failure.
     CircuitOpened,
+    /// A person closed the failure by hand (`okta-provwatch resolve`); the detail is their
+    /// note.
+    ResolvedByHand,
+    /// The app's own SCIM API confirmed the account is inactive or gone.
+    Verified,
+    /// The app's own SCIM API still shows the account active although Okta reports it
+    /// deprovisioned.
+    StillActive,
+    /// A check against the app's SCIM API could not run (the detail says why).
+    VerificationFailed,
+    /// `PATCH active=false` was sent to the app (by `remediate --yes` or automatic mode).
+    Remediated,
+    /// A remediation PATCH failed; it is never retried blindly.
+    RemediationFailed,
     /// A kind this build does not know (written by a newer version); shown, never written.
     Unknown,
 }
 
 impl HistoryKind {
-    pub const ALL: [HistoryKind; 14] = [
+    pub const ALL: [HistoryKind; 20] = [
         HistoryKind::Detected,
         HistoryKind::Reopened,
         HistoryKind::Resolved,
@@ -230,6 +268,12 @@ impl HistoryKind {
         HistoryKind::RetriesExhausted,
         HistoryKind::ProbeFailed,
         HistoryKind::CircuitOpened,
+        HistoryKind::ResolvedByHand,
+        HistoryKind::Verified,
+        HistoryKind::StillActive,
+        HistoryKind::VerificationFailed,
+        HistoryKind::Remediated,
+        HistoryKind::RemediationFailed,
         HistoryKind::Unknown,
     ];
 
@@ -248,6 +292,12 @@ impl HistoryKind {
             HistoryKind::RetriesExhausted => "retries_exhausted",
             HistoryKind::ProbeFailed => "probe_failed",
             HistoryKind::CircuitOpened => "circuit_opened",
+            HistoryKind::ResolvedByHand => "resolved_by_hand",
+            HistoryKind::Verified => "verified",
+            HistoryKind::StillActive => "still_active",
+            HistoryKind::VerificationFailed => "verification_failed",
+            HistoryKind::Remediated => "remediated",
+            HistoryKind::RemediationFailed => "remediation_failed",
             HistoryKind::Unknown => "unknown",
         }
     }
@@ -303,7 +353,15 @@ mod tests {
             .into_iter()
             .filter(|o| o.is_urgent())
             .collect();
-        assert_eq!(urgent, [Operation::Deactivate, Operation::Integration]);
+        assert_eq!(
+            urgent,
+            [
+                Operation::Deactivate,
+                Operation::Integration,
+                Operation::DeprovisioningDisabled
+            ]
+        );
+        assert!(!Operation::Verification.is_urgent());
         assert!(Operation::Deactivate.is_deprovisioning());
         assert!(!Operation::Integration.is_deprovisioning());
     }

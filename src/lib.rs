@@ -22,6 +22,9 @@
 //! - [`detect`]: the System Log poller and the assignment scanner turn Okta's reports into
 //!   observations applied to the store.
 //! - [`store`]: the SQLite state, one module per table; owns every SQL statement.
+//! - [`deprovision`]: the expected-deprovisioning ledger (issue 13): expectations opened by
+//!   deactivations and unassignments, the SLA, "Deactivate Users" switched off, checks against
+//!   the app's own SCIM API ([`scim`]), remediation and reconciliation.
 //! - [`retry`]: automatic (worker) and manual retries of failed pushes, backoff, circuit
 //!   breakers.
 //! - [`alert`]: decides when to tell people (grouping, silences, digests) and delivers through
@@ -59,6 +62,7 @@ pub mod cmd;
 pub mod config;
 pub mod context;
 pub mod daemon;
+pub mod deprovision;
 pub mod detect;
 pub mod domain;
 pub mod exit;
@@ -68,6 +72,7 @@ pub mod metrics;
 pub mod okta;
 pub mod pacer;
 pub mod retry;
+pub mod scim;
 pub mod store;
 pub mod systemd;
 pub mod telemetry;

@@ -16,6 +16,8 @@ fn main() -> ExitCode {
                 match &cli.command {
                     Command::Run => cmd::run::run(&cli.config, cli.log_format).await,
                     Command::Retry(a) => cmd::retry::run(&cli.config, a).await,
+                    Command::Resolve(a) => cmd::resolve::run(&cli.config, a).await,
+                    Command::Remediate(a) => cmd::remediate::run(&cli.config, a).await,
                     Command::Doctor(a) => cmd::doctor::run(&cli.config, a).await,
                     Command::Silence(a) => cmd::silence::run(&cli.config, a).await,
                     Command::Demo(a) => cmd::demo::run(a).await,

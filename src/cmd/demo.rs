@@ -363,6 +363,8 @@ fn doing(op: Operation) -> &'static str {
         Operation::Import => "importing",
         Operation::Integration => "talking to the app for",
         Operation::Other => "provisioning",
+        Operation::DeprovisioningDisabled => "deprovisioning users of",
+        Operation::Verification => "checking the app account of",
     }
 }
 

@@ -5,10 +5,13 @@ pub mod check_config;
 pub mod demo;
 pub mod doctor;
 pub mod generate;
+pub mod remediate;
+pub mod resolve;
 pub mod retry;
 pub mod run;
 pub mod silence;
 pub mod status;
+pub mod status_deprovision;
 
 /// Without the `demo` feature, `okta-provwatch demo` says how to get a build that has it: the
 /// simulator (a fake Okta org, Slack and SMTP) stays out of release binaries and packages.

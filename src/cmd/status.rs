@@ -36,8 +36,10 @@ pub fn run(config_path: &Path, args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let (undelivered, pending) = store
         .read_blocking(|tx| Ok((outbox::failed_deliveries(tx)?, outbox::pending_count(tx)?)))?;
     let scans = store.read_blocking(scan_facts)?;
+    let deprovisioning = super::status_deprovision::read(&store)?;
     if args.json {
         let mut j = to_json(&rows);
+        j["deprovisioning"] = deprovisioning.json();
         j["silences"] = json!(muted
             .iter()
             .map(|s| json!({
@@ -61,6 +63,7 @@ pub fn run(config_path: &Path, args: &StatusArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&j)?);
     } else {
         print!("{}", table_with_silences(&rows, &muted, now));
+        print!("{}", deprovisioning.text(now));
         if pending > 0 {
             println!("{pending} alert message(s) waiting to be delivered.");
         }

@@ -16,6 +16,7 @@
 
 pub mod admin;
 mod budget;
+mod deprovision;
 mod env;
 mod error;
 mod parse;
@@ -34,6 +35,7 @@ use secrecy::SecretString;
 use url::Url;
 
 pub use budget::DEFAULT_SCAN_SHARE;
+pub use deprovision::{DeprovisionConfig, VerifyConfig};
 pub use env::{Env, ENV_PREFIX};
 pub use error::ConfigError;
 pub use parse::{is_loopback_host, parse_duration, parse_schedule, MAX_DURATION};
@@ -60,6 +62,10 @@ pub struct Config {
     pub email: Option<EmailConfig>,
     pub http: HttpConfig,
     pub log: LogConfig,
+    /// `[deprovision]` (issue 13).
+    pub deprovision: DeprovisionConfig,
+    /// `[[verify]]` tables, one per app checked against its own SCIM API.
+    pub verify: Vec<VerifyConfig>,
     /// Where each secret came from (never the values); used by
     /// [`Config::redacted_summary`]. `Default` is fine for hand-built configs.
     pub secret_sources: SecretSources,

@@ -37,6 +37,9 @@ pub(crate) struct RawConfig {
     pub http: RawHttp,
     #[serde(default)]
     pub log: RawLog,
+    pub deprovision: Option<super::deprovision::RawDeprovision>,
+    #[serde(default)]
+    pub verify: Vec<super::deprovision::RawVerify>,
 }
 
 #[derive(Debug, Default, Deserialize)]

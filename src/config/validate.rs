@@ -149,6 +149,8 @@ pub(crate) fn validate(raw: RawConfig, env: &Env) -> Result<Config, ConfigError>
     let email = raw.email.map(|e| email(e, env, &mut sources)).transpose()?;
     let http = http(raw.http)?;
     let log = log(raw.log)?;
+    let deprovision = super::deprovision::deprovision(raw.deprovision)?;
+    let verify = super::deprovision::verify(raw.verify, env)?;
     Ok(Config {
         okta,
         state,
@@ -159,6 +161,8 @@ pub(crate) fn validate(raw: RawConfig, env: &Env) -> Result<Config, ConfigError>
         email,
         http,
         log,
+        deprovision,
+        verify,
         secret_sources: sources,
         durations_as_written,
     })

@@ -14,7 +14,12 @@ pub const LOG_FILTER: &str = concat!(
     " or eventType sw \"application.integration.\"",
     " or eventType eq \"app.user_management.update_from_master_failed\"",
     " or eventType eq \"app.app_instance.provision_sync_job.failed\"",
-    " or eventType sw \"system.org.rate_limit\""
+    " or eventType sw \"system.org.rate_limit\"",
+    // Deprovisioning ledger (issue 13): see `classify_lifecycle` below.
+    " or eventType eq \"user.lifecycle.deactivate\"",
+    " or eventType eq \"user.lifecycle.suspend\"",
+    " or eventType eq \"application.user_membership.remove\"",
+    " or eventType eq \"application.lifecycle.update\""
 );
 
 #[derive(Clone, Debug, PartialEq)]
@@ -181,6 +186,228 @@ pub fn classify(ev: &LogEvent) -> Classified {
         published_ms: Some(published),
         source: Source::Log,
     })
+}
+
+// ---- Deprovisioning ledger (issue 13): lifecycle, membership and settings events -------------
+//
+// These events report no provisioning outcome; they say a deprovisioning is now *owed*
+// (a user deactivated, suspended or unassigned) or that an app's outbound provisioning
+// settings changed. `crate::deprovision::ledger` turns them into expectations and the
+// switched-off alarm. Unassignments through a group arrive as `application.user_membership.remove`
+// by Okta System after the `group.user_membership.remove`, so the group event is not needed.
+
+/// A lifecycle, membership or settings event the deprovisioning ledger acts on.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Lifecycle {
+    /// The Okta user was deactivated (or suspended): every app where they have an app user
+    /// owes a deprovisioning.
+    UserOff(LifecycleEvent),
+    /// The user was unassigned from one app.
+    Unassigned(LifecycleEvent),
+    /// An app's outbound provisioning settings changed (`None`: the event did not say).
+    SettingsChanged {
+        ev: LifecycleEvent,
+        provisioning: Option<bool>,
+        deactivate: Option<bool>,
+    },
+}
+
+/// What every ledger event carries.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct LifecycleEvent {
+    pub event_type: String,
+    pub uuid: String,
+    pub published_ms: i64,
+    /// The admin (or "Okta System") who did it: login, else display name, else id.
+    pub actor: Option<String>,
+    /// Empty for settings changes.
+    pub user_id: String,
+    pub user_login: Option<String>,
+    /// Empty for a user deactivation (the apps come from the ledger's own records).
+    pub app_id: String,
+    pub app_label: Option<String>,
+    /// The user name in the app (the AppUser target of an unassignment).
+    pub app_user_name: Option<String>,
+}
+
+/// `None` for events the ledger does not handle; `Some(Err(why))` for a malformed one.
+pub fn classify_lifecycle(ev: &LogEvent) -> Option<Result<Lifecycle, String>> {
+    let t = ev.event_type.as_str();
+    if !matches!(
+        t,
+        "user.lifecycle.deactivate"
+            | "user.lifecycle.suspend"
+            | "application.user_membership.remove"
+            | "application.lifecycle.update"
+    ) {
+        return None;
+    }
+    // A lifecycle change that failed changed nothing.
+    if ev.result().is_some_and(|r| r != "SUCCESS") {
+        return Some(Err(format!("outcome {}", ev.result().unwrap_or(""))));
+    }
+    let Some(published_ms) = published_ms(ev) else {
+        return Some(Err(format!("unparseable published {:?}", ev.published)));
+    };
+    let actor = ev.actor.as_ref().and_then(|a| {
+        a.alternate_id
+            .clone()
+            .or_else(|| a.display_name.clone())
+            .or_else(|| a.id.clone())
+    });
+    let mut base = LifecycleEvent {
+        event_type: t.to_owned(),
+        uuid: ev.uuid.clone(),
+        published_ms,
+        actor,
+        ..Default::default()
+    };
+    let user = ev.target("User").filter(|u| u.id.is_some());
+    let app = ev.target("AppInstance").filter(|a| a.id.is_some());
+    if let Some(u) = user {
+        base.user_id = u.id.clone().unwrap_or_default();
+        base.user_login = u.alternate_id.clone();
+    }
+    if let Some(a) = app {
+        base.app_id = a.id.clone().unwrap_or_default();
+        base.app_label = a.display_name.clone().or_else(|| a.alternate_id.clone());
+    }
+    base.app_user_name = ev.target("AppUser").and_then(|a| a.alternate_id.clone());
+    Some(match t {
+        "user.lifecycle.deactivate" | "user.lifecycle.suspend" if user.is_some() => {
+            Ok(Lifecycle::UserOff(base))
+        }
+        "application.user_membership.remove" if user.is_some() && app.is_some() => {
+            Ok(Lifecycle::Unassigned(base))
+        }
+        "application.lifecycle.update" if app.is_some() => {
+            let to = app
+                .and_then(|a| a.change_details.as_ref())
+                .and_then(|d| d.get("to"));
+            let flag = |k: &str| {
+                to.and_then(|t| t.get(k))
+                    .and_then(|v| v.as_str())
+                    .map(|s| s.eq_ignore_ascii_case("ENABLED"))
+            };
+            let provisioning = flag("USER_PROVISIONING");
+            // Provisioning off as a whole means nothing is deactivated either.
+            let deactivate = match provisioning {
+                Some(false) => Some(false),
+                _ => flag("lifecycleDeactivate"),
+            };
+            Ok(Lifecycle::SettingsChanged {
+                ev: base,
+                provisioning,
+                deactivate,
+            })
+        }
+        _ => Err("no User or AppInstance target".to_owned()),
+    })
+}
+
+#[cfg(test)]
+mod lifecycle_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ev(v: serde_json::Value) -> LogEvent {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn user_deactivation_names_user_and_actor() {
+        let e = ev(json!({
+            "uuid": "e1", "published": "2026-11-20T10:00:00Z", "eventType": "user.lifecycle.deactivate",
+            "outcome": {"result": "SUCCESS"},
+            "actor": {"id": "00uA", "type": "User", "alternateId": "hr.admin@x", "displayName": "HR"},
+            "target": [{"id": "00u1", "type": "User", "alternateId": "ada@x"}]
+        }));
+        let Some(Ok(Lifecycle::UserOff(l))) = classify_lifecycle(&e) else {
+            panic!()
+        };
+        assert_eq!(l.user_id, "00u1");
+        assert_eq!(l.user_login.as_deref(), Some("ada@x"));
+        assert_eq!(l.actor.as_deref(), Some("hr.admin@x"));
+        assert!(l.app_id.is_empty());
+    }
+
+    #[test]
+    fn unassignment_and_settings_change() {
+        let e = ev(json!({
+            "uuid": "e2", "published": "2026-11-20T10:00:00Z", "eventType": "application.user_membership.remove",
+            "outcome": {"result": "SUCCESS"},
+            "target": [
+                {"id": "0ua1", "type": "AppUser", "alternateId": "ADA@X"},
+                {"id": "0oa1", "type": "AppInstance", "displayName": "CRM"},
+                {"id": "00u1", "type": "User", "alternateId": "ada@x"}
+            ]
+        }));
+        let Some(Ok(Lifecycle::Unassigned(l))) = classify_lifecycle(&e) else {
+            panic!()
+        };
+        assert_eq!(
+            (l.app_id.as_str(), l.app_user_name.as_deref()),
+            ("0oa1", Some("ADA@X"))
+        );
+
+        let e = ev(json!({
+            "uuid": "e3", "published": "2026-11-20T10:00:00Z", "eventType": "application.lifecycle.update",
+            "outcome": {"result": "SUCCESS"},
+            "actor": {"id": "00uA", "type": "User", "alternateId": "it.admin@x"},
+            "target": [{"id": "0oa1", "type": "AppInstance", "displayName": "CRM",
+                "changeDetails": {"from": {"USER_PROVISIONING": "ENABLED", "lifecycleDeactivate": "ENABLED"},
+                                  "to": {"USER_PROVISIONING": "ENABLED", "lifecycleDeactivate": "DISABLED"}}}]
+        }));
+        let Some(Ok(Lifecycle::SettingsChanged {
+            provisioning,
+            deactivate,
+            ev: l,
+        })) = classify_lifecycle(&e)
+        else {
+            panic!()
+        };
+        assert_eq!((provisioning, deactivate), (Some(true), Some(false)));
+        assert_eq!(l.actor.as_deref(), Some("it.admin@x"));
+
+        // Provisioning off entirely implies no deactivation; no details: unknown.
+        let mut e2 = e.clone();
+        e2.target.as_mut().unwrap()[0].change_details =
+            Some(json!({"to": {"USER_PROVISIONING": "DISABLED"}}));
+        let Some(Ok(Lifecycle::SettingsChanged { deactivate, .. })) = classify_lifecycle(&e2)
+        else {
+            panic!()
+        };
+        assert_eq!(deactivate, Some(false));
+        e2.target.as_mut().unwrap()[0].change_details = None;
+        let Some(Ok(Lifecycle::SettingsChanged {
+            provisioning,
+            deactivate,
+            ..
+        })) = classify_lifecycle(&e2)
+        else {
+            panic!()
+        };
+        assert_eq!((provisioning, deactivate), (None, None));
+    }
+
+    #[test]
+    fn failed_or_targetless_events_are_errors_and_others_are_not_ours() {
+        let e = ev(json!({
+            "uuid": "e4", "published": "2026-11-20T10:00:00Z", "eventType": "user.lifecycle.deactivate",
+            "outcome": {"result": "FAILURE"}, "target": [{"id": "00u1", "type": "User"}]
+        }));
+        assert!(matches!(classify_lifecycle(&e), Some(Err(_))));
+        let e = ev(json!({
+            "uuid": "e5", "published": "2026-11-20T10:00:00Z", "eventType": "application.user_membership.remove",
+            "outcome": {"result": "SUCCESS"}, "target": []
+        }));
+        assert!(matches!(classify_lifecycle(&e), Some(Err(_))));
+        let e = ev(json!({
+            "uuid": "e6", "published": "2026-11-20T10:00:00Z", "eventType": "application.provision.user.push",
+            "outcome": {"result": "SUCCESS"}, "target": []
+        }));
+        assert!(classify_lifecycle(&e).is_none());
+    }
 }
 
 #[cfg(test)]

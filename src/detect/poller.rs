@@ -6,7 +6,7 @@
 //! neither; re-delivered events are skipped by uuid. While pages come back full the poller keeps
 //! paging (the rate budget paces it) instead of waiting a whole `poll_interval`.
 
-use super::classify::{classify, published_ms, Classified, LOG_FILTER};
+use super::classify::{classify, classify_lifecycle, published_ms, Classified, LOG_FILTER};
 use super::DetectError;
 use crate::context::Context;
 use crate::domain::{Observation, Operation};
@@ -177,12 +177,25 @@ fn apply_events(
             out.duplicates += 1;
             continue;
         }
+        // Deprovisioning ledger (issue 13): lifecycle, membership and settings events.
+        if let Some(l) = classify_lifecycle(&ev) {
+            match l {
+                Ok(l) => {
+                    crate::deprovision::ledger::on_lifecycle(tx, ctx, &l, now)?;
+                }
+                Err(why) => {
+                    tracing::debug!(uuid = %ev.uuid, event_type = %ev.event_type, %why, "lifecycle event not used by the deprovisioning ledger")
+                }
+            }
+            continue;
+        }
         match classify(&ev) {
             Classified::Observation(obs) => {
                 if !watched(ctx, &obs.app_id, obs.app_label.as_deref()) {
                     continue;
                 }
                 apply_observation(tx, &obs, now, out)?;
+                crate::deprovision::ledger::on_observation(tx, ctx, &obs, now)?;
             }
             Classified::OrgRateLimit { event_type } => {
                 tracing::warn!(%event_type, "Okta reports org-wide rate-limit pressure");

@@ -210,6 +210,7 @@ async fn scan_app(
             ctx.store
                 .write(move |tx| {
                     let r = apply_page(tx, &app_id, label.as_deref(), &users, fetched_at)?;
+                    crate::deprovision::ledger::on_scan_page(tx, &app_id, &users, fetched_at)?;
                     scan::set(tx, &app_id, next.as_deref(), started)?;
                     Ok(r)
                 })

@@ -44,6 +44,9 @@ pub struct LogTarget {
     pub alternate_id: Option<String>,
     #[serde(default)]
     pub display_name: Option<String>,
+    /// `from`/`to` of a settings change (`application.lifecycle.update`'s AppInstance target).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change_details: Option<Value>,
 }
 
 impl LogEvent {

@@ -41,8 +41,10 @@ impl NotRetryable {
         match self {
             NotRetryable::Deactivate => "a failed deactivation cannot be retried through Okta: the user is already \
                 unassigned, so there is no app user to push again, and re-posting a profile would not \
-                deprovision. Remove the user's access in the app itself; the next assignment scan then \
-                sees it resolved"
+                deprovision. Remove the user's access in the app itself, then close the failure with \
+                `okta-provwatch resolve --failure ID --note \"removed by hand in the app\"`; or, for an app \
+                with a [[verify]] SCIM endpoint, `okta-provwatch remediate --failure ID` (dry run first, \
+                then --yes) deactivates the account through the app's SCIM API"
                 .to_string(),
             NotRetryable::AppWide => "an app-wide integration failure has no user to push again: fix the \
                 integration (credentials, connectivity) in the app's Provisioning settings; retries of \

@@ -220,6 +220,20 @@ pub fn resolve(
     actor: &str,
     detail: &str,
 ) -> Result<bool, StoreError> {
+    resolve_as(tx, id, now, published_ms, HistoryKind::Resolved, actor, detail)
+}
+
+/// [`resolve`] recording `kind` in the history (`resolved_by_hand`, `verified`), so a person
+/// reading it can tell a fix Okta reported from one a person or the app's own API vouched for.
+pub fn resolve_as(
+    tx: &Tx<'_>,
+    id: i64,
+    now: i64,
+    published_ms: Option<i64>,
+    kind: HistoryKind,
+    actor: &str,
+    detail: &str,
+) -> Result<bool, StoreError> {
     let n = tx.conn().execute(
         "UPDATE failures SET state = 'resolved', resolved_at = ?2, claimed_by = NULL,
             claimed_until = NULL, claim_prev_state = NULL,
@@ -229,7 +243,7 @@ pub fn resolve(
         params![id, now, published_ms],
     )?;
     if n > 0 {
-        history::add(tx, id, now, HistoryKind::Resolved, actor, Some(detail))?;
+        history::add(tx, id, now, kind, actor, Some(detail))?;
     }
     Ok(n > 0)
 }

@@ -32,6 +32,7 @@ pub mod circuits;
 pub mod claims;
 pub mod cursor;
 pub mod diagnose;
+pub mod expectations;
 pub mod failures;
 pub mod history;
 pub mod meta;
@@ -66,6 +67,10 @@ use std::time::Duration;
 const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_init", include_str!("migrations/0001_init.sql")),
     ("0002_retry", include_str!("migrations/0002_retry.sql")),
+    (
+        "0004_deprovision",
+        include_str!("migrations/0004_deprovision.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
