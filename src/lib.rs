@@ -34,6 +34,7 @@
 //! - [`context`]: the handle every component shares (config, store, Okta client, metrics,
 //!   health, clock).
 //! - [`cli`], [`cmd`]: the command line and one module per subcommand.
+//! - [`signal`]: wake-ups between components (a failure opened, a notification queued).
 //! - [`clock`], [`pacer`], [`systemd`]: wall time that tests can pause, a tokio-driven rate
 //!   limiter, the systemd notify protocol.
 //!
@@ -68,6 +69,7 @@ pub mod metrics;
 pub mod okta;
 pub mod pacer;
 pub mod retry;
+pub mod signal;
 pub mod store;
 pub mod systemd;
 pub mod telemetry;

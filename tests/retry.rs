@@ -47,12 +47,12 @@ async fn harness(tweak: impl FnOnce(&mut Config)) -> Harness {
 
 fn tuning(owner: &str) -> Tuning {
     Tuning {
-        settle: Duration::from_secs(2),
         lease: Duration::from_secs(300),
-        idle_poll: Duration::from_secs(1),
-        concurrency: 8,
+        idle_poll: Duration::from_secs(60),
+        concurrency: Some(8),
         auth_pause: Duration::from_secs(60),
         drain_grace: Duration::from_secs(5),
+        confirm_within: Some(Duration::from_secs(5)),
         owner: owner.to_string(),
     }
 }

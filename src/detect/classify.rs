@@ -14,8 +14,13 @@ pub const LOG_FILTER: &str = concat!(
     " or eventType sw \"application.integration.\"",
     " or eventType eq \"app.user_management.update_from_master_failed\"",
     " or eventType eq \"app.app_instance.provision_sync_job.failed\"",
-    " or eventType sw \"system.org.rate_limit\""
+    " or eventType sw \"system.org.rate_limit\"",
+    " or eventType eq \"user.account.update_profile\""
 );
+
+/// A user's Okta profile changed: a failure the app rejected for the user's data may go
+/// through now, so the retry worker retries such failures once after it.
+pub const PROFILE_UPDATE: &str = "user.account.update_profile";
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Classified {
@@ -24,6 +29,11 @@ pub enum Classified {
     /// failure of any app.
     OrgRateLimit {
         event_type: String,
+    },
+    /// A user's Okta profile changed ([`PROFILE_UPDATE`]).
+    ProfileChanged {
+        user_id: String,
+        published_ms: i64,
     },
     /// An outcome that says nothing about success or failure (SKIPPED, DEFERRED, ...).
     NoOutcome,
@@ -94,6 +104,24 @@ pub fn published_ms(ev: &LogEvent) -> Option<i64> {
 }
 
 pub fn classify(ev: &LogEvent) -> Classified {
+    if ev.event_type == PROFILE_UPDATE {
+        let user = ev.target("User").and_then(|t| t.id.clone());
+        return match (user, published_ms(ev)) {
+            (Some(user_id), Some(published_ms)) if ev.result() != Some("FAILURE") => {
+                Classified::ProfileChanged {
+                    user_id,
+                    published_ms,
+                }
+            }
+            (Some(_), Some(_)) => Classified::NoOutcome,
+            (None, _) => Classified::Malformed {
+                why: "profile update without a User target".into(),
+            },
+            (_, None) => Classified::Malformed {
+                why: format!("unparseable published {:?}", ev.published),
+            },
+        };
+    }
     if ev.event_type.starts_with("system.org.rate_limit") {
         return Classified::OrgRateLimit {
             event_type: ev.event_type.clone(),

@@ -19,6 +19,7 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 use tokio::time::Instant;
 use url::Url;
 
@@ -343,7 +344,7 @@ impl OktaClient {
                 req = req.header("DPoP", p);
             }
             let out = self
-                .send_once(Bucket::OAuthToken, "/oauth2/v1/token", req)
+                .send_once(Bucket::OAuthToken, "/oauth2/v1/token", req, None)
                 .await;
             if let Ok((_, headers, _)) = &out {
                 if let Some(n) = dpop::nonce(headers).filter(|_| dpop_on) {
@@ -434,22 +435,40 @@ impl OktaClient {
         bucket: Bucket,
         path: &str,
         req: reqwest::RequestBuilder,
+        stop: Option<&CancellationToken>,
     ) -> Result<(StatusCode, HeaderMap, Vec<u8>), OktaError> {
+        let not_sent = || OktaError::NotSent {
+            path: path.to_owned(),
+        };
         // Budget first: a request waiting out its bucket's window must not hold one of the few
-        // in-flight slots that requests to other buckets need meanwhile.
-        self.inner.budget.acquire(bucket).await;
+        // in-flight slots that requests to other buckets need meanwhile. A stop token ends the
+        // waits (never a request on the wire).
+        match stop {
+            Some(s) => tokio::select! {
+                biased;
+                _ = s.cancelled() => return Err(not_sent()),
+                _ = self.inner.budget.acquire(bucket) => {}
+            },
+            None => self.inner.budget.acquire(bucket).await,
+        }
         // However this future ends (an answer, an error, or dropped by a shutdown or a caller's
         // timeout), a bucket whose limit is still unknown must get its probe back.
         let _probe = ProbeGuard {
             budget: &self.inner.budget,
             bucket,
         };
-        let _permit = self
-            .inner
-            .in_flight
-            .acquire()
-            .await
-            .map_err(|_| OktaError::Config("client closed".into()))?;
+        let permit = match stop {
+            Some(s) => tokio::select! {
+                biased;
+                _ = s.cancelled() => return Err(not_sent()),
+                p = self.inner.in_flight.acquire() => p,
+            },
+            None => self.inner.in_flight.acquire().await,
+        };
+        let _permit = permit.map_err(|_| OktaError::Config("client closed".into()))?;
+        if stop.is_some_and(|s| s.is_cancelled()) {
+            return Err(not_sent());
+        }
         let metrics = &self.inner.opts.metrics;
         let sent = tokio::time::timeout(self.inner.opts.request_timeout, async {
             let resp = req.send().await?;
@@ -569,6 +588,20 @@ impl OktaClient {
         path_or_url: &str,
         body: Option<&Value>,
     ) -> Result<(HeaderMap, Vec<u8>), OktaError> {
+        self.request_unless(method, path_or_url, body, None).await
+    }
+
+    /// [`OktaClient::request`] that sends nothing once `stop` is cancelled: waits for the
+    /// budget or an in-flight slot end with [`OktaError::NotSent`], and a retry of an
+    /// answered attempt is not sent (its answer is returned). A request already on the wire
+    /// is awaited (bounded by `okta.request_timeout`), so its result can be recorded.
+    pub async fn request_unless(
+        &self,
+        method: Method,
+        path_or_url: &str,
+        body: Option<&Value>,
+        stop: Option<&CancellationToken>,
+    ) -> Result<(HeaderMap, Vec<u8>), OktaError> {
         let url = self.resolve(path_or_url)?;
         let bucket = Bucket::for_path(url.path());
         let path = url.path().to_owned();
@@ -590,7 +623,8 @@ impl OktaClient {
             if let Some(b) = body {
                 req = req.json(b);
             }
-            let out = self.send_once(bucket, &path, req).await;
+            let out = self.send_once(bucket, &path, req, stop).await;
+            let stopping = stop.is_some_and(|s| s.is_cancelled());
             if let (Ok((_, headers, _)), Auth::OAuth(signer), Some(_)) =
                 (&out, &self.inner.auth, &proof)
             {
@@ -620,7 +654,7 @@ impl OktaClient {
                             continue;
                         }
                     }
-                    match self.classify(status, attempt) {
+                    match self.classify(status, attempt).filter(|_| !stopping) {
                         Some(wait) => {
                             tracing::debug!(%status, path = %path, attempt, "Okta answered an error; retrying");
                             tokio::time::sleep(wait).await;
@@ -629,7 +663,7 @@ impl OktaClient {
                     }
                 }
                 Err(e) => {
-                    if attempt >= self.inner.opts.max_transient_attempts {
+                    if attempt >= self.inner.opts.max_transient_attempts || stopping {
                         return Err(e);
                     }
                     tracing::debug!(error = %e, attempt, "Okta request failed; backing off");
@@ -720,8 +754,23 @@ impl OktaClient {
         user_id: &str,
         body: &Value,
     ) -> Result<AppUser, OktaError> {
+        self.update_app_user_unless(app_id, user_id, body, None)
+            .await
+    }
+
+    /// [`OktaClient::update_app_user`] that is not sent once `stop` is cancelled (see
+    /// [`OktaClient::request_unless`]).
+    pub async fn update_app_user_unless(
+        &self,
+        app_id: &str,
+        user_id: &str,
+        body: &Value,
+        stop: Option<&CancellationToken>,
+    ) -> Result<AppUser, OktaError> {
         let path = format!("/api/v1/apps/{}/users/{}", enc(app_id), enc(user_id));
-        let (_, b) = self.request(Method::POST, &path, Some(body)).await?;
+        let (_, b) = self
+            .request_unless(Method::POST, &path, Some(body), stop)
+            .await?;
         parse_body(&path, &b)
     }
 }

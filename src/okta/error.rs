@@ -85,6 +85,10 @@ pub enum OktaError {
     /// Configuration or OAuth key problems found while building a request.
     #[error("Okta client misconfigured: {0}")]
     Config(String),
+    /// The caller's stop token was cancelled before the request went out (shutdown): nothing
+    /// reached Okta.
+    #[error("request to {path} not sent: stopping")]
+    NotSent { path: String },
 }
 
 impl OktaError {
@@ -116,6 +120,7 @@ impl OktaError {
             OktaError::Retryable { .. } => "retryable",
             OktaError::Malformed { .. } => "malformed",
             OktaError::Config(_) => "config",
+            OktaError::NotSent { .. } => "not_sent",
         }
     }
 }

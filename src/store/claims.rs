@@ -132,6 +132,8 @@ pub struct Claim {
     pub until: i64,
     /// This retry probes an open circuit.
     pub probe: bool,
+    /// The failure awaits the outcome of this earlier push: the retry is its read-back.
+    pub pushed: Option<Pushed>,
 }
 
 /// Why a failure could not be claimed.
@@ -202,6 +204,7 @@ pub fn claim(
         owner: owner.to_string(),
         until,
         probe: false,
+        pushed: None,
     }))
 }
 
@@ -439,6 +442,174 @@ pub fn resume_app(tx: &Tx<'_>, app_id: &str, now: i64) -> Result<usize, StoreErr
            AND COALESCE(next_attempt_at, 0) > ?2",
         params![app_id, now],
     )?)
+}
+
+/// A pushed retry awaiting its outcome (see [`await_outcome`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pushed {
+    /// When the POST went out (our clock).
+    pub at: i64,
+    /// Until when the System Log may answer before a read-back decides.
+    pub confirm_by: i64,
+}
+
+/// Ends `owner`'s claim on a failure whose user was just pushed again, without counting the
+/// attempt yet: the failure now awaits the push's outcome. The poller resolves it on a
+/// success event; [`answered_by_log`] finds the ones a newer failure event answered; at
+/// `confirm_by` the failure is due again and one read-back decides. Nothing holds a claim or
+/// a task meanwhile.
+pub fn await_outcome(
+    tx: &Tx<'_>,
+    id: i64,
+    owner: &str,
+    pushed: Pushed,
+    now: i64,
+    actor: &str,
+) -> Result<Finished, StoreError> {
+    let detail = format!(
+        "pushed again; awaiting the outcome in the System Log (a read-back after {} s)",
+        pushed.confirm_by.saturating_sub(now).max(0) / 1000
+    );
+    let how = Finish::Requeue {
+        kind: HistoryKind::RetryDeferred,
+        detail,
+        count_attempt: false,
+        next_attempt_at: Some(pushed.confirm_by),
+        exhausted: None,
+    };
+    let done = finish(tx, id, owner, now, actor, &how)?;
+    if done != Finished::NotHeld {
+        tx.conn().execute(
+            "UPDATE failures SET pushed_at = ?2, confirm_by = ?3 WHERE id = ?1",
+            params![id, pushed.at, pushed.confirm_by],
+        )?;
+    }
+    Ok(done)
+}
+
+/// The push `id` awaits the outcome of, if any.
+pub fn pushed(tx: &Tx<'_>, id: i64) -> Result<Option<Pushed>, StoreError> {
+    let row: Option<(Option<i64>, Option<i64>)> = tx
+        .conn()
+        .query_row(
+            "SELECT pushed_at, confirm_by FROM failures WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    Ok(match row {
+        Some((Some(at), Some(confirm_by))) => Some(Pushed { at, confirm_by }),
+        _ => None,
+    })
+}
+
+/// Forgets the push `id` awaited (its outcome was recorded).
+pub fn clear_pushed(tx: &Tx<'_>, id: i64) -> Result<(), StoreError> {
+    tx.conn().execute(
+        "UPDATE failures SET pushed_at = NULL, confirm_by = NULL WHERE id = ?1",
+        [id],
+    )?;
+    Ok(())
+}
+
+/// Failures awaiting a push's outcome that the System Log answered with a failure event
+/// published after the push (the poller refreshed `event_published`), unclaimed, oldest
+/// first; at most `limit`. Pushes of failures resolved meanwhile (a success event, a scan)
+/// are forgotten here as well.
+pub fn answered_by_log(tx: &Tx<'_>, now: i64, limit: usize) -> Result<Vec<Failure>, StoreError> {
+    tx.conn().execute(
+        "UPDATE failures SET pushed_at = NULL, confirm_by = NULL
+         WHERE pushed_at IS NOT NULL AND state = 'resolved'",
+        [],
+    )?;
+    let mut stmt = tx.conn().prepare(&format!(
+        "SELECT {COLUMNS} FROM failures
+         WHERE pushed_at IS NOT NULL AND state != 'resolved' AND event_published > pushed_at
+           AND (claimed_until IS NULL OR claimed_until <= ?1)
+         ORDER BY pushed_at, id LIMIT ?2"
+    ))?;
+    let rows = stmt.query_map(
+        params![now, i64::try_from(limit.max(1)).unwrap_or(i64::MAX)],
+        failures::from_row,
+    )?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// A `user.account.update_profile` of `user_id` published at `published` was seen (the
+/// poller): every unresolved failure of the user whose last event is older notes it. Whether
+/// that earns a retry is the retry worker's decision by failure class. Returns how many
+/// failures noted it.
+pub fn note_profile_change(
+    tx: &Tx<'_>,
+    user_id: &str,
+    published: i64,
+) -> Result<usize, StoreError> {
+    if user_id.is_empty() {
+        return Ok(0);
+    }
+    Ok(tx.conn().execute(
+        "UPDATE failures SET profile_changed_at = ?2
+         WHERE user_id = ?1 AND state != 'resolved' AND COALESCE(event_published, 0) < ?2
+           AND COALESCE(profile_changed_at, 0) < ?2",
+        params![user_id, published],
+    )?)
+}
+
+/// Unresolved failures marked exhausted whose user's profile changed since: candidates for
+/// one more retry (the worker decides by class); at most `limit`.
+pub fn exhausted_with_profile_change(
+    tx: &Tx<'_>,
+    limit: usize,
+) -> Result<Vec<Failure>, StoreError> {
+    let mut stmt = tx.conn().prepare(&format!(
+        "SELECT {COLUMNS} FROM failures
+         WHERE profile_changed_at IS NOT NULL AND retry_exhausted = 1 AND state != 'resolved'
+         ORDER BY profile_changed_at, id LIMIT ?1"
+    ))?;
+    let rows = stmt.query_map(
+        [i64::try_from(limit.max(1)).unwrap_or(i64::MAX)],
+        failures::from_row,
+    )?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Makes failure `id` due now for one more retry (its user's profile changed), clearing
+/// `retry_exhausted`, with a history row saying why.
+pub fn rearm(tx: &Tx<'_>, id: i64, now: i64, actor: &str) -> Result<(), StoreError> {
+    tx.conn().execute(
+        "UPDATE failures SET retry_exhausted = 0, next_attempt_at = ?2 WHERE id = ?1",
+        params![id, now],
+    )?;
+    history::add(
+        tx,
+        id,
+        now,
+        HistoryKind::RetryDeferred,
+        actor,
+        Some("the user's Okta profile changed: one more retry is due"),
+    )
+}
+
+/// When the user's profile last changed after failure `id`'s last attempt (`None`: not since).
+pub fn profile_changed_at(tx: &Tx<'_>, id: i64) -> Result<Option<i64>, StoreError> {
+    Ok(tx
+        .conn()
+        .query_row(
+            "SELECT profile_changed_at FROM failures WHERE id = ?1",
+            [id],
+            |r| r.get(0),
+        )
+        .optional()?
+        .flatten())
+}
+
+/// The retry after a profile change is being made: the next one needs another change.
+pub fn clear_profile_changed(tx: &Tx<'_>, id: i64) -> Result<(), StoreError> {
+    tx.conn().execute(
+        "UPDATE failures SET profile_changed_at = NULL WHERE id = ?1",
+        [id],
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]

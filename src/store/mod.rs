@@ -65,6 +65,10 @@ use std::time::Duration;
 const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_init", include_str!("migrations/0001_init.sql")),
     ("0002_retry", include_str!("migrations/0002_retry.sql")),
+    (
+        "0007_retry_confirm",
+        include_str!("migrations/0007_retry_confirm.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
