@@ -211,12 +211,17 @@ pub enum HistoryKind {
     ProbeFailed,
     /// The app's circuit breaker opened because of this failure.
     CircuitOpened,
+    /// A retry pushed the user again; its outcome comes from the System Log (not yet counted).
+    RetryPushed,
+    /// The retry worker held the failure back by its class (the app throttles Okta, the app
+    /// rejected the data) or released it again (the user's profile changed).
+    RetryHeld,
     /// A kind this build does not know (written by a newer version); shown, never written.
     Unknown,
 }
 
 impl HistoryKind {
-    pub const ALL: [HistoryKind; 14] = [
+    pub const ALL: [HistoryKind; 16] = [
         HistoryKind::Detected,
         HistoryKind::Reopened,
         HistoryKind::Resolved,
@@ -230,6 +235,8 @@ impl HistoryKind {
         HistoryKind::RetriesExhausted,
         HistoryKind::ProbeFailed,
         HistoryKind::CircuitOpened,
+        HistoryKind::RetryPushed,
+        HistoryKind::RetryHeld,
         HistoryKind::Unknown,
     ];
 
@@ -248,6 +255,8 @@ impl HistoryKind {
             HistoryKind::RetriesExhausted => "retries_exhausted",
             HistoryKind::ProbeFailed => "probe_failed",
             HistoryKind::CircuitOpened => "circuit_opened",
+            HistoryKind::RetryPushed => "retry_pushed",
+            HistoryKind::RetryHeld => "retry_held",
             HistoryKind::Unknown => "unknown",
         }
     }

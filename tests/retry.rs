@@ -23,6 +23,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 const DOWN: &str = "Unable to connect to the remote server.";
+/// A reason the failure-type table classes as transient (backoff, no circuit at once).
+const TRANSIENT: &str = "Errors reported by remote server: 503 Service Temporarily Unavailable";
 
 struct Harness {
     sim: OktaSim,
@@ -157,7 +159,7 @@ async fn a_transient_outage_heals_through_automatic_retries() {
         &users[0],
         "alice@example.com",
         Operation::Create,
-        DOWN,
+        TRANSIENT,
     );
     let w = spawn_worker(&h.ctx, "w1");
 
@@ -225,7 +227,7 @@ async fn a_permanent_outage_exhausts_max_attempts_with_backoff() {
         &users[0],
         "bob@example.com",
         Operation::Create,
-        DOWN,
+        TRANSIENT,
     );
     let first_seen = failure(&h.ctx, id).first_seen;
     let w = spawn_worker(&h.ctx, "w1");
@@ -239,7 +241,7 @@ async fn a_permanent_outage_exhausts_max_attempts_with_backoff() {
 
     let f = failure(&h.ctx, id);
     assert_eq!((f.state, f.attempts), (State::Open, 4));
-    assert_eq!(f.reason.as_deref(), Some(DOWN));
+    assert_eq!(f.reason.as_deref(), Some(TRANSIENT));
     let s = starts(&h.ctx, id);
     assert_eq!(s.len(), 4, "{:?}", history(&h.ctx, id));
     assert_eq!(posts(&h.sim, &app, &users[0]), 4);
@@ -252,7 +254,7 @@ async fn a_permanent_outage_exhausts_max_attempts_with_backoff() {
     let hist = history(&h.ctx, id);
     let last = hist.last().unwrap();
     assert_eq!(last.kind, "retries_exhausted");
-    assert!(last.detail.as_deref().unwrap().contains(DOWN), "{last:?}");
+    assert!(last.detail.as_deref().unwrap().contains(TRANSIENT), "{last:?}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -745,7 +747,7 @@ async fn two_workers_on_two_connections_retry_each_failure_once() {
     let ids: Vec<i64> = users
         .iter()
         .zip(&refs)
-        .map(|(u, l)| observe(&h.ctx, &app, u, l, Operation::Create, DOWN))
+        .map(|(u, l)| observe(&h.ctx, &app, u, l, Operation::Create, TRANSIENT))
         .collect();
     // A second "process": its own store connection, Okta client and pacer.
     let other = context_on(
@@ -1188,7 +1190,7 @@ async fn deferrals_back_off_further_while_okta_keeps_failing() {
         &users[0],
         "dee@example.com",
         Operation::Create,
-        DOWN,
+        TRANSIENT,
     );
     h.sim.inject_fault(Fault {
         bucket: Some(Bucket::Apps),

@@ -36,11 +36,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// How often the evaluator looks at the store.
+/// How often the evaluator looks at the store when nothing wakes it (group waits, repeats,
+/// health and persistence windows come due by the clock alone).
 pub const EVAL_INTERVAL: Duration = Duration::from_secs(2);
-/// Urgent groups still wait this long, so failures reported in the same burst (one poll page)
-/// share one message.
-pub const URGENT_GROUP_WAIT: Duration = Duration::from_secs(2);
+/// Urgent groups do not wait: the detectors wake the evaluator only after a whole poll page
+/// committed (one transaction), so the failures reported in the same burst are all in the
+/// store when it looks and share one message.
+pub const URGENT_GROUP_WAIT: Duration = Duration::ZERO;
 /// Actor written to failure history.
 pub const ACTOR: &str = "alerter";
 
@@ -204,6 +206,8 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tick.tick() => {}
+            // A detector committed new failures: an urgent one goes out now, not next tick.
+            _ = ctx.signals.alert_wakeup() => {}
         }
         let now = ctx.clock.now_ms();
         let health = ctx.health.snapshot();
@@ -213,12 +217,15 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
             .write(move |tx| evaluate(tx, &s, Some(&health), now))
             .await
         {
-            Ok(o) if !o.is_empty() => tracing::info!(
-                firing = ?o.firing,
-                resolved = ?o.resolved,
-                outbox_rows = o.rows,
-                "alert notifications queued"
-            ),
+            Ok(o) if !o.is_empty() => {
+                tracing::info!(
+                    firing = ?o.firing,
+                    resolved = ?o.resolved,
+                    outbox_rows = o.rows,
+                    "alert notifications queued"
+                );
+                ctx.signals.outbox_queued();
+            }
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "alert evaluation failed; retrying"),
         }

@@ -78,12 +78,15 @@ pub fn claim_next(
     for app in circuits::due_probes(tx, now)? {
         match claims::probe_candidate(tx, &app, &q)? {
             Some(f) => {
+                // The read-back of a probe's push continues that probe: no new start.
+                let pushed = claims::pushed(tx, f.id)?;
                 let detail = format!("probe of the open circuit of the app (worker {owner})");
+                let detail = pushed.is_none().then_some(detail.as_str());
                 if let Ok(mut cl) =
-                    claims::claim(tx, f.id, owner, now, until, WORKER_ACTOR, &detail)?
+                    claims::claim_with(tx, f.id, owner, now, until, WORKER_ACTOR, detail)?
                 {
                     cl.probe = true;
-                    cl.pushed = claims::pushed(tx, f.id)?;
+                    cl.pushed = pushed;
                     circuit::reserve_probe(tx, &app, until, now)?;
                     taken = Some(cl);
                     break;
@@ -111,21 +114,18 @@ pub fn claim_next(
         };
         let pushed = claims::pushed(tx, f.id)?;
         // A failure awaiting its push's outcome is due for the read-back whatever its class.
-        if pushed.is_none() && set_aside(tx, cfg, &f, owner, now, until)? {
+        if pushed.is_none() && set_aside(tx, cfg, &f, owner, now)? {
             continue;
         }
-        let detail = match pushed {
-            Some(_) => format!(
-                "read-back of attempt {}: the System Log reported no outcome (worker {owner})",
-                f.attempts + 1
-            ),
-            None => format!(
-                "automatic attempt {}/{} (worker {owner})",
-                f.attempts + 1,
-                policy::max_attempts(cfg, f.reason.as_deref())
-            ),
-        };
-        let claimed = claims::claim(tx, f.id, owner, now, until, WORKER_ACTOR, &detail)?.ok();
+        // A read-back continues the attempt its push started: no new `retry_started` row.
+        let detail = format!(
+            "automatic attempt {}/{} (worker {owner})",
+            f.attempts + 1,
+            policy::max_attempts(cfg, f.reason.as_deref())
+        );
+        let detail = pushed.is_none().then_some(detail.as_str());
+        let claimed =
+            claims::claim_with(tx, f.id, owner, now, until, WORKER_ACTOR, detail)?.ok();
         return Ok(claimed.map(|mut cl| {
             cl.pushed = pushed;
             cl
@@ -151,7 +151,6 @@ fn set_aside(
     f: &crate::domain::Failure,
     owner: &str,
     now: i64,
-    until: i64,
 ) -> Result<bool, StoreError> {
     let class = classes::classify(f.reason.as_deref(), None);
     let how = match class {
@@ -167,7 +166,7 @@ fn set_aside(
         Class::AppThrottled if f.attempts == 0 => {
             let watch_until = now.saturating_add(ms(cfg.max_backoff));
             Finish::Requeue {
-                kind: HistoryKind::RetryDeferred,
+                kind: HistoryKind::RetryHeld,
                 detail: format!(
                     "the app answered Okta's push with 429 (rate limited): Okta retries such pushes \
                      itself, so no re-push; watching until {}",
@@ -179,7 +178,7 @@ fn set_aside(
             }
         }
         Class::Data if claims::profile_changed_at(tx, f.id)?.is_none() => Finish::Requeue {
-            kind: HistoryKind::RetryDeferred,
+            kind: HistoryKind::RetryHeld,
             detail: "the app rejected the user's data: no blind retry".into(),
             count_attempt: false,
             next_attempt_at: None,
@@ -191,11 +190,7 @@ fn set_aside(
         },
         _ => return Ok(false),
     };
-    let detail = format!("{} (worker {owner})", class.as_str());
-    if claims::claim(tx, f.id, owner, now, until, WORKER_ACTOR, &detail)?.is_err() {
-        return Ok(false);
-    }
-    let done = claims::finish(tx, f.id, owner, now, WORKER_ACTOR, &how)?;
+    let done = claims::set_aside(tx, f.id, owner, now, WORKER_ACTOR, &how)?;
     Ok(done != Finished::NotHeld)
 }
 
@@ -231,8 +226,7 @@ fn record_log_answers(
     for f in claims::answered_by_log(tx, now, LOG_ANSWERS_PER_PASS)? {
         // While the app's circuit is open only probes push, so the answer is a probe's.
         let probe = circuits::get(tx, &f.app_id)?.is_some_and(|c| c.open);
-        let detail = "the System Log answered the retry's push";
-        let Ok(mut claim) = claims::claim(tx, f.id, owner, now, until, WORKER_ACTOR, detail)?
+        let Ok(mut claim) = claims::claim_with(tx, f.id, owner, now, until, WORKER_ACTOR, None)?
         else {
             continue;
         };

@@ -96,7 +96,8 @@ pub fn next_wakeup(tx: &Tx<'_>, q: &DueQuery<'_>) -> Result<Option<i64>, StoreEr
 }
 
 /// The failure a probe of `app_id`'s circuit retries: any unclaimed, unresolved user failure
-/// of a retryable operation, preferring ones not exhausted and due soonest. Its own backoff is
+/// of a retryable operation, preferring a pushed one awaiting its outcome (the read-back that
+/// finishes the last probe), then ones not exhausted and due soonest. Its own backoff is
 /// ignored: the circuit's probe schedule governs while the circuit is open.
 pub fn probe_candidate(
     tx: &Tx<'_>,
@@ -108,7 +109,9 @@ pub fn probe_candidate(
          WHERE f.app_id = ?3 AND f.state != 'resolved' AND f.user_id != ''
            AND f.operation IN ({ops})
            AND (f.claimed_until IS NULL OR f.claimed_until <= ?1)
-         ORDER BY f.retry_exhausted, COALESCE(f.next_attempt_at, f.first_seen + ?2), f.id
+         -- A probe whose push awaits its outcome is read back before another user is probed.
+         ORDER BY f.pushed_at IS NULL, f.retry_exhausted,
+                  COALESCE(f.next_attempt_at, f.first_seen + ?2), f.id
          LIMIT 1",
         cols = columns_of("f"),
         ops = op_list(q.ops)
@@ -160,6 +163,20 @@ pub fn claim(
     actor: &str,
     detail: &str,
 ) -> Result<Result<Claim, NotClaimed>, StoreError> {
+    claim_with(tx, id, owner, now, until, actor, Some(detail))
+}
+
+/// [`claim`], writing the `retry_started` row only with a `detail` (a read-back continues an
+/// attempt already started and recorded).
+pub fn claim_with(
+    tx: &Tx<'_>,
+    id: i64,
+    owner: &str,
+    now: i64,
+    until: i64,
+    actor: &str,
+    detail: Option<&str>,
+) -> Result<Result<Claim, NotClaimed>, StoreError> {
     let Some(before) = failures::get(tx, id)? else {
         return Ok(Err(NotClaimed::NotFound));
     };
@@ -185,7 +202,9 @@ pub fn claim(
             until: until.unwrap_or_default(),
         }));
     }
-    history::add(tx, id, now, HistoryKind::RetryStarted, actor, Some(detail))?;
+    if let Some(detail) = detail {
+        history::add(tx, id, now, HistoryKind::RetryStarted, actor, Some(detail))?;
+    }
     let mut failure = before;
     if failure.state == State::Retrying {
         // A lease that expired under a crashed claimer: report the state it was claimed from.
@@ -206,6 +225,31 @@ pub fn claim(
         probe: false,
         pushed: None,
     }))
+}
+
+/// Ends a due failure's turn without a retry (the retry worker set it aside by its failure
+/// class: watched, or left for a person): takes it like [`claim`] but writes no
+/// `retry_started` row, then [`finish`]es it with `how`. `NotHeld` when someone else holds it.
+pub fn set_aside(
+    tx: &Tx<'_>,
+    id: i64,
+    owner: &str,
+    now: i64,
+    actor: &str,
+    how: &Finish,
+) -> Result<Finished, StoreError> {
+    let n = tx.conn().execute(
+        "UPDATE failures SET
+            claim_prev_state = CASE WHEN state = 'retrying' THEN COALESCE(claim_prev_state, 'open')
+                                    ELSE state END,
+            state = 'retrying', claimed_by = ?2, claimed_until = ?3
+         WHERE id = ?1 AND state != 'resolved' AND (claimed_until IS NULL OR claimed_until <= ?3)",
+        params![id, owner, now],
+    )?;
+    if n == 0 {
+        return Ok(Finished::NotHeld);
+    }
+    finish(tx, id, owner, now, actor, how)
 }
 
 /// Whether `owner` still holds the claim on `id`.
@@ -471,7 +515,7 @@ pub fn await_outcome(
         pushed.confirm_by.saturating_sub(now).max(0) / 1000
     );
     let how = Finish::Requeue {
-        kind: HistoryKind::RetryDeferred,
+        kind: HistoryKind::RetryPushed,
         detail,
         count_attempt: false,
         next_attempt_at: Some(pushed.confirm_by),
@@ -584,7 +628,7 @@ pub fn rearm(tx: &Tx<'_>, id: i64, now: i64, actor: &str) -> Result<(), StoreErr
         tx,
         id,
         now,
-        HistoryKind::RetryDeferred,
+        HistoryKind::RetryHeld,
         actor,
         Some("the user's Okta profile changed: one more retry is due"),
     )
