@@ -1227,3 +1227,358 @@ async fn deferrals_back_off_further_while_okta_keeps_failing() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Issue 11: failure classes, log-confirmed pushes, wake-ups, prompt stop, urgent alerts.
+// ---------------------------------------------------------------------------------------
+
+use okta_provwatch::detect::poller;
+
+/// Requests to one app user's route by method (`GET` reads, `POST` re-pushes).
+fn calls(sim: &OktaSim, app: &str, user: &str, method: &str) -> usize {
+    let path = format!("/api/v1/apps/{app}/users/{user}");
+    sim.requests()
+        .iter()
+        .filter(|r| r.method == method && r.path.split('?').next() == Some(path.as_str()))
+        .count()
+}
+
+/// An app whose downstream rejects `logins` with `reason` (their pushes fail with it in the
+/// System Log), with them assigned.
+fn rejecting_app(sim: &OktaSim, label: &str, logins: &[&str], reason: &str) -> (String, Vec<String>) {
+    let app = sim.add_app(label);
+    sim.set_downstream(
+        &app,
+        Downstream::Reject {
+            logins: logins.iter().map(|l| l.to_string()).collect(),
+            reason: reason.into(),
+        },
+    );
+    let users = logins
+        .iter()
+        .map(|l| {
+            let u = sim.add_user(l);
+            sim.assign(&app, &u);
+            u
+        })
+        .collect();
+    (app, users)
+}
+
+async fn poll(ctx: &Context) -> poller::PollOutcome {
+    poller::poll_once(ctx).await.expect("the poll succeeds")
+}
+
+fn kinds(ctx: &Context, id: i64) -> Vec<String> {
+    history(ctx, id)
+        .into_iter()
+        .map(|h| h.kind.to_string())
+        .collect()
+}
+
+/// The app answered Okta's push with 429: Okta retries it itself, so the worker watches for
+/// `max_backoff` without a single re-push, and the failure resolves when Okta's own retry
+/// goes through (seen in the System Log).
+#[tokio::test(start_paused = true)]
+async fn a_push_the_app_throttled_is_watched_not_pushed_again() {
+    let h = harness(|c| {
+        c.retry.initial_backoff = Duration::from_secs(5);
+        c.retry.max_backoff = Duration::from_secs(600);
+    })
+    .await;
+    let reason = "Errors reported by remote server: HTTP 429 Too Many Requests";
+    let app = h.sim.add_app("Throttler");
+    let user = h.sim.add_user("tom@x.com");
+    h.sim.assign(&app, &user);
+    let users = [user];
+    poll(&h.ctx).await;
+    // A profile push the app answers with 429.
+    h.sim.set_downstream(
+        &app,
+        Downstream::Reject {
+            logins: vec!["tom@x.com".into()],
+            reason: reason.into(),
+        },
+    );
+    h.sim.update_profile(&app, &users[0]);
+    let found = poll(&h.ctx).await;
+    assert_eq!(found.opened, 1, "{found:?}");
+    let id = h
+        .ctx
+        .store
+        .write_blocking(|c| failures::find(c, &app, &users[0], Operation::Update))
+        .unwrap()
+        .unwrap()
+        .id;
+    let gets_before = calls(&h.sim, &app, &users[0], "GET");
+    let w = spawn_worker(&h.ctx, "w1");
+    tokio::time::sleep(Duration::from_secs(300)).await;
+    assert_eq!(calls(&h.sim, &app, &users[0], "POST"), 0);
+    assert_eq!(calls(&h.sim, &app, &users[0], "GET"), gets_before);
+    assert!(kinds(&h.ctx, id).contains(&"retry_held".to_string()));
+    let held = history(&h.ctx, id)
+        .into_iter()
+        .find(|e| e.kind == "retry_held")
+        .unwrap();
+    assert!(held.detail.unwrap().contains("Okta retries such pushes itself"));
+    // Okta's own retry goes through: the poller resolves the failure, no push of ours needed.
+    h.sim.set_downstream(&app, Downstream::Healthy);
+    h.sim.update_profile(&app, &users[0]);
+    poll(&h.ctx).await;
+    stop(w).await;
+    assert_eq!(failure(&h.ctx, id).state, State::Resolved);
+    assert_eq!(calls(&h.sim, &app, &users[0], "POST"), 0);
+}
+
+fn profile_update_event(user: &str, published: chrono::DateTime<chrono::Utc>) -> serde_json::Value {
+    serde_json::json!({
+        "uuid": uuid_like(user, published.timestamp_millis()),
+        "published": published.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "eventType": "user.account.update_profile",
+        "legacyEventType": "core.user.config.profile_update.success",
+        "displayMessage": "Update user profile for Okta",
+        "severity": "INFO",
+        "outcome": { "result": "SUCCESS" },
+        "actor": { "id": "00uadmin", "type": "User", "alternateId": "admin@x.com" },
+        "target": [ { "id": user, "type": "User", "alternateId": "user" } ]
+    })
+}
+
+fn uuid_like(user: &str, at: i64) -> String {
+    format!("profile-{user}-{at}")
+}
+
+/// The app rejected the user's data: no blind retry at all; the failure is left for a person
+/// (retries exhausted, with what to fix); when the user's Okta profile changes, exactly one
+/// retry follows.
+#[tokio::test(start_paused = true)]
+async fn a_data_error_is_not_retried_until_the_users_profile_changes_then_once() {
+    let h = harness(|c| {
+        c.retry.initial_backoff = Duration::from_secs(5);
+        c.retry.max_backoff = Duration::from_secs(60);
+    })
+    .await;
+    let reason = "Bad Request. Errors reported by remote server: department is required";
+    let (app, users) = rejecting_app(&h.sim, "HRIS", &["dana@x.com"], reason);
+    assert_eq!(poll(&h.ctx).await.opened, 1);
+    let id = h
+        .ctx
+        .store
+        .write_blocking(|c| failures::find(c, &app, &users[0], Operation::Create))
+        .unwrap()
+        .unwrap()
+        .id;
+    let w = spawn_worker(&h.ctx, "w1");
+    wait_until("the failure to be left for a person", Duration::from_secs(120), || {
+        failure(&h.ctx, id).retry_exhausted
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!(calls(&h.sim, &app, &users[0], "POST"), 0, "no blind retry");
+    let why = history(&h.ctx, id)
+        .into_iter()
+        .find(|e| e.kind == "retries_exhausted")
+        .and_then(|e| e.detail)
+        .unwrap();
+    assert!(why.contains("correct the attribute") && why.contains("department is required"), "{why}");
+
+    // The user's profile changes (still without the department): one retry, then held again.
+    h.sim
+        .push_log_event(profile_update_event(&users[0], h.ctx.clock.now() + chrono::Duration::seconds(1)));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let found = poll(&h.ctx).await;
+    assert_eq!(found.profile_changes, 1, "{found:?}");
+    wait_until("the one retry after the profile change", Duration::from_secs(120), || {
+        calls(&h.sim, &app, &users[0], "POST") == 1 && failure(&h.ctx, id).retry_exhausted
+    })
+    .await;
+    // The push's failure event reaches the log; nothing more is pushed.
+    poll(&h.ctx).await;
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    poll(&h.ctx).await;
+    stop(w).await;
+    assert_eq!(calls(&h.sim, &app, &users[0], "POST"), 1);
+    let f = failure(&h.ctx, id);
+    assert!(f.retry_exhausted && f.state != State::Resolved, "{f:?}");
+}
+
+/// Credentials or connection errors are app-wide: the first such failure opens the app's
+/// circuit before any of its users is pushed (one app-level failure for people), and only
+/// probes push until one succeeds.
+#[tokio::test(start_paused = true)]
+async fn a_connection_error_opens_the_apps_circuit_before_any_push() {
+    let h = harness(|c| {
+        c.retry.initial_backoff = Duration::from_secs(5);
+        c.retry.max_backoff = Duration::from_secs(60);
+    })
+    .await;
+    let logins = ["c1@x.com", "c2@x.com", "c3@x.com", "c4@x.com"];
+    let (app, users) = failing_app(&h.sim, "Down CRM", &logins);
+    assert_eq!(poll(&h.ctx).await.opened, logins.len());
+    let w = spawn_worker(&h.ctx, "w1");
+    wait_until("the circuit to open", Duration::from_secs(120), || {
+        h.ctx
+            .store
+            .write_blocking(|c| store_retry::get_circuit(c, &app))
+            .unwrap()
+            .is_some_and(|c| c.open)
+    })
+    .await;
+    let pushed_before_open: usize = users.iter().map(|u| calls(&h.sim, &app, u, "POST")).sum();
+    assert!(pushed_before_open <= 1, "{pushed_before_open} pushes before the circuit opened");
+    let app_failure = h
+        .ctx
+        .store
+        .write_blocking(|c| failures::find(c, &app, "", Operation::Integration))
+        .unwrap()
+        .expect("one app-level failure");
+    assert!(app_failure.reason.unwrap().contains(DOWN));
+    // Down for ten minutes: a handful of probes, never the whole queue.
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    let pushed: usize = users.iter().map(|u| calls(&h.sim, &app, u, "POST")).sum();
+    assert!(pushed <= 15, "{pushed} pushes while the app was down");
+    h.sim.set_downstream(&app, Downstream::Healthy);
+    wait_until("every user fixed", Duration::from_secs(900), || {
+        users.iter().all(|u| sync_state(&h.sim, &app, u).as_deref() == Some("SYNCHRONIZED"))
+    })
+    .await;
+    stop(w).await;
+}
+
+/// A transient failure whose retry fails again learns so from the System Log the poller
+/// reads anyway: one read and one `POST` per attempt, no read-back.
+#[tokio::test(start_paused = true)]
+async fn a_retry_costs_two_calls_when_the_log_reports_its_outcome() {
+    let h = harness(|c| {
+        c.retry.max_attempts = 3;
+        c.retry.initial_backoff = Duration::from_secs(5);
+        c.retry.max_backoff = Duration::from_secs(20);
+        c.detect.poll_interval = Duration::from_secs(10);
+    })
+    .await;
+    let reason = "Errors reported by remote server: 503 Service Temporarily Unavailable";
+    let (app, users) = rejecting_app(&h.sim, "Flaky", &["fay@x.com"], reason);
+    assert_eq!(poll(&h.ctx).await.opened, 1);
+    let id = h
+        .ctx
+        .store
+        .write_blocking(|c| failures::find(c, &app, &users[0], Operation::Create))
+        .unwrap()
+        .unwrap()
+        .id;
+    let token = CancellationToken::new();
+    let tuning = Tuning {
+        // Long: a read-back would only happen if the log said nothing for a minute.
+        confirm_within: Some(Duration::from_secs(60)),
+        ..tuning("w1")
+    };
+    let w = tokio::spawn(worker::run_with(h.ctx.clone(), token.clone(), tuning));
+    let ctx = h.ctx.clone();
+    let poller_stop = CancellationToken::new();
+    let p = tokio::spawn(poller::run(ctx, poller_stop.clone()));
+    wait_until("retries exhausted", Duration::from_secs(600), || {
+        failure(&h.ctx, id).retry_exhausted
+    })
+    .await;
+    poller_stop.cancel();
+    p.await.unwrap();
+    stop((token, w)).await;
+    let f = failure(&h.ctx, id);
+    assert_eq!(f.attempts, 3, "{:?}", kinds(&h.ctx, id));
+    let (gets, posts) = (
+        calls(&h.sim, &app, &users[0], "GET"),
+        calls(&h.sim, &app, &users[0], "POST"),
+    );
+    assert_eq!(posts, 3);
+    assert_eq!(gets, 3, "one read per attempt, no read-back: {:#?}", history(&h.ctx, id));
+    let failed: Vec<_> = history(&h.ctx, id)
+        .into_iter()
+        .filter(|e| e.kind == "retry_failed")
+        .collect();
+    assert!(failed.iter().all(|e| e.detail.as_deref().unwrap().contains("System Log")), "{failed:?}");
+}
+
+/// Opened by a poll, a due failure is retried at once: the worker is woken, it does not wait
+/// for its idle poll (a minute in this tuning).
+#[tokio::test(start_paused = true)]
+async fn a_failure_opened_by_a_poll_is_retried_within_a_second() {
+    let h = harness(|c| c.retry.initial_backoff = Duration::ZERO).await;
+    let w = spawn_worker(&h.ctx, "w1");
+    // The worker is idle, waiting for its minute-long idle poll.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (app, users) = rejecting_app(&h.sim, "Late", &["lee@x.com"], TRANSIENT);
+    assert_eq!(poll(&h.ctx).await.opened, 1);
+    let polled = h.ctx.now_ms();
+    let id = h
+        .ctx
+        .store
+        .write_blocking(|c| failures::find(c, &app, &users[0], Operation::Create))
+        .unwrap()
+        .unwrap()
+        .id;
+    wait_until("the retry", Duration::from_secs(30), || !starts(&h.ctx, id).is_empty()).await;
+    stop(w).await;
+    let started = starts(&h.ctx, id)[0];
+    assert!(started - polled <= 1_000, "retry started {} ms after the poll", started - polled);
+}
+
+/// SIGTERM with 200 retries waiting for the Okta budget: the worker stops within 2 s and no
+/// re-push `POST` reaches Okta after the signal. Real time, real sockets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_with_two_hundred_retries_waiting_for_budget_is_prompt_and_sends_nothing() {
+    let sim = start_okta().await;
+    let dir = temp_dir();
+    let mut config = config_with(&sim, dir.path(), "[retry]\nenabled = true\n");
+    config.retry.initial_backoff = Duration::ZERO;
+    config.retry.per_minute = 100_000;
+    config.okta.rate_limit_share = 0.5;
+    let ctx = context_on(config, Clock::system());
+    // A tight apps bucket: 10 a minute, 5 of them ours.
+    sim.set_rate_limit(Bucket::Apps, 10);
+    let app = sim.add_app("Busy");
+    sim.set_downstream(&app, Downstream::Down);
+    let mut users = Vec::new();
+    for i in 0..200 {
+        let u = sim.add_user(&format!("b{i}@x.com"));
+        sim.assign(&app, &u);
+        users.push(u);
+    }
+    for (i, u) in users.iter().enumerate() {
+        observe(&ctx, &app, u, &format!("b{i}@x.com"), Operation::Create, TRANSIENT);
+    }
+    let token = CancellationToken::new();
+    let tuning = Tuning {
+        concurrency: Some(200),
+        ..tuning("w-stop")
+    };
+    let w = tokio::spawn(worker::run_with(ctx.clone(), token.clone(), tuning));
+    // Let the worker claim everything and the budget hold the retries back.
+    let claimed = eventually(Duration::from_secs(20), || {
+        ctx.store
+            .write_blocking(|c| store_retry::claimed_count(c))
+            .unwrap_or(0)
+            >= 150
+    })
+    .await;
+    assert!(claimed, "the worker claimed the storm");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let signalled = chrono::Utc::now();
+    let t0 = std::time::Instant::now();
+    token.cancel();
+    w.await.unwrap();
+    let took = t0.elapsed();
+    assert!(took <= Duration::from_secs(2), "stopping took {took:?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let late: Vec<_> = sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path.contains("/users/") && r.at > signalled)
+        .collect();
+    assert!(late.is_empty(), "POSTs after the signal: {late:?}");
+    // Every claim was released, none counted as an attempt.
+    let left = ctx
+        .store
+        .write_blocking(|c| store_retry::claimed_count(c))
+        .unwrap();
+    assert_eq!(left, 0);
+}

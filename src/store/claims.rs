@@ -252,6 +252,15 @@ pub fn set_aside(
     finish(tx, id, owner, now, actor, how)
 }
 
+/// Failures claimed right now (by anyone), for `status` and tests.
+pub fn claimed_count(tx: &Tx<'_>) -> Result<i64, StoreError> {
+    Ok(tx.conn().query_row(
+        "SELECT COUNT(*) FROM failures WHERE state = 'retrying'",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
 /// Whether `owner` still holds the claim on `id`.
 pub fn holds(tx: &Tx<'_>, id: i64, owner: &str) -> Result<bool, StoreError> {
     Ok(tx
@@ -524,7 +533,8 @@ pub fn await_outcome(
     let done = finish(tx, id, owner, now, actor, &how)?;
     if done != Finished::NotHeld {
         tx.conn().execute(
-            "UPDATE failures SET pushed_at = ?2, confirm_by = ?3 WHERE id = ?1",
+            "UPDATE failures SET pushed_at = ?2, confirm_by = ?3, pushed_event_uuid = event_uuid
+             WHERE id = ?1",
             params![id, pushed.at, pushed.confirm_by],
         )?;
     }
@@ -550,30 +560,42 @@ pub fn pushed(tx: &Tx<'_>, id: i64) -> Result<Option<Pushed>, StoreError> {
 /// Forgets the push `id` awaited (its outcome was recorded).
 pub fn clear_pushed(tx: &Tx<'_>, id: i64) -> Result<(), StoreError> {
     tx.conn().execute(
-        "UPDATE failures SET pushed_at = NULL, confirm_by = NULL WHERE id = ?1",
+        "UPDATE failures SET pushed_at = NULL, confirm_by = NULL, pushed_event_uuid = NULL
+         WHERE id = ?1",
         [id],
     )?;
     Ok(())
 }
 
+/// How far Okta's `published` times may lag our clock: a failure event (a new one, by uuid)
+/// published up to this long before our `POST` still answers it, since nothing but a push
+/// produces one, while a tolerance of zero would miss answers from an org whose clock runs a
+/// little behind ours and spend a read-back on each.
+pub const LOG_CLOCK_SKEW_MS: i64 = 5_000;
+
 /// Failures awaiting a push's outcome that the System Log answered with a failure event
-/// published after the push (the poller refreshed `event_published`), unclaimed, oldest
+/// published at or after the push (the poller refreshed `event_published`), unclaimed, oldest
 /// first; at most `limit`. Pushes of failures resolved meanwhile (a success event, a scan)
 /// are forgotten here as well.
 pub fn answered_by_log(tx: &Tx<'_>, now: i64, limit: usize) -> Result<Vec<Failure>, StoreError> {
     tx.conn().execute(
-        "UPDATE failures SET pushed_at = NULL, confirm_by = NULL
+        "UPDATE failures SET pushed_at = NULL, confirm_by = NULL, pushed_event_uuid = NULL
          WHERE pushed_at IS NOT NULL AND state = 'resolved'",
         [],
     )?;
     let mut stmt = tx.conn().prepare(&format!(
         "SELECT {COLUMNS} FROM failures
-         WHERE pushed_at IS NOT NULL AND state != 'resolved' AND event_published > pushed_at
+         WHERE pushed_at IS NOT NULL AND state != 'resolved'
+           AND event_uuid IS NOT pushed_event_uuid AND event_published >= pushed_at - ?3
            AND (claimed_until IS NULL OR claimed_until <= ?1)
          ORDER BY pushed_at, id LIMIT ?2"
     ))?;
     let rows = stmt.query_map(
-        params![now, i64::try_from(limit.max(1)).unwrap_or(i64::MAX)],
+        params![
+            now,
+            i64::try_from(limit.max(1)).unwrap_or(i64::MAX),
+            LOG_CLOCK_SKEW_MS
+        ],
         failures::from_row,
     )?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)

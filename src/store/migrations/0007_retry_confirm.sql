@@ -5,6 +5,8 @@
 -- that push: a failure event published after it is the push failing again, a success event
 -- resolves the failure as usual.
 ALTER TABLE failures ADD COLUMN pushed_at INTEGER;
+-- The failure's last event when the push went out: only a different, later event answers it.
+ALTER TABLE failures ADD COLUMN pushed_event_uuid TEXT;
 -- Until when the System Log may answer; after it one read-back of the app user decides.
 ALTER TABLE failures ADD COLUMN confirm_by INTEGER;
 -- The `published` time of a `user.account.update_profile` of this user seen since the
