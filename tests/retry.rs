@@ -1582,3 +1582,53 @@ async fn stopping_with_two_hundred_retries_waiting_for_budget_is_prompt_and_send
         .unwrap();
     assert_eq!(left, 0);
 }
+
+/// An urgent failure found by a poll reaches Slack within a second of that poll: the poller
+/// wakes the evaluator, which hands the message to the sender at once (no evaluation or
+/// sender tick in the path). Real time, real sockets (Okta simulator, fake Slack).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_urgent_failure_reaches_slack_within_a_second_of_the_poll() {
+    let sim = start_okta().await;
+    let slack = start_slack().await;
+    let dir = temp_dir();
+    let sections = r#"
+[alert]
+group_wait = "30s"
+persist_after = "10m"
+
+[slack]
+webhook_url_env = "PROVWATCH_TEST_SLACK_HOOK"
+"#;
+    let toml = minimal_toml(sim.base_url().as_str(), dir.path(), "", sections);
+    let config = parse_config(
+        &toml,
+        &sim.api_token(),
+        &[("PROVWATCH_TEST_SLACK_HOOK", slack.webhook_url().as_str())],
+    );
+    let ctx = context_on(config, Clock::system());
+    let app = sim.add_app("Payroll");
+    let u = sim.add_user("quinn@x.com");
+    sim.assign(&app, &u);
+    // Baseline poll: the cursor is past the assignment.
+    poll(&ctx).await;
+    let stop_all = CancellationToken::new();
+    let eval = tokio::spawn(okta_provwatch::alert::evaluator::run(ctx.clone(), stop_all.clone()));
+    let send = tokio::spawn(okta_provwatch::alert::sender::run(ctx.clone(), stop_all.clone()));
+    // Let both settle into waiting for their next tick.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A failed deprovisioning is urgent.
+    sim.set_downstream(&app, Downstream::Down);
+    sim.deactivate(&app, &u);
+    let found = poll(&ctx).await;
+    let polled = std::time::Instant::now();
+    assert_eq!(found.opened, 1, "{found:?}");
+    let arrived = eventually(Duration::from_secs(10), || !slack.messages().is_empty()).await;
+    let took = polled.elapsed();
+    stop_all.cancel();
+    eval.await.unwrap();
+    send.await.unwrap();
+    assert!(arrived, "no Slack message");
+    assert!(took <= Duration::from_secs(1), "Slack got the urgent alert {took:?} after the poll");
+    let text = slack.messages()[0].body.to_string();
+    assert!(text.contains("quinn@x.com"), "{text}");
+}
