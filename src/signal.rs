@@ -74,7 +74,9 @@ mod tests {
         // Two sends collapsed into one permit.
         assert!(tokio::time::timeout(quick, s.retry_wakeup()).await.is_err());
         // The outbox was not signalled.
-        assert!(tokio::time::timeout(quick, s.outbox_wakeup()).await.is_err());
+        assert!(tokio::time::timeout(quick, s.outbox_wakeup())
+            .await
+            .is_err());
         s.outbox_queued();
         assert!(tokio::time::timeout(quick, s.outbox_wakeup()).await.is_ok());
     }

@@ -254,7 +254,10 @@ async fn a_permanent_outage_exhausts_max_attempts_with_backoff() {
     let hist = history(&h.ctx, id);
     let last = hist.last().unwrap();
     assert_eq!(last.kind, "retries_exhausted");
-    assert!(last.detail.as_deref().unwrap().contains(TRANSIENT), "{last:?}");
+    assert!(
+        last.detail.as_deref().unwrap().contains(TRANSIENT),
+        "{last:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -1245,7 +1248,12 @@ fn calls(sim: &OktaSim, app: &str, user: &str, method: &str) -> usize {
 
 /// An app whose downstream rejects `logins` with `reason` (their pushes fail with it in the
 /// System Log), with them assigned.
-fn rejecting_app(sim: &OktaSim, label: &str, logins: &[&str], reason: &str) -> (String, Vec<String>) {
+fn rejecting_app(
+    sim: &OktaSim,
+    label: &str,
+    logins: &[&str],
+    reason: &str,
+) -> (String, Vec<String>) {
     let app = sim.add_app(label);
     sim.set_downstream(
         &app,
@@ -1320,7 +1328,10 @@ async fn a_push_the_app_throttled_is_watched_not_pushed_again() {
         .into_iter()
         .find(|e| e.kind == "retry_held")
         .unwrap();
-    assert!(held.detail.unwrap().contains("Okta retries such pushes itself"));
+    assert!(held
+        .detail
+        .unwrap()
+        .contains("Okta retries such pushes itself"));
     // Okta's own retry goes through: the poller resolves the failure, no push of ours needed.
     h.sim.set_downstream(&app, Downstream::Healthy);
     h.sim.update_profile(&app, &users[0]);
@@ -1369,9 +1380,11 @@ async fn a_data_error_is_not_retried_until_the_users_profile_changes_then_once()
         .unwrap()
         .id;
     let w = spawn_worker(&h.ctx, "w1");
-    wait_until("the failure to be left for a person", Duration::from_secs(120), || {
-        failure(&h.ctx, id).retry_exhausted
-    })
+    wait_until(
+        "the failure to be left for a person",
+        Duration::from_secs(120),
+        || failure(&h.ctx, id).retry_exhausted,
+    )
     .await;
     tokio::time::sleep(Duration::from_secs(600)).await;
     assert_eq!(calls(&h.sim, &app, &users[0], "POST"), 0, "no blind retry");
@@ -1380,17 +1393,24 @@ async fn a_data_error_is_not_retried_until_the_users_profile_changes_then_once()
         .find(|e| e.kind == "retries_exhausted")
         .and_then(|e| e.detail)
         .unwrap();
-    assert!(why.contains("correct the attribute") && why.contains("department is required"), "{why}");
+    assert!(
+        why.contains("correct the attribute") && why.contains("department is required"),
+        "{why}"
+    );
 
     // The user's profile changes (still without the department): one retry, then held again.
-    h.sim
-        .push_log_event(profile_update_event(&users[0], h.ctx.clock.now() + chrono::Duration::seconds(1)));
+    h.sim.push_log_event(profile_update_event(
+        &users[0],
+        h.ctx.clock.now() + chrono::Duration::seconds(1),
+    ));
     tokio::time::sleep(Duration::from_secs(2)).await;
     let found = poll(&h.ctx).await;
     assert_eq!(found.profile_changes, 1, "{found:?}");
-    wait_until("the one retry after the profile change", Duration::from_secs(120), || {
-        calls(&h.sim, &app, &users[0], "POST") == 1 && failure(&h.ctx, id).retry_exhausted
-    })
+    wait_until(
+        "the one retry after the profile change",
+        Duration::from_secs(120),
+        || calls(&h.sim, &app, &users[0], "POST") == 1 && failure(&h.ctx, id).retry_exhausted,
+    )
     .await;
     // The push's failure event reaches the log; nothing more is pushed.
     poll(&h.ctx).await;
@@ -1425,7 +1445,10 @@ async fn a_connection_error_opens_the_apps_circuit_before_any_push() {
     })
     .await;
     let pushed_before_open: usize = users.iter().map(|u| calls(&h.sim, &app, u, "POST")).sum();
-    assert!(pushed_before_open <= 1, "{pushed_before_open} pushes before the circuit opened");
+    assert!(
+        pushed_before_open <= 1,
+        "{pushed_before_open} pushes before the circuit opened"
+    );
     let app_failure = h
         .ctx
         .store
@@ -1439,7 +1462,9 @@ async fn a_connection_error_opens_the_apps_circuit_before_any_push() {
     assert!(pushed <= 15, "{pushed} pushes while the app was down");
     h.sim.set_downstream(&app, Downstream::Healthy);
     wait_until("every user fixed", Duration::from_secs(900), || {
-        users.iter().all(|u| sync_state(&h.sim, &app, u).as_deref() == Some("SYNCHRONIZED"))
+        users
+            .iter()
+            .all(|u| sync_state(&h.sim, &app, u).as_deref() == Some("SYNCHRONIZED"))
     })
     .await;
     stop(w).await;
@@ -1490,12 +1515,22 @@ async fn a_retry_costs_two_calls_when_the_log_reports_its_outcome() {
         calls(&h.sim, &app, &users[0], "POST"),
     );
     assert_eq!(posts, 3);
-    assert_eq!(gets, 3, "one read per attempt, no read-back: {:#?}", history(&h.ctx, id));
+    assert_eq!(
+        gets,
+        3,
+        "one read per attempt, no read-back: {:#?}",
+        history(&h.ctx, id)
+    );
     let failed: Vec<_> = history(&h.ctx, id)
         .into_iter()
         .filter(|e| e.kind == "retry_failed")
         .collect();
-    assert!(failed.iter().all(|e| e.detail.as_deref().unwrap().contains("System Log")), "{failed:?}");
+    assert!(
+        failed
+            .iter()
+            .all(|e| e.detail.as_deref().unwrap().contains("System Log")),
+        "{failed:?}"
+    );
 }
 
 /// Opened by a poll, a due failure is retried at once: the worker is woken, it does not wait
@@ -1516,10 +1551,17 @@ async fn a_failure_opened_by_a_poll_is_retried_within_a_second() {
         .unwrap()
         .unwrap()
         .id;
-    wait_until("the retry", Duration::from_secs(30), || !starts(&h.ctx, id).is_empty()).await;
+    wait_until("the retry", Duration::from_secs(30), || {
+        !starts(&h.ctx, id).is_empty()
+    })
+    .await;
     stop(w).await;
     let started = starts(&h.ctx, id)[0];
-    assert!(started - polled <= 1_000, "retry started {} ms after the poll", started - polled);
+    assert!(
+        started - polled <= 1_000,
+        "retry started {} ms after the poll",
+        started - polled
+    );
 }
 
 /// SIGTERM with 200 retries waiting for the Okta budget: the worker stops within 2 s and no
@@ -1544,7 +1586,14 @@ async fn stopping_with_two_hundred_retries_waiting_for_budget_is_prompt_and_send
         users.push(u);
     }
     for (i, u) in users.iter().enumerate() {
-        observe(&ctx, &app, u, &format!("b{i}@x.com"), Operation::Create, TRANSIENT);
+        observe(
+            &ctx,
+            &app,
+            u,
+            &format!("b{i}@x.com"),
+            Operation::Create,
+            TRANSIENT,
+        );
     }
     let token = CancellationToken::new();
     let tuning = Tuning {
@@ -1555,7 +1604,7 @@ async fn stopping_with_two_hundred_retries_waiting_for_budget_is_prompt_and_send
     // Let the worker claim everything and the budget hold the retries back.
     let claimed = eventually(Duration::from_secs(20), || {
         ctx.store
-            .write_blocking(|c| store_retry::claimed_count(c))
+            .write_blocking(store_retry::claimed_count)
             .unwrap_or(0)
             >= 150
     })
@@ -1578,7 +1627,7 @@ async fn stopping_with_two_hundred_retries_waiting_for_budget_is_prompt_and_send
     // Every claim was released, none counted as an attempt.
     let left = ctx
         .store
-        .write_blocking(|c| store_retry::claimed_count(c))
+        .write_blocking(store_retry::claimed_count)
         .unwrap();
     assert_eq!(left, 0);
 }
@@ -1612,8 +1661,14 @@ webhook_url_env = "PROVWATCH_TEST_SLACK_HOOK"
     // Baseline poll: the cursor is past the assignment.
     poll(&ctx).await;
     let stop_all = CancellationToken::new();
-    let eval = tokio::spawn(okta_provwatch::alert::evaluator::run(ctx.clone(), stop_all.clone()));
-    let send = tokio::spawn(okta_provwatch::alert::sender::run(ctx.clone(), stop_all.clone()));
+    let eval = tokio::spawn(okta_provwatch::alert::evaluator::run(
+        ctx.clone(),
+        stop_all.clone(),
+    ));
+    let send = tokio::spawn(okta_provwatch::alert::sender::run(
+        ctx.clone(),
+        stop_all.clone(),
+    ));
     // Let both settle into waiting for their next tick.
     tokio::time::sleep(Duration::from_millis(300)).await;
     // A failed deprovisioning is urgent.
@@ -1628,7 +1683,77 @@ webhook_url_env = "PROVWATCH_TEST_SLACK_HOOK"
     eval.await.unwrap();
     send.await.unwrap();
     assert!(arrived, "no Slack message");
-    assert!(took <= Duration::from_secs(1), "Slack got the urgent alert {took:?} after the poll");
+    assert!(
+        took <= Duration::from_secs(1),
+        "Slack got the urgent alert {took:?} after the poll"
+    );
     let text = slack.messages()[0].body.to_string();
     assert!(text.contains("quinn@x.com"), "{text}");
+}
+
+/// The write itself: a re-push `POST` waiting for the apps budget is not sent once the stop
+/// token is cancelled; the call ends at once with `NotSent` and Okta sees no `POST`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repush_waiting_for_budget_is_not_sent_after_stop() {
+    let sim = start_okta().await;
+    let dir = temp_dir();
+    let mut config = config_with(&sim, dir.path(), "");
+    config.okta.rate_limit_share = 0.5;
+    let ctx = context_on(config, Clock::system());
+    sim.set_rate_limit(Bucket::Apps, 2);
+    let app = sim.add_app("Tight");
+    let u = sim.add_user("ty@x.com");
+    sim.assign(&app, &u);
+    // Learn the bucket and spend our one call of the minute.
+    let au = ctx.okta.get_app_user(&app, &u).await.unwrap();
+    let body = serde_json::json!({ "profile": au.profile });
+    let stop = CancellationToken::new();
+    let (okta, app2, u2, stop2) = (ctx.okta.clone(), app.clone(), u.clone(), stop.clone());
+    let call = tokio::spawn(async move {
+        okta.update_app_user_unless(&app2, &u2, &body, Some(&stop2))
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!call.is_finished(), "the POST waits for the budget");
+    let t0 = std::time::Instant::now();
+    stop.cancel();
+    let out = call.await.unwrap();
+    assert!(
+        t0.elapsed() < Duration::from_millis(200),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert!(
+        matches!(out, Err(okta_provwatch::okta::OktaError::NotSent { .. })),
+        "{out:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(calls(&sim, &app, &u, "POST"), 0);
+}
+
+/// `check-config` and `doctor` say when `retry.per_minute` exceeds what the apps budget can
+/// carry (two apps-bucket calls a retry out of the daemon's share of 100 a minute).
+#[test]
+fn a_retry_rate_the_apps_budget_cannot_carry_is_reported() {
+    use okta_provwatch::retry::pace::budget_warning;
+    let dir = temp_dir();
+    let cfg = |retry: &str, share: &str| {
+        let toml = minimal_toml(
+            "https://example.okta.com",
+            dir.path(),
+            &format!("rate_limit_share = {share}"),
+            retry,
+        );
+        parse_config(&toml, "t", &[])
+    };
+    let w = budget_warning(&cfg("[retry]\nenabled = true\nper_minute = 600\n", "0.5"))
+        .expect("600 a minute does not fit 50 calls");
+    assert!(
+        w.contains("retry.per_minute = 600") && w.contains("at most 25"),
+        "{w}"
+    );
+    assert!(budget_warning(&cfg("[retry]\nenabled = true\nper_minute = 25\n", "0.5")).is_none());
+    assert!(budget_warning(&cfg("[retry]\nenabled = true\nper_minute = 50\n", "1.0")).is_none());
+    // Nothing to warn about when retries are off.
+    assert!(budget_warning(&cfg("[retry]\nenabled = false\nper_minute = 600\n", "0.5")).is_none());
 }

@@ -19,5 +19,9 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
     for (key, value) in config.redacted_summary() {
         println!("  {key} = {value}");
     }
+    // Valid but unreachable: said, not refused (the budget is learnt only at run time).
+    if let Some(w) = crate::retry::pace::budget_warning(&config) {
+        eprintln!("okta-provwatch: warning: {w}");
+    }
     Ok(ExitCode::SUCCESS)
 }

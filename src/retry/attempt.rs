@@ -16,12 +16,12 @@
 //! profile older than the app user's state at the time of the retry over a newer one.
 
 use super::circuit::{self, Change};
+use super::classes::{self, Class};
 use super::policy;
+use crate::clock::ms;
 use crate::context::Context;
 use crate::domain::{Failure, HistoryKind, Operation};
 use crate::okta::{OktaClient, OktaError};
-use super::classes::{self, Class};
-use crate::clock::ms;
 use crate::store::claims::{self, finish, Claim, Finish, Finished, Pushed};
 use crate::store::{failures, history, StoreError, Tx};
 use serde_json::{Map, Value};

@@ -13,10 +13,10 @@
 //! Everything here runs inside the caller's transaction.
 
 use super::policy;
+use crate::clock::ms;
 use crate::config::RetryConfig;
 use crate::domain::{Failure, HistoryKind, Observation, Operation, Source, State};
 use crate::store::circuits::{self, Circuit};
-use crate::clock::ms;
 use crate::store::{claims, failures, history, StoreError, Tx};
 
 /// Different users whose retries failed in a row before the circuit opens.

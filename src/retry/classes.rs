@@ -214,12 +214,18 @@ mod tests {
     #[test]
     fn the_legacy_event_type_counts_too() {
         assert_eq!(
-            classify(None, Some("app.user_management.push_new_user_failed.authentication_failure")),
+            classify(
+                None,
+                Some("app.user_management.push_new_user_failed.authentication_failure")
+            ),
             Class::AppWide(AppWideCause::Credentials)
         );
         // The reason wins where it is more specific than the legacy type's row order says.
         assert_eq!(
-            classify(Some("HTTP 429"), Some("app.user_management.push_profile_failure")),
+            classify(
+                Some("HTTP 429"),
+                Some("app.user_management.push_profile_failure")
+            ),
             Class::AppThrottled
         );
     }
@@ -249,7 +255,9 @@ mod tests {
             assert!(!c.retried_blindly(), "{c:?}");
         }
         assert!(Class::Data.what_to_fix().is_some());
-        assert!(Class::AppWide(AppWideCause::Connection).what_to_fix().is_some());
+        assert!(Class::AppWide(AppWideCause::Connection)
+            .what_to_fix()
+            .is_some());
         assert!(Class::AppThrottled.what_to_fix().is_none());
     }
 }

@@ -124,8 +124,7 @@ pub fn claim_next(
             policy::max_attempts(cfg, f.reason.as_deref())
         );
         let detail = pushed.is_none().then_some(detail.as_str());
-        let claimed =
-            claims::claim_with(tx, f.id, owner, now, until, WORKER_ACTOR, detail)?.ok();
+        let claimed = claims::claim_with(tx, f.id, owner, now, until, WORKER_ACTOR, detail)?.ok();
         return Ok(claimed.map(|mut cl| {
             cl.pushed = pushed;
             cl
@@ -184,7 +183,9 @@ fn set_aside(
             next_attempt_at: None,
             exhausted: Some(format!(
                 "not retried automatically: {}; last reason: {}",
-                class.what_to_fix().unwrap_or("fix the data the reason names"),
+                class
+                    .what_to_fix()
+                    .unwrap_or("fix the data the reason names"),
                 f.reason.as_deref().unwrap_or("none recorded")
             )),
         },

@@ -147,7 +147,10 @@ pub async fn run_with(ctx: Context, shutdown: CancellationToken, tuning: Tuning)
             pause = pause.or(handle(done, &tuning));
         }
         if let Some(p) = pause {
-            tracing::warn!(pause_s = p.as_secs(), "Okta refused the daemon's credentials; pausing retries");
+            tracing::warn!(
+                pause_s = p.as_secs(),
+                "Okta refused the daemon's credentials; pausing retries"
+            );
             tokio::select! {
                 _ = shutdown.cancelled() => break 'run,
                 _ = tokio::time::sleep(p) => {}
@@ -258,9 +261,7 @@ async fn run_claim(
     let calls = async {
         match claim.pushed {
             Some(_) => attempt::verify(&ctx.okta, f, stop).await,
-            None => {
-                attempt::push_for_worker(&ctx.okta, f, stop, confirm, || clock.now_ms()).await
-            }
+            None => attempt::push_for_worker(&ctx.okta, f, stop, confirm, || clock.now_ms()).await,
         }
     };
     let step = match tokio::time::timeout(limit, calls).await {
@@ -285,7 +286,14 @@ async fn run_claim(
                 .store
                 .write(move |tx| {
                     let now = clock.now_ms();
-                    let done = claims::await_outcome(tx, c.failure.id, &c.owner, pushed, now, WORKER_ACTOR)?;
+                    let done = claims::await_outcome(
+                        tx,
+                        c.failure.id,
+                        &c.owner,
+                        pushed,
+                        now,
+                        WORKER_ACTOR,
+                    )?;
                     if c.probe {
                         // No other probe of the app while this one's outcome is pending.
                         circuit::reserve_probe(tx, &c.failure.app_id, pushed.confirm_by, now)?;
