@@ -1616,6 +1616,7 @@ async fn stopping_with_two_hundred_retries_waiting_for_budget_is_prompt_and_send
     token.cancel();
     w.await.unwrap();
     let took = t0.elapsed();
+    eprintln!("measured: stop with the storm waiting for budget took {took:?}");
     assert!(took <= Duration::from_secs(2), "stopping took {took:?}");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let late: Vec<_> = sim
@@ -1683,6 +1684,7 @@ webhook_url_env = "PROVWATCH_TEST_SLACK_HOOK"
     eval.await.unwrap();
     send.await.unwrap();
     assert!(arrived, "no Slack message");
+    eprintln!("measured: poll to Slack {took:?}");
     assert!(
         took <= Duration::from_secs(1),
         "Slack got the urgent alert {took:?} after the poll"

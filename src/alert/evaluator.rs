@@ -24,7 +24,7 @@
 //! message [`super::compose`].
 
 use super::compose::{firing_message, resolved_message};
-use super::group::{fingerprint, ms, save_if_changed, Outcome, Settings};
+use super::group::{fingerprint, save_if_changed, Outcome, Settings};
 use super::health_alerts;
 use super::outbox;
 use crate::context::Context;
@@ -39,10 +39,10 @@ use tokio_util::sync::CancellationToken;
 /// How often the evaluator looks at the store when nothing wakes it (group waits, repeats,
 /// health and persistence windows come due by the clock alone).
 pub const EVAL_INTERVAL: Duration = Duration::from_secs(2);
-/// Urgent groups do not wait: the detectors wake the evaluator only after a whole poll page
-/// committed (one transaction), so the failures reported in the same burst are all in the
-/// store when it looks and share one message.
-pub const URGENT_GROUP_WAIT: Duration = Duration::ZERO;
+/// Urgent groups still wait this long when evaluated on a tick, so failures reported in the
+/// same burst (one poll page) share one message. The daemon's loop ([`run`]) waits zero: the
+/// detectors wake it only after a whole page committed, so the burst is in the store already.
+pub const URGENT_GROUP_WAIT: Duration = Duration::from_secs(2);
 /// Actor written to failure history.
 pub const ACTOR: &str = "alerter";
 
@@ -148,7 +148,7 @@ fn evaluate_app(
     let fp = fingerprint(&set);
     let urgent = set.iter().any(|f| f.urgent);
     let wait = if urgent {
-        ms(URGENT_GROUP_WAIT).min(s.group_wait_ms)
+        s.urgent_group_wait_ms.min(s.group_wait_ms)
     } else {
         s.group_wait_ms
     };
@@ -196,7 +196,10 @@ fn evaluate_app(
 
 /// The evaluator loop: every [`EVAL_INTERVAL`] until `shutdown`.
 pub async fn run(ctx: Context, shutdown: CancellationToken) {
-    let settings = Settings::from_config(&ctx.config);
+    let settings = Settings {
+        urgent_group_wait_ms: 0,
+        ..Settings::from_config(&ctx.config)
+    };
     if settings.channels == [outbox::CONSOLE] {
         tracing::warn!("no [slack] or [email] configured: alerts will only be written to this log");
     }

@@ -366,10 +366,44 @@ mod tests {
     }
 
     #[test]
+    fn a_reason_naming_the_apps_connection_opens_at_once() {
+        let s = Store::open_in_memory().unwrap();
+        s.write_blocking(|c| {
+            let a = failure(c, "u1", "Unable to connect to the remote server.");
+            let Some(Change::Opened { cause }) = open_for_app_wide_reason(c, &cfg(), &a, 5, "t")?
+            else {
+                panic!("did not open")
+            };
+            assert!(cause.contains("cannot be reached"), "{cause}");
+            assert!(circuits::get(c, "0oa1")?.unwrap().open);
+            // Open already: nothing more.
+            assert_eq!(open_for_app_wide_reason(c, &cfg(), &a, 6, "t")?, None);
+            // A data error names no app-wide cause.
+            let b = failure(c, "u2", "department is required");
+            assert_eq!(open_for_app_wide_reason(c, &cfg(), &b, 7, "t")?, None);
+            Ok(())
+        })
+        .unwrap();
+        s.write_blocking(|c| {
+            let mut ci = circuits::get(c, "0oa1")?.unwrap();
+            ci.open = false;
+            circuits::save(c, &ci, 8)?;
+            let d = failure(c, "u3", "Authentication failed (401 Unauthorized)");
+            assert!(matches!(
+                on_failure(c, &cfg(), &d, false, 9, "t")?,
+                Some(Change::Opened { .. })
+            ));
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    #[test]
     fn opens_after_three_different_users_and_closes_on_success() {
         let s = Store::open_in_memory().unwrap();
         s.write_blocking(|c| {
-            let down = "Unable to connect to the remote server.";
+            // Transient by the failure-type table: a streak of users is the evidence.
+            let down = "Errors reported by remote server: 504 Gateway Timeout";
             let (a, b, d) = (
                 failure(c, "u1", down),
                 failure(c, "u2", down),
@@ -382,7 +416,7 @@ mod tests {
             let Some(Change::Opened { cause }) = on_failure(c, &cfg(), &d, false, 13, "t")? else {
                 panic!("did not open")
             };
-            assert!(cause.contains("cannot be reached"), "{cause}");
+            assert!(cause.contains("3 retries in a row failed"), "{cause}");
             let app = failures::find(c, "0oa1", "", Operation::Integration)?.unwrap();
             assert!(app.urgent);
             assert_eq!(
