@@ -821,7 +821,7 @@ async fn a_storm_of_ten_thousand_failures_drains_at_the_configured_rate() {
                     user_login: None,
                     operation: op,
                     failed: true,
-                    reason: Some(DOWN.into()),
+                    reason: Some(TRANSIENT.into()),
                     event_uuid: None,
                     published_ms: None,
                     source: Source::Scan,
@@ -1758,4 +1758,105 @@ fn a_retry_rate_the_apps_budget_cannot_carry_is_reported() {
     assert!(budget_warning(&cfg("[retry]\nenabled = true\nper_minute = 50\n", "1.0")).is_none());
     // Nothing to warn about when retries are off.
     assert!(budget_warning(&cfg("[retry]\nenabled = false\nper_minute = 600\n", "0.5")).is_none());
+}
+
+/// Benchmark (not a timed test; run with `--ignored --nocapture`): a storm of failing retries
+/// of real app users, ample budget or budget-bound, in real time (a paused clock jumps ahead
+/// while requests are on loopback sockets, which would distort a rate). Prints retries
+/// started per minute and apps-bucket calls per retry.
+async fn storm(per_minute: u32, apps_limit: u32, users: usize, minutes: u64) {
+    let h = harness(|c| {
+        c.retry.per_minute = per_minute;
+        c.retry.initial_backoff = Duration::from_secs(1);
+        c.retry.max_backoff = Duration::from_secs(3600);
+        c.okta.rate_limit_share = 0.5;
+    })
+    .await;
+    h.sim.set_rate_limit(Bucket::Apps, apps_limit);
+    let logins: Vec<String> = (0..users).map(|i| format!("s{i}@x.com")).collect();
+    let refs: Vec<&str> = logins.iter().map(String::as_str).collect();
+    let (app, ids) = rejecting_app(&h.sim, "Storm", &refs, TRANSIENT);
+    let now = h.ctx.now_ms();
+    let app2 = app.clone();
+    h.ctx
+        .store
+        .write_blocking(move |tx| {
+            for (u, l) in ids.iter().zip(&logins) {
+                let o = Observation {
+                    app_id: app2.clone(),
+                    app_label: Some("Storm".into()),
+                    user_id: u.clone(),
+                    user_login: Some(l.clone()),
+                    operation: Operation::Create,
+                    failed: true,
+                    reason: Some(TRANSIENT.into()),
+                    event_uuid: None,
+                    published_ms: None,
+                    source: Source::Scan,
+                };
+                failures::apply(tx, &o, now, "t")?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    let before = h.sim.requests().len();
+    let t = Tuning {
+        concurrency: None,
+        confirm_within: Some(Duration::from_secs(60)),
+        ..tuning("bench")
+    };
+    let token = CancellationToken::new();
+    let w = tokio::spawn(worker::run_with(h.ctx.clone(), token.clone(), t));
+    // The poller reports each push's outcome, as in the daemon.
+    let ps = CancellationToken::new();
+    let p = tokio::spawn(poller::run(h.ctx.clone(), ps.clone()));
+    let wall = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_secs(60 * minutes)).await;
+    token.cancel();
+    w.await.unwrap();
+    ps.cancel();
+    p.await.unwrap();
+    let started: i64 = h
+        .ctx
+        .store
+        .blocking(|c| {
+            Ok(c.query_row(
+                "SELECT COUNT(*) FROM failure_history WHERE kind = 'retry_started'",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .unwrap();
+    let apps_calls = h.sim.requests()[before..]
+        .iter()
+        .filter(|r| r.bucket == Bucket::Apps)
+        .count();
+    let stats = h.sim.stats();
+    eprintln!(
+        "bench storm per_minute={per_minute} apps_limit={apps_limit}: {started} retries in {minutes} min = {:.1}/min ({:.1} % of per_minute); {apps_calls} apps calls = {:.2} per retry, {:.1} % of the daemon's apps budget spent on retries; 429s {}; wall {:?}",
+        started as f64 / minutes as f64,
+        100.0 * started as f64 / (minutes as f64 * per_minute as f64),
+        apps_calls as f64 / started.max(1) as f64,
+        100.0 * apps_calls as f64 / (minutes as f64 * (apps_limit as f64 * 0.5)),
+        stats.rate_limited,
+        wall.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark"]
+async fn bench_storm_ample_budget_600() {
+    storm(600, 20_000, 10_000, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark"]
+async fn bench_storm_ample_budget_60() {
+    storm(60, 20_000, 2_000, 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark"]
+async fn bench_storm_budget_bound() {
+    storm(600, 100, 2_000, 2).await;
 }
