@@ -1799,17 +1799,33 @@ async fn storm(per_minute: u32, apps_limit: u32, users: usize, minutes: u64) {
             Ok(())
         })
         .unwrap();
+    // The app recovered: each retry goes through (a storm of retries that keep failing trips
+    // the circuit breaker after three users, by design).
+    h.sim.set_downstream(&app, Downstream::Healthy);
+    // The poller first catches up with the assignments' events, as a running daemon has.
+    let catch_up = std::time::Instant::now();
+    while poll(&h.ctx).await.backlog {}
+    eprintln!(
+        "bench: poller caught up with {users} users' events in {:?}",
+        catch_up.elapsed()
+    );
     let before = h.sim.requests().len();
+    // The daemon's defaults: the log's answer is awaited two poll intervals plus 30 s.
     let t = Tuning {
         concurrency: None,
-        confirm_within: Some(Duration::from_secs(60)),
+        confirm_within: None,
+        idle_poll: Duration::from_secs(60),
         ..tuning("bench")
     };
     let token = CancellationToken::new();
     let w = tokio::spawn(worker::run_with(h.ctx.clone(), token.clone(), t));
     // The poller reports each push's outcome, as in the daemon.
     let ps = CancellationToken::new();
-    let p = tokio::spawn(poller::run(h.ctx.clone(), ps.clone()));
+    let p = if std::env::var_os("BENCH_NO_POLLER").is_none() {
+        tokio::spawn(poller::run(h.ctx.clone(), ps.clone()))
+    } else {
+        tokio::spawn(async {})
+    };
     let wall = std::time::Instant::now();
     tokio::time::sleep(Duration::from_secs(60 * minutes)).await;
     token.cancel();
@@ -1827,6 +1843,24 @@ async fn storm(per_minute: u32, apps_limit: u32, users: usize, minutes: u64) {
             )?)
         })
         .unwrap();
+    let bins: Vec<i64> = h
+        .ctx
+        .store
+        .blocking(|c| {
+            let mut st = c.prepare(
+                "SELECT at FROM failure_history WHERE kind = 'retry_started' ORDER BY at",
+            )?;
+            let rows = st.query_map([], |r| r.get(0))?;
+            Ok(rows.collect::<Result<Vec<i64>, _>>()?)
+        })
+        .unwrap();
+    if let Some(first) = bins.first() {
+        let mut per10 = std::collections::BTreeMap::new();
+        for t in &bins {
+            *per10.entry((t - first) / 10_000).or_insert(0) += 1;
+        }
+        eprintln!("bench: retries started per 10 s: {per10:?}");
+    }
     let apps_calls = h.sim.requests()[before..]
         .iter()
         .filter(|r| r.bucket == Bucket::Apps)
@@ -1858,5 +1892,5 @@ async fn bench_storm_ample_budget_60() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark"]
 async fn bench_storm_budget_bound() {
-    storm(600, 100, 2_000, 2).await;
+    storm(600, 100, 2_000, 4).await;
 }

@@ -44,9 +44,13 @@ pub fn claimer_id(prefix: &str) -> String {
     format!("{prefix}{}-{}", std::process::id(), &u[..8])
 }
 
-/// Takes the next automatic retry in the caller's write transaction: first releases claims
-/// whose lease expired, opens circuits of apps with a reported integration failure, then a due probe of an open circuit if any,
-/// else the failure whose next attempt is most overdue. `None` when nothing is due.
+/// Takes the next automatic retry in the caller's write transaction. First the bookkeeping
+/// that needs no Okta call: releases claims whose lease expired, opens circuits of apps with a
+/// reported integration failure, records the pushes the System Log answered, and re-arms data
+/// errors whose user's profile changed. Then a due probe of an open circuit if any, else the
+/// failure whose next attempt is most overdue, after setting aside (by [`classes`]) the due
+/// failures a push would not help. A failure awaiting its push's outcome past the bound comes
+/// back as a claim with [`Claim::pushed`] set: its read-back. `None` when nothing is due.
 pub fn claim_next(
     tx: &Tx<'_>,
     cfg: &RetryConfig,

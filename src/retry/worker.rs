@@ -195,8 +195,14 @@ pub async fn run_with(ctx: Context, shutdown: CancellationToken, tuning: Tuning)
                 let (ctx2, stop) = (ctx.clone(), shutdown.clone());
                 tasks.spawn(async move {
                     let r = run_claim(&ctx2, &claim, &stop, confirm).await;
-                    if let Ok(rep) = &r {
-                        log_result(&claim, rep);
+                    match &r {
+                        // Stopped before sending: the drain releases the claim; one line for
+                        // all of them, not one per retry.
+                        Ok(rep)
+                            if rep.finished == claims::Finished::NotHeld && stop.is_cancelled() => {
+                        }
+                        Ok(rep) => log_result(&claim, rep),
+                        Err(_) => {}
                     }
                     (claim.failure.id, r)
                 });
