@@ -21,6 +21,8 @@ pub struct Context {
     pub metrics: Metrics,
     pub health: Health,
     pub clock: Clock,
+    /// Wake-ups between this generation's components.
+    pub signals: crate::signal::Signals,
     /// Held by `run` and the demo's daemon, never by short commands; shared by every
     /// generation of a reloaded daemon so the lock is never let go in between.
     pub state_lock: Option<Arc<StateLock>>,
@@ -75,6 +77,7 @@ impl Context {
             metrics,
             health,
             clock,
+            signals: crate::signal::Signals::default(),
             state_lock,
         })
     }

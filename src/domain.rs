@@ -249,12 +249,17 @@ pub enum HistoryKind {
     Remediated,
     /// A remediation PATCH failed; it is never retried blindly.
     RemediationFailed,
+    /// A retry pushed the user again; its outcome comes from the System Log (not yet counted).
+    RetryPushed,
+    /// The retry worker held the failure back by its class (the app throttles Okta, the app
+    /// rejected the data) or released it again (the user's profile changed).
+    RetryHeld,
     /// A kind this build does not know (written by a newer version); shown, never written.
     Unknown,
 }
 
 impl HistoryKind {
-    pub const ALL: [HistoryKind; 20] = [
+    pub const ALL: [HistoryKind; 22] = [
         HistoryKind::Detected,
         HistoryKind::Reopened,
         HistoryKind::Resolved,
@@ -274,6 +279,8 @@ impl HistoryKind {
         HistoryKind::VerificationFailed,
         HistoryKind::Remediated,
         HistoryKind::RemediationFailed,
+        HistoryKind::RetryPushed,
+        HistoryKind::RetryHeld,
         HistoryKind::Unknown,
     ];
 
@@ -298,6 +305,8 @@ impl HistoryKind {
             HistoryKind::VerificationFailed => "verification_failed",
             HistoryKind::Remediated => "remediated",
             HistoryKind::RemediationFailed => "remediation_failed",
+            HistoryKind::RetryPushed => "retry_pushed",
+            HistoryKind::RetryHeld => "retry_held",
             HistoryKind::Unknown => "unknown",
         }
     }

@@ -37,6 +37,7 @@
 //! - [`context`]: the handle every component shares (config, store, Okta client, metrics,
 //!   health, clock).
 //! - [`cli`], [`cmd`]: the command line and one module per subcommand.
+//! - [`signal`]: wake-ups between components (a failure opened, a notification queued).
 //! - [`clock`], [`pacer`], [`systemd`]: wall time that tests can pause, a tokio-driven rate
 //!   limiter, the systemd notify protocol.
 //!
@@ -73,6 +74,7 @@ pub mod okta;
 pub mod pacer;
 pub mod retry;
 pub mod scim;
+pub mod signal;
 pub mod store;
 pub mod systemd;
 pub mod telemetry;

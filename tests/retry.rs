@@ -23,6 +23,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 const DOWN: &str = "Unable to connect to the remote server.";
+/// A reason the failure-type table classes as transient (backoff, no circuit at once).
+const TRANSIENT: &str = "Errors reported by remote server: 503 Service Temporarily Unavailable";
 
 struct Harness {
     sim: OktaSim,
@@ -47,12 +49,12 @@ async fn harness(tweak: impl FnOnce(&mut Config)) -> Harness {
 
 fn tuning(owner: &str) -> Tuning {
     Tuning {
-        settle: Duration::from_secs(2),
         lease: Duration::from_secs(300),
-        idle_poll: Duration::from_secs(1),
-        concurrency: 8,
+        idle_poll: Duration::from_secs(60),
+        concurrency: Some(8),
         auth_pause: Duration::from_secs(60),
         drain_grace: Duration::from_secs(5),
+        confirm_within: Some(Duration::from_secs(5)),
         owner: owner.to_string(),
     }
 }
@@ -157,7 +159,7 @@ async fn a_transient_outage_heals_through_automatic_retries() {
         &users[0],
         "alice@example.com",
         Operation::Create,
-        DOWN,
+        TRANSIENT,
     );
     let w = spawn_worker(&h.ctx, "w1");
 
@@ -225,7 +227,7 @@ async fn a_permanent_outage_exhausts_max_attempts_with_backoff() {
         &users[0],
         "bob@example.com",
         Operation::Create,
-        DOWN,
+        TRANSIENT,
     );
     let first_seen = failure(&h.ctx, id).first_seen;
     let w = spawn_worker(&h.ctx, "w1");
@@ -239,7 +241,7 @@ async fn a_permanent_outage_exhausts_max_attempts_with_backoff() {
 
     let f = failure(&h.ctx, id);
     assert_eq!((f.state, f.attempts), (State::Open, 4));
-    assert_eq!(f.reason.as_deref(), Some(DOWN));
+    assert_eq!(f.reason.as_deref(), Some(TRANSIENT));
     let s = starts(&h.ctx, id);
     assert_eq!(s.len(), 4, "{:?}", history(&h.ctx, id));
     assert_eq!(posts(&h.sim, &app, &users[0]), 4);
@@ -252,7 +254,10 @@ async fn a_permanent_outage_exhausts_max_attempts_with_backoff() {
     let hist = history(&h.ctx, id);
     let last = hist.last().unwrap();
     assert_eq!(last.kind, "retries_exhausted");
-    assert!(last.detail.as_deref().unwrap().contains(DOWN), "{last:?}");
+    assert!(
+        last.detail.as_deref().unwrap().contains(TRANSIENT),
+        "{last:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -745,7 +750,7 @@ async fn two_workers_on_two_connections_retry_each_failure_once() {
     let ids: Vec<i64> = users
         .iter()
         .zip(&refs)
-        .map(|(u, l)| observe(&h.ctx, &app, u, l, Operation::Create, DOWN))
+        .map(|(u, l)| observe(&h.ctx, &app, u, l, Operation::Create, TRANSIENT))
         .collect();
     // A second "process": its own store connection, Okta client and pacer.
     let other = context_on(
@@ -816,7 +821,7 @@ async fn a_storm_of_ten_thousand_failures_drains_at_the_configured_rate() {
                     user_login: None,
                     operation: op,
                     failed: true,
-                    reason: Some(DOWN.into()),
+                    reason: Some(TRANSIENT.into()),
                     event_uuid: None,
                     published_ms: None,
                     source: Source::Scan,
@@ -1188,7 +1193,7 @@ async fn deferrals_back_off_further_while_okta_keeps_failing() {
         &users[0],
         "dee@example.com",
         Operation::Create,
-        DOWN,
+        TRANSIENT,
     );
     h.sim.inject_fault(Fault {
         bucket: Some(Bucket::Apps),
@@ -1224,4 +1229,674 @@ async fn deferrals_back_off_further_while_okta_keeps_failing() {
             i + 1
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 11: failure classes, log-confirmed pushes, wake-ups, prompt stop, urgent alerts.
+// ---------------------------------------------------------------------------------------
+
+use okta_provwatch::detect::poller;
+
+/// Requests to one app user's route by method (`GET` reads, `POST` re-pushes).
+fn calls(sim: &OktaSim, app: &str, user: &str, method: &str) -> usize {
+    let path = format!("/api/v1/apps/{app}/users/{user}");
+    sim.requests()
+        .iter()
+        .filter(|r| r.method == method && r.path.split('?').next() == Some(path.as_str()))
+        .count()
+}
+
+/// An app whose downstream rejects `logins` with `reason` (their pushes fail with it in the
+/// System Log), with them assigned.
+fn rejecting_app(
+    sim: &OktaSim,
+    label: &str,
+    logins: &[&str],
+    reason: &str,
+) -> (String, Vec<String>) {
+    let app = sim.add_app(label);
+    sim.set_downstream(
+        &app,
+        Downstream::Reject {
+            logins: logins.iter().map(|l| l.to_string()).collect(),
+            reason: reason.into(),
+        },
+    );
+    let users = logins
+        .iter()
+        .map(|l| {
+            let u = sim.add_user(l);
+            sim.assign(&app, &u);
+            u
+        })
+        .collect();
+    (app, users)
+}
+
+async fn poll(ctx: &Context) -> poller::PollOutcome {
+    poller::poll_once(ctx).await.expect("the poll succeeds")
+}
+
+fn kinds(ctx: &Context, id: i64) -> Vec<String> {
+    history(ctx, id)
+        .into_iter()
+        .map(|h| h.kind.to_string())
+        .collect()
+}
+
+/// The app answered Okta's push with 429: Okta retries it itself, so the worker watches for
+/// `max_backoff` without a single re-push, and the failure resolves when Okta's own retry
+/// goes through (seen in the System Log).
+#[tokio::test(start_paused = true)]
+async fn a_push_the_app_throttled_is_watched_not_pushed_again() {
+    let h = harness(|c| {
+        c.retry.initial_backoff = Duration::from_secs(5);
+        c.retry.max_backoff = Duration::from_secs(600);
+    })
+    .await;
+    let reason = "Errors reported by remote server: HTTP 429 Too Many Requests";
+    let app = h.sim.add_app("Throttler");
+    let user = h.sim.add_user("tom@x.com");
+    h.sim.assign(&app, &user);
+    let users = [user];
+    poll(&h.ctx).await;
+    // A profile push the app answers with 429.
+    h.sim.set_downstream(
+        &app,
+        Downstream::Reject {
+            logins: vec!["tom@x.com".into()],
+            reason: reason.into(),
+        },
+    );
+    h.sim.update_profile(&app, &users[0]);
+    let found = poll(&h.ctx).await;
+    assert_eq!(found.opened, 1, "{found:?}");
+    let id = h
+        .ctx
+        .store
+        .write_blocking(|c| failures::find(c, &app, &users[0], Operation::Update))
+        .unwrap()
+        .unwrap()
+        .id;
+    let gets_before = calls(&h.sim, &app, &users[0], "GET");
+    let w = spawn_worker(&h.ctx, "w1");
+    tokio::time::sleep(Duration::from_secs(300)).await;
+    assert_eq!(calls(&h.sim, &app, &users[0], "POST"), 0);
+    assert_eq!(calls(&h.sim, &app, &users[0], "GET"), gets_before);
+    assert!(kinds(&h.ctx, id).contains(&"retry_held".to_string()));
+    let held = history(&h.ctx, id)
+        .into_iter()
+        .find(|e| e.kind == "retry_held")
+        .unwrap();
+    assert!(held
+        .detail
+        .unwrap()
+        .contains("Okta retries such pushes itself"));
+    // Okta's own retry goes through: the poller resolves the failure, no push of ours needed.
+    h.sim.set_downstream(&app, Downstream::Healthy);
+    h.sim.update_profile(&app, &users[0]);
+    poll(&h.ctx).await;
+    stop(w).await;
+    assert_eq!(failure(&h.ctx, id).state, State::Resolved);
+    assert_eq!(calls(&h.sim, &app, &users[0], "POST"), 0);
+}
+
+fn profile_update_event(user: &str, published: chrono::DateTime<chrono::Utc>) -> serde_json::Value {
+    serde_json::json!({
+        "uuid": uuid_like(user, published.timestamp_millis()),
+        "published": published.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "eventType": "user.account.update_profile",
+        "legacyEventType": "core.user.config.profile_update.success",
+        "displayMessage": "Update user profile for Okta",
+        "severity": "INFO",
+        "outcome": { "result": "SUCCESS" },
+        "actor": { "id": "00uadmin", "type": "User", "alternateId": "admin@x.com" },
+        "target": [ { "id": user, "type": "User", "alternateId": "user" } ]
+    })
+}
+
+fn uuid_like(user: &str, at: i64) -> String {
+    format!("profile-{user}-{at}")
+}
+
+/// The app rejected the user's data: no blind retry at all; the failure is left for a person
+/// (retries exhausted, with what to fix); when the user's Okta profile changes, exactly one
+/// retry follows.
+#[tokio::test(start_paused = true)]
+async fn a_data_error_is_not_retried_until_the_users_profile_changes_then_once() {
+    let h = harness(|c| {
+        c.retry.initial_backoff = Duration::from_secs(5);
+        c.retry.max_backoff = Duration::from_secs(60);
+    })
+    .await;
+    let reason = "Bad Request. Errors reported by remote server: department is required";
+    let (app, users) = rejecting_app(&h.sim, "HRIS", &["dana@x.com"], reason);
+    assert_eq!(poll(&h.ctx).await.opened, 1);
+    let id = h
+        .ctx
+        .store
+        .write_blocking(|c| failures::find(c, &app, &users[0], Operation::Create))
+        .unwrap()
+        .unwrap()
+        .id;
+    let w = spawn_worker(&h.ctx, "w1");
+    wait_until(
+        "the failure to be left for a person",
+        Duration::from_secs(120),
+        || failure(&h.ctx, id).retry_exhausted,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!(calls(&h.sim, &app, &users[0], "POST"), 0, "no blind retry");
+    let why = history(&h.ctx, id)
+        .into_iter()
+        .find(|e| e.kind == "retries_exhausted")
+        .and_then(|e| e.detail)
+        .unwrap();
+    assert!(
+        why.contains("correct the attribute") && why.contains("department is required"),
+        "{why}"
+    );
+
+    // The user's profile changes (still without the department): one retry, then held again.
+    h.sim.push_log_event(profile_update_event(
+        &users[0],
+        h.ctx.clock.now() + chrono::Duration::seconds(1),
+    ));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let found = poll(&h.ctx).await;
+    assert_eq!(found.profile_changes, 1, "{found:?}");
+    wait_until(
+        "the one retry after the profile change",
+        Duration::from_secs(120),
+        || calls(&h.sim, &app, &users[0], "POST") == 1 && failure(&h.ctx, id).retry_exhausted,
+    )
+    .await;
+    // The push's failure event reaches the log; nothing more is pushed.
+    poll(&h.ctx).await;
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    poll(&h.ctx).await;
+    stop(w).await;
+    assert_eq!(calls(&h.sim, &app, &users[0], "POST"), 1);
+    let f = failure(&h.ctx, id);
+    assert!(f.retry_exhausted && f.state != State::Resolved, "{f:?}");
+}
+
+/// Credentials or connection errors are app-wide: the first such failure opens the app's
+/// circuit before any of its users is pushed (one app-level failure for people), and only
+/// probes push until one succeeds.
+#[tokio::test(start_paused = true)]
+async fn a_connection_error_opens_the_apps_circuit_before_any_push() {
+    let h = harness(|c| {
+        c.retry.initial_backoff = Duration::from_secs(5);
+        c.retry.max_backoff = Duration::from_secs(60);
+    })
+    .await;
+    let logins = ["c1@x.com", "c2@x.com", "c3@x.com", "c4@x.com"];
+    let (app, users) = failing_app(&h.sim, "Down CRM", &logins);
+    assert_eq!(poll(&h.ctx).await.opened, logins.len());
+    let w = spawn_worker(&h.ctx, "w1");
+    wait_until("the circuit to open", Duration::from_secs(120), || {
+        h.ctx
+            .store
+            .write_blocking(|c| store_retry::get_circuit(c, &app))
+            .unwrap()
+            .is_some_and(|c| c.open)
+    })
+    .await;
+    let pushed_before_open: usize = users.iter().map(|u| calls(&h.sim, &app, u, "POST")).sum();
+    assert!(
+        pushed_before_open <= 1,
+        "{pushed_before_open} pushes before the circuit opened"
+    );
+    let app_failure = h
+        .ctx
+        .store
+        .write_blocking(|c| failures::find(c, &app, "", Operation::Integration))
+        .unwrap()
+        .expect("one app-level failure");
+    assert!(app_failure.reason.unwrap().contains(DOWN));
+    // Down for ten minutes: a handful of probes, never the whole queue.
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    let pushed: usize = users.iter().map(|u| calls(&h.sim, &app, u, "POST")).sum();
+    assert!(pushed <= 15, "{pushed} pushes while the app was down");
+    h.sim.set_downstream(&app, Downstream::Healthy);
+    wait_until("every user fixed", Duration::from_secs(900), || {
+        users
+            .iter()
+            .all(|u| sync_state(&h.sim, &app, u).as_deref() == Some("SYNCHRONIZED"))
+    })
+    .await;
+    stop(w).await;
+}
+
+/// A transient failure whose retry fails again learns so from the System Log the poller
+/// reads anyway: one read and one `POST` per attempt, no read-back.
+#[tokio::test(start_paused = true)]
+async fn a_retry_costs_two_calls_when_the_log_reports_its_outcome() {
+    let h = harness(|c| {
+        c.retry.max_attempts = 3;
+        c.retry.initial_backoff = Duration::from_secs(5);
+        c.retry.max_backoff = Duration::from_secs(20);
+        c.detect.poll_interval = Duration::from_secs(10);
+    })
+    .await;
+    let reason = "Errors reported by remote server: 503 Service Temporarily Unavailable";
+    let (app, users) = rejecting_app(&h.sim, "Flaky", &["fay@x.com"], reason);
+    assert_eq!(poll(&h.ctx).await.opened, 1);
+    let id = h
+        .ctx
+        .store
+        .write_blocking(|c| failures::find(c, &app, &users[0], Operation::Create))
+        .unwrap()
+        .unwrap()
+        .id;
+    let token = CancellationToken::new();
+    let tuning = Tuning {
+        // Long: a read-back would only happen if the log said nothing for a minute.
+        confirm_within: Some(Duration::from_secs(60)),
+        ..tuning("w1")
+    };
+    let w = tokio::spawn(worker::run_with(h.ctx.clone(), token.clone(), tuning));
+    let ctx = h.ctx.clone();
+    let poller_stop = CancellationToken::new();
+    let p = tokio::spawn(poller::run(ctx, poller_stop.clone()));
+    wait_until("retries exhausted", Duration::from_secs(600), || {
+        failure(&h.ctx, id).retry_exhausted
+    })
+    .await;
+    poller_stop.cancel();
+    p.await.unwrap();
+    stop((token, w)).await;
+    let f = failure(&h.ctx, id);
+    assert_eq!(f.attempts, 3, "{:?}", kinds(&h.ctx, id));
+    let (gets, posts) = (
+        calls(&h.sim, &app, &users[0], "GET"),
+        calls(&h.sim, &app, &users[0], "POST"),
+    );
+    assert_eq!(posts, 3);
+    assert_eq!(
+        gets,
+        3,
+        "one read per attempt, no read-back: {:#?}",
+        history(&h.ctx, id)
+    );
+    let failed: Vec<_> = history(&h.ctx, id)
+        .into_iter()
+        .filter(|e| e.kind == "retry_failed")
+        .collect();
+    assert!(
+        failed
+            .iter()
+            .all(|e| e.detail.as_deref().unwrap().contains("System Log")),
+        "{failed:?}"
+    );
+}
+
+/// Opened by a poll, a due failure is retried at once: the worker is woken, it does not wait
+/// for its idle poll (a minute in this tuning).
+#[tokio::test(start_paused = true)]
+async fn a_failure_opened_by_a_poll_is_retried_within_a_second() {
+    let h = harness(|c| c.retry.initial_backoff = Duration::ZERO).await;
+    let w = spawn_worker(&h.ctx, "w1");
+    // The worker is idle, waiting for its minute-long idle poll.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (app, users) = rejecting_app(&h.sim, "Late", &["lee@x.com"], TRANSIENT);
+    assert_eq!(poll(&h.ctx).await.opened, 1);
+    let polled = h.ctx.now_ms();
+    let id = h
+        .ctx
+        .store
+        .write_blocking(|c| failures::find(c, &app, &users[0], Operation::Create))
+        .unwrap()
+        .unwrap()
+        .id;
+    wait_until("the retry", Duration::from_secs(30), || {
+        !starts(&h.ctx, id).is_empty()
+    })
+    .await;
+    stop(w).await;
+    let started = starts(&h.ctx, id)[0];
+    assert!(
+        started - polled <= 1_000,
+        "retry started {} ms after the poll",
+        started - polled
+    );
+}
+
+/// SIGTERM with 200 retries waiting for the Okta budget: the worker stops within 2 s and no
+/// re-push `POST` reaches Okta after the signal. Real time, real sockets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_with_two_hundred_retries_waiting_for_budget_is_prompt_and_sends_nothing() {
+    let sim = start_okta().await;
+    let dir = temp_dir();
+    let mut config = config_with(&sim, dir.path(), "[retry]\nenabled = true\n");
+    config.retry.initial_backoff = Duration::ZERO;
+    config.retry.per_minute = 100_000;
+    config.okta.rate_limit_share = 0.5;
+    let ctx = context_on(config, Clock::system());
+    // A tight apps bucket: 10 a minute, 5 of them ours.
+    sim.set_rate_limit(Bucket::Apps, 10);
+    let app = sim.add_app("Busy");
+    sim.set_downstream(&app, Downstream::Down);
+    let mut users = Vec::new();
+    for i in 0..200 {
+        let u = sim.add_user(&format!("b{i}@x.com"));
+        sim.assign(&app, &u);
+        users.push(u);
+    }
+    for (i, u) in users.iter().enumerate() {
+        observe(
+            &ctx,
+            &app,
+            u,
+            &format!("b{i}@x.com"),
+            Operation::Create,
+            TRANSIENT,
+        );
+    }
+    let token = CancellationToken::new();
+    let tuning = Tuning {
+        concurrency: Some(200),
+        ..tuning("w-stop")
+    };
+    let w = tokio::spawn(worker::run_with(ctx.clone(), token.clone(), tuning));
+    // Let the worker claim everything and the budget hold the retries back.
+    let claimed = eventually(Duration::from_secs(20), || {
+        ctx.store
+            .write_blocking(store_retry::claimed_count)
+            .unwrap_or(0)
+            >= 150
+    })
+    .await;
+    assert!(claimed, "the worker claimed the storm");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let signalled = chrono::Utc::now();
+    let t0 = std::time::Instant::now();
+    token.cancel();
+    w.await.unwrap();
+    let took = t0.elapsed();
+    eprintln!("measured: stop with the storm waiting for budget took {took:?}");
+    assert!(took <= Duration::from_secs(2), "stopping took {took:?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let late: Vec<_> = sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path.contains("/users/") && r.at > signalled)
+        .collect();
+    assert!(late.is_empty(), "POSTs after the signal: {late:?}");
+    // Every claim was released, none counted as an attempt.
+    let left = ctx
+        .store
+        .write_blocking(store_retry::claimed_count)
+        .unwrap();
+    assert_eq!(left, 0);
+}
+
+/// An urgent failure found by a poll reaches Slack within a second of that poll: the poller
+/// wakes the evaluator, which hands the message to the sender at once (no evaluation or
+/// sender tick in the path). Real time, real sockets (Okta simulator, fake Slack).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_urgent_failure_reaches_slack_within_a_second_of_the_poll() {
+    let sim = start_okta().await;
+    let slack = start_slack().await;
+    let dir = temp_dir();
+    let sections = r#"
+[alert]
+group_wait = "30s"
+persist_after = "10m"
+
+[slack]
+webhook_url_env = "PROVWATCH_TEST_SLACK_HOOK"
+"#;
+    let toml = minimal_toml(sim.base_url().as_str(), dir.path(), "", sections);
+    let config = parse_config(
+        &toml,
+        &sim.api_token(),
+        &[("PROVWATCH_TEST_SLACK_HOOK", slack.webhook_url().as_str())],
+    );
+    let ctx = context_on(config, Clock::system());
+    let app = sim.add_app("Payroll");
+    let u = sim.add_user("quinn@x.com");
+    sim.assign(&app, &u);
+    // Baseline poll: the cursor is past the assignment.
+    poll(&ctx).await;
+    let stop_all = CancellationToken::new();
+    let eval = tokio::spawn(okta_provwatch::alert::evaluator::run(
+        ctx.clone(),
+        stop_all.clone(),
+    ));
+    let send = tokio::spawn(okta_provwatch::alert::sender::run(
+        ctx.clone(),
+        stop_all.clone(),
+    ));
+    // Let both settle into waiting for their next tick.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A failed deprovisioning is urgent.
+    sim.set_downstream(&app, Downstream::Down);
+    sim.deactivate(&app, &u);
+    let found = poll(&ctx).await;
+    let polled = std::time::Instant::now();
+    assert_eq!(found.opened, 1, "{found:?}");
+    let arrived = eventually(Duration::from_secs(10), || !slack.messages().is_empty()).await;
+    let took = polled.elapsed();
+    stop_all.cancel();
+    eval.await.unwrap();
+    send.await.unwrap();
+    assert!(arrived, "no Slack message");
+    eprintln!("measured: poll to Slack {took:?}");
+    assert!(
+        took <= Duration::from_secs(1),
+        "Slack got the urgent alert {took:?} after the poll"
+    );
+    let text = slack.messages()[0].body.to_string();
+    assert!(text.contains("quinn@x.com"), "{text}");
+}
+
+/// The write itself: a re-push `POST` waiting for the apps budget is not sent once the stop
+/// token is cancelled; the call ends at once with `NotSent` and Okta sees no `POST`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repush_waiting_for_budget_is_not_sent_after_stop() {
+    let sim = start_okta().await;
+    let dir = temp_dir();
+    let mut config = config_with(&sim, dir.path(), "");
+    config.okta.rate_limit_share = 0.5;
+    let ctx = context_on(config, Clock::system());
+    sim.set_rate_limit(Bucket::Apps, 2);
+    let app = sim.add_app("Tight");
+    let u = sim.add_user("ty@x.com");
+    sim.assign(&app, &u);
+    // Learn the bucket and spend our one call of the minute.
+    let au = ctx.okta.get_app_user(&app, &u).await.unwrap();
+    let body = serde_json::json!({ "profile": au.profile });
+    let stop = CancellationToken::new();
+    let (okta, app2, u2, stop2) = (ctx.okta.clone(), app.clone(), u.clone(), stop.clone());
+    let call = tokio::spawn(async move {
+        okta.update_app_user_with_unless(
+            okta_provwatch::okta::ratelimit::Class::Retry,
+            &app2,
+            &u2,
+            &body,
+            Some(&stop2),
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!call.is_finished(), "the POST waits for the budget");
+    let t0 = std::time::Instant::now();
+    stop.cancel();
+    let out = call.await.unwrap();
+    assert!(
+        t0.elapsed() < Duration::from_millis(200),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert!(
+        matches!(out, Err(okta_provwatch::okta::OktaError::NotSent { .. })),
+        "{out:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(calls(&sim, &app, &u, "POST"), 0);
+}
+
+/// `check-config` and `doctor` say when `retry.per_minute` exceeds what the apps budget can
+/// carry (two apps-bucket calls a retry out of the daemon's share of 100 a minute).
+#[test]
+fn a_retry_rate_the_apps_budget_cannot_carry_is_reported() {
+    use okta_provwatch::retry::pace::budget_warning;
+    let dir = temp_dir();
+    let cfg = |retry: &str, share: &str| {
+        let toml = minimal_toml(
+            "https://example.okta.com",
+            dir.path(),
+            &format!("rate_limit_share = {share}"),
+            retry,
+        );
+        parse_config(&toml, "t", &[])
+    };
+    let w = budget_warning(&cfg("[retry]\nenabled = true\nper_minute = 600\n", "0.5"))
+        .expect("600 a minute does not fit 50 calls");
+    assert!(
+        w.contains("retry.per_minute = 600") && w.contains("at most 25"),
+        "{w}"
+    );
+    assert!(budget_warning(&cfg("[retry]\nenabled = true\nper_minute = 25\n", "0.5")).is_none());
+    assert!(budget_warning(&cfg("[retry]\nenabled = true\nper_minute = 50\n", "1.0")).is_none());
+    // Nothing to warn about when retries are off.
+    assert!(budget_warning(&cfg("[retry]\nenabled = false\nper_minute = 600\n", "0.5")).is_none());
+}
+
+/// Benchmark (not a timed test; run with `--ignored --nocapture`): a storm of failing retries
+/// of real app users, ample budget or budget-bound, in real time (a paused clock jumps ahead
+/// while requests are on loopback sockets, which would distort a rate). Prints retries
+/// started per minute and apps-bucket calls per retry.
+async fn storm(per_minute: u32, apps_limit: u32, users: usize, minutes: u64) {
+    let h = harness(|c| {
+        c.retry.per_minute = per_minute;
+        c.retry.initial_backoff = Duration::from_secs(1);
+        c.retry.max_backoff = Duration::from_secs(3600);
+        c.okta.rate_limit_share = 0.5;
+    })
+    .await;
+    h.sim.set_rate_limit(Bucket::Apps, apps_limit);
+    let logins: Vec<String> = (0..users).map(|i| format!("s{i}@x.com")).collect();
+    let refs: Vec<&str> = logins.iter().map(String::as_str).collect();
+    let (app, ids) = rejecting_app(&h.sim, "Storm", &refs, TRANSIENT);
+    let now = h.ctx.now_ms();
+    let app2 = app.clone();
+    h.ctx
+        .store
+        .write_blocking(move |tx| {
+            for (u, l) in ids.iter().zip(&logins) {
+                let o = Observation {
+                    app_id: app2.clone(),
+                    app_label: Some("Storm".into()),
+                    user_id: u.clone(),
+                    user_login: Some(l.clone()),
+                    operation: Operation::Create,
+                    failed: true,
+                    reason: Some(TRANSIENT.into()),
+                    event_uuid: None,
+                    published_ms: None,
+                    source: Source::Scan,
+                };
+                failures::apply(tx, &o, now, "t")?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    // The app recovered: each retry goes through (a storm of retries that keep failing trips
+    // the circuit breaker after three users, by design).
+    h.sim.set_downstream(&app, Downstream::Healthy);
+    // The poller first catches up with the assignments' events, as a running daemon has.
+    let catch_up = std::time::Instant::now();
+    while poll(&h.ctx).await.backlog {}
+    eprintln!(
+        "bench: poller caught up with {users} users' events in {:?}",
+        catch_up.elapsed()
+    );
+    let before = h.sim.requests().len();
+    // The daemon's defaults: the log's answer is awaited two poll intervals plus 30 s.
+    let t = Tuning {
+        concurrency: None,
+        confirm_within: None,
+        idle_poll: Duration::from_secs(60),
+        ..tuning("bench")
+    };
+    let token = CancellationToken::new();
+    let w = tokio::spawn(worker::run_with(h.ctx.clone(), token.clone(), t));
+    // The poller reports each push's outcome, as in the daemon.
+    let ps = CancellationToken::new();
+    let p = if std::env::var_os("BENCH_NO_POLLER").is_none() {
+        tokio::spawn(poller::run(h.ctx.clone(), ps.clone()))
+    } else {
+        tokio::spawn(async {})
+    };
+    let wall = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_secs(60 * minutes)).await;
+    token.cancel();
+    w.await.unwrap();
+    ps.cancel();
+    p.await.unwrap();
+    let started: i64 = h
+        .ctx
+        .store
+        .blocking(|c| {
+            Ok(c.query_row(
+                "SELECT COUNT(*) FROM failure_history WHERE kind = 'retry_started'",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .unwrap();
+    let bins: Vec<i64> = h
+        .ctx
+        .store
+        .blocking(|c| {
+            let mut st = c.prepare(
+                "SELECT at FROM failure_history WHERE kind = 'retry_started' ORDER BY at",
+            )?;
+            let rows = st.query_map([], |r| r.get(0))?;
+            Ok(rows.collect::<Result<Vec<i64>, _>>()?)
+        })
+        .unwrap();
+    if let Some(first) = bins.first() {
+        let mut per10 = std::collections::BTreeMap::new();
+        for t in &bins {
+            *per10.entry((t - first) / 10_000).or_insert(0) += 1;
+        }
+        eprintln!("bench: retries started per 10 s: {per10:?}");
+    }
+    let apps_calls = h.sim.requests()[before..]
+        .iter()
+        .filter(|r| r.bucket == Bucket::Apps)
+        .count();
+    let stats = h.sim.stats();
+    eprintln!(
+        "bench storm per_minute={per_minute} apps_limit={apps_limit}: {started} retries in {minutes} min = {:.1}/min ({:.1} % of per_minute); {apps_calls} apps calls = {:.2} per retry, {:.1} % of the daemon's apps budget spent on retries; 429s {}; wall {:?}",
+        started as f64 / minutes as f64,
+        100.0 * started as f64 / (minutes as f64 * per_minute as f64),
+        apps_calls as f64 / started.max(1) as f64,
+        100.0 * apps_calls as f64 / (minutes as f64 * (apps_limit as f64 * 0.5)),
+        stats.rate_limited,
+        wall.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark"]
+async fn bench_storm_ample_budget_600() {
+    storm(600, 20_000, 10_000, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark"]
+async fn bench_storm_ample_budget_60() {
+    storm(60, 20_000, 2_000, 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark"]
+async fn bench_storm_budget_bound() {
+    storm(600, 100, 2_000, 4).await;
 }

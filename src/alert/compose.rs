@@ -316,6 +316,7 @@ mod tests {
             repeat_interval_ms: 4 * 3_600_000,
             group_wait_ms: 30_000,
             group_interval_ms: 300_000,
+            urgent_group_wait_ms: 2_000,
             send_resolved: true,
             channels: vec!["console"],
             admin_base: Some("https://acme-admin.okta.com".into()),

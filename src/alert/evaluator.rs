@@ -24,7 +24,7 @@
 //! message [`super::compose`].
 
 use super::compose::{firing_message, resolved_message};
-use super::group::{fingerprint, ms, save_if_changed, Outcome, Settings};
+use super::group::{fingerprint, save_if_changed, Outcome, Settings};
 use super::health_alerts;
 use super::outbox;
 use crate::context::Context;
@@ -36,10 +36,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// How often the evaluator looks at the store.
+/// How often the evaluator looks at the store when nothing wakes it (group waits, repeats,
+/// health and persistence windows come due by the clock alone).
 pub const EVAL_INTERVAL: Duration = Duration::from_secs(2);
-/// Urgent groups still wait this long, so failures reported in the same burst (one poll page)
-/// share one message.
+/// Urgent groups still wait this long when evaluated on a tick, so failures reported in the
+/// same burst (one poll page) share one message. The daemon's loop ([`run`]) waits zero: the
+/// detectors wake it only after a whole page committed, so the burst is in the store already.
 pub const URGENT_GROUP_WAIT: Duration = Duration::from_secs(2);
 /// Actor written to failure history.
 pub const ACTOR: &str = "alerter";
@@ -146,7 +148,7 @@ fn evaluate_app(
     let fp = fingerprint(&set);
     let urgent = set.iter().any(|f| f.urgent);
     let wait = if urgent {
-        ms(URGENT_GROUP_WAIT).min(s.group_wait_ms)
+        s.urgent_group_wait_ms.min(s.group_wait_ms)
     } else {
         s.group_wait_ms
     };
@@ -197,7 +199,10 @@ fn evaluate_app(
 
 /// The evaluator loop: every [`EVAL_INTERVAL`] until `shutdown`.
 pub async fn run(ctx: Context, shutdown: CancellationToken) {
-    let settings = Settings::from_config(&ctx.config);
+    let settings = Settings {
+        urgent_group_wait_ms: 0,
+        ..Settings::from_config(&ctx.config)
+    };
     if settings.channels == [outbox::CONSOLE] {
         tracing::warn!("no [slack] or [email] configured: alerts will only be written to this log");
     }
@@ -207,6 +212,8 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tick.tick() => {}
+            // A detector committed new failures: an urgent one goes out now, not next tick.
+            _ = ctx.signals.alert_wakeup() => {}
         }
         let now = ctx.clock.now_ms();
         let health = ctx.health.snapshot();
@@ -216,12 +223,15 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
             .write(move |tx| evaluate(tx, &s, Some(&health), now))
             .await
         {
-            Ok(o) if !o.is_empty() => tracing::info!(
-                firing = %o.firing.join(", "),
-                resolved = %o.resolved.join(", "),
-                outbox_rows = o.rows,
-                "alert notifications queued"
-            ),
+            Ok(o) if !o.is_empty() => {
+                tracing::info!(
+                    firing = %o.firing.join(", "),
+                    resolved = %o.resolved.join(", "),
+                    outbox_rows = o.rows,
+                    "alert notifications queued"
+                );
+                ctx.signals.outbox_queued();
+            }
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "alert evaluation failed; retrying"),
         }

@@ -33,6 +33,10 @@ pub struct Settings {
     pub admin_base: Option<String>,
     /// The System Log poll interval, which scales the daemon-health threshold.
     pub poll_interval_ms: i64,
+    /// How long an urgent group waits to batch a burst: [`super::evaluator::URGENT_GROUP_WAIT`]
+    /// by default; zero in the daemon, whose evaluator the detectors wake after a whole poll
+    /// page committed (the burst is in the store by then).
+    pub urgent_group_wait_ms: i64,
 }
 
 impl Settings {
@@ -46,6 +50,7 @@ impl Settings {
             channels: outbox::channels(cfg),
             admin_base: cfg.okta.admin_console(),
             poll_interval_ms: ms(cfg.detect.poll_interval),
+            urgent_group_wait_ms: ms(super::evaluator::URGENT_GROUP_WAIT),
         }
     }
 }

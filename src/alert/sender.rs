@@ -202,6 +202,8 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tick.tick() => {}
+            // The evaluator queued notifications: deliver them now, not next tick.
+            _ = ctx.signals.outbox_wakeup() => {}
         }
         let now = ctx.clock.now_ms();
         if let Err(e) = sender

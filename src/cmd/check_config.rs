@@ -22,5 +22,9 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
     if let Some(hint) = config.okta.admin_console_hint() {
         println!("hint: {hint}");
     }
+    // Valid but unreachable: said, not refused (the budget is learnt only at run time).
+    if let Some(w) = crate::retry::pace::budget_warning(&config) {
+        eprintln!("okta-provwatch: warning: {w}");
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -138,6 +138,9 @@ pub async fn diagnose(config_path: &Path, args: &DoctorArgs) -> Report {
         format!("{} is valid\n{}", config_path.display(), summary.join("\n")),
     );
 
+    if let Some(w) = crate::retry::pace::budget_warning(&config) {
+        r.add("retry rate", Status::Warn, w);
+    }
     check_store(&config, &mut r);
     check_okta(&config, &mut r).await;
     check_channels(&config, args.send_test_alert, &mut r).await;

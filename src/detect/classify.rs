@@ -19,8 +19,14 @@ pub const LOG_FILTER: &str = concat!(
     " or eventType eq \"user.lifecycle.deactivate\"",
     " or eventType eq \"user.lifecycle.suspend\"",
     " or eventType eq \"application.user_membership.remove\"",
-    " or eventType eq \"application.lifecycle.update\""
+    " or eventType eq \"application.lifecycle.update\"",
+    // A profile change re-arms the one retry of a data error (retry::classes).
+    " or eventType eq \"user.account.update_profile\""
 );
+
+/// A user's Okta profile changed: a failure the app rejected for the user's data may go
+/// through now, so the retry worker retries such failures once after it.
+pub const PROFILE_UPDATE: &str = "user.account.update_profile";
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Classified {
@@ -29,6 +35,11 @@ pub enum Classified {
     /// failure of any app.
     OrgRateLimit {
         event_type: String,
+    },
+    /// A user's Okta profile changed ([`PROFILE_UPDATE`]).
+    ProfileChanged {
+        user_id: String,
+        published_ms: i64,
     },
     /// An outcome that says nothing about success or failure (SKIPPED, DEFERRED, ...).
     NoOutcome,
@@ -99,6 +110,24 @@ pub fn published_ms(ev: &LogEvent) -> Option<i64> {
 }
 
 pub fn classify(ev: &LogEvent) -> Classified {
+    if ev.event_type == PROFILE_UPDATE {
+        let user = ev.target("User").and_then(|t| t.id.clone());
+        return match (user, published_ms(ev)) {
+            (Some(user_id), Some(published_ms)) if ev.result() != Some("FAILURE") => {
+                Classified::ProfileChanged {
+                    user_id,
+                    published_ms,
+                }
+            }
+            (Some(_), Some(_)) => Classified::NoOutcome,
+            (None, _) => Classified::Malformed {
+                why: "profile update without a User target".into(),
+            },
+            (_, None) => Classified::Malformed {
+                why: format!("unparseable published {:?}", ev.published),
+            },
+        };
+    }
     if ev.event_type.starts_with("system.org.rate_limit") {
         return Classified::OrgRateLimit {
             event_type: ev.event_type.clone(),

@@ -13,7 +13,7 @@ use crate::domain::{Observation, Operation};
 use crate::okta::types::LogEvent;
 use crate::okta::OktaError;
 use crate::store::failures::{self, Applied};
-use crate::store::{apps, cursor, StoreError, Tx};
+use crate::store::{apps, claims, cursor, StoreError, Tx};
 use serde_json::Value;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -34,6 +34,8 @@ pub struct PollOutcome {
     pub backlog: bool,
     /// Okta sent no usable `next` link (missing, or looping back on a non-empty page).
     pub bad_next: bool,
+    /// Profile changes of users with unresolved failures.
+    pub profile_changes: usize,
 }
 
 /// The first URL when no cursor is stored: `since` = now − `initial_lookback`.
@@ -114,6 +116,11 @@ pub async fn poll_once(ctx: &Context) -> Result<PollOutcome, DetectError> {
             Ok((out, newest))
         })
         .await?;
+    // Wake the retry worker and the alert evaluator now rather than at their next tick: a
+    // due retry starts, and an urgent failure is on its way to Slack, right after this poll.
+    if out.opened > 0 || out.profile_changes > 0 {
+        ctx.signals.failures_changed();
+    }
     let m = &ctx.metrics;
     for (result, n) in [
         ("duplicate", out.duplicates),
@@ -203,6 +210,14 @@ fn apply_events(
                     "provwatch_org_rate_limit_events_total",
                     &[("event_type", &event_type)],
                 );
+            }
+            Classified::ProfileChanged {
+                user_id,
+                published_ms,
+            } => {
+                if claims::note_profile_change(tx, &user_id, published_ms)? > 0 {
+                    out.profile_changes += 1;
+                }
             }
             Classified::NoOutcome => {}
             Classified::Unknown { event_type } => {

@@ -400,7 +400,7 @@ impl OktaClient {
                 req = req.header("DPoP", p);
             }
             let out = self
-                .send_once(Bucket::OAuthToken, class, "/oauth2/v1/token", req)
+                .send_once(Bucket::OAuthToken, class, "/oauth2/v1/token", req, None)
                 .await;
             if let Ok((_, headers, _)) = &out {
                 if let Some(n) = dpop::nonce(headers).filter(|_| dpop_on) {
@@ -495,15 +495,24 @@ impl OktaClient {
         class: Class,
         path: &str,
         req: reqwest::RequestBuilder,
+        stop: Option<&CancellationToken>,
     ) -> Result<(StatusCode, HeaderMap, Vec<u8>), OktaError> {
+        let not_sent = || OktaError::NotSent {
+            path: path.to_owned(),
+        };
         // Budget first: a request waiting out its bucket's window must not hold one of the few
-        // in-flight slots that requests to other buckets need meanwhile.
+        // in-flight slots that requests to other buckets need meanwhile. The client's stop (the
+        // daemon's shutdown) and the caller's stop token both end the wait: nothing was sent.
         let asked = Instant::now();
-        self.inner
-            .budget
-            .acquire(bucket, class, &self.inner.stop)
-            .await
-            .map_err(|_| OktaError::Cancelled)?;
+        let acquire = self.inner.budget.acquire(bucket, class, &self.inner.stop);
+        match stop {
+            Some(s) => tokio::select! {
+                biased;
+                _ = s.cancelled() => return Err(not_sent()),
+                r = acquire => r.map_err(|_| OktaError::Cancelled)?,
+            },
+            None => acquire.await.map_err(|_| OktaError::Cancelled)?,
+        }
         self.inner.opts.metrics.observe(
             "okta_budget_wait_seconds",
             &[("class", class.as_str())],
@@ -515,11 +524,14 @@ impl OktaClient {
             budget: &self.inner.budget,
             bucket,
         };
-        // The call is counted: if shutdown comes while waiting for an in-flight slot, nothing
+        // The call is counted: if a stop comes while waiting for an in-flight slot, nothing
         // was sent and the count only makes us more careful until the window ends.
+        let never = CancellationToken::new();
+        let caller_stop = stop.unwrap_or(&never);
         let _permit = tokio::select! {
             biased;
             _ = self.inner.stop.cancelled() => return Err(OktaError::Cancelled),
+            _ = caller_stop.cancelled() => return Err(not_sent()),
             p = self.inner.in_flight.acquire() => {
                 p.map_err(|_| OktaError::Config("client closed".into()))?
             }
@@ -644,7 +656,7 @@ impl OktaClient {
         path_or_url: &str,
         body: Option<&Value>,
     ) -> Result<(HeaderMap, Vec<u8>), OktaError> {
-        self.request_with(DEFAULT_CLASS, method, path_or_url, body)
+        self.request_with_unless(DEFAULT_CLASS, method, path_or_url, body, None)
             .await
     }
 
@@ -655,6 +667,22 @@ impl OktaClient {
         method: Method,
         path_or_url: &str,
         body: Option<&Value>,
+    ) -> Result<(HeaderMap, Vec<u8>), OktaError> {
+        self.request_with_unless(class, method, path_or_url, body, None)
+            .await
+    }
+
+    /// [`OktaClient::request_with`] that sends nothing once `stop` is cancelled: waits for the
+    /// budget or an in-flight slot end with [`OktaError::NotSent`], and a retry of an
+    /// answered attempt is not sent (its answer is returned). A request already on the wire
+    /// is awaited (bounded by `okta.request_timeout`), so its result can be recorded.
+    pub async fn request_with_unless(
+        &self,
+        class: Class,
+        method: Method,
+        path_or_url: &str,
+        body: Option<&Value>,
+        stop: Option<&CancellationToken>,
     ) -> Result<(HeaderMap, Vec<u8>), OktaError> {
         if self.is_stopped() {
             return Err(OktaError::Cancelled);
@@ -680,7 +708,8 @@ impl OktaClient {
             if let Some(b) = body {
                 req = req.json(b);
             }
-            let out = self.send_once(bucket, class, &path, req).await;
+            let out = self.send_once(bucket, class, &path, req, stop).await;
+            let stopping = stop.is_some_and(|s| s.is_cancelled());
             if let (Ok((_, headers, _)), Auth::OAuth(signer), Some(_)) =
                 (&out, &self.inner.auth, &proof)
             {
@@ -710,7 +739,7 @@ impl OktaClient {
                             continue;
                         }
                     }
-                    match self.classify(status, attempt) {
+                    match self.classify(status, attempt).filter(|_| !stopping) {
                         Some(wait) => {
                             tracing::debug!(%status, path = %path, attempt, "Okta answered an error; retrying");
                             self.pause(wait).await?;
@@ -721,6 +750,7 @@ impl OktaClient {
                 Err(e) => {
                     if matches!(e, OktaError::Cancelled)
                         || attempt >= self.inner.opts.max_transient_attempts
+                        || stopping
                     {
                         return Err(e);
                     }
@@ -909,9 +939,23 @@ impl OktaClient {
         user_id: &str,
         body: &Value,
     ) -> Result<AppUser, OktaError> {
+        self.update_app_user_with_unless(class, app_id, user_id, body, None)
+            .await
+    }
+
+    /// [`OktaClient::update_app_user_with`] that is not sent once `stop` is cancelled (see
+    /// [`OktaClient::request_with_unless`]).
+    pub async fn update_app_user_with_unless(
+        &self,
+        class: Class,
+        app_id: &str,
+        user_id: &str,
+        body: &Value,
+        stop: Option<&CancellationToken>,
+    ) -> Result<AppUser, OktaError> {
         let path = format!("/api/v1/apps/{}/users/{}", enc(app_id), enc(user_id));
         let (_, b) = self
-            .request_with(class, Method::POST, &path, Some(body))
+            .request_with_unless(class, Method::POST, &path, Some(body), stop)
             .await?;
         parse_body(&path, &b)
     }

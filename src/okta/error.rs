@@ -89,6 +89,10 @@ pub enum OktaError {
     /// backoff): nothing was sent.
     #[error("stopped before the request was sent (shutting down)")]
     Cancelled,
+    /// The caller's stop token was cancelled before the request went out (shutdown): nothing
+    /// reached Okta.
+    #[error("request to {path} not sent: stopping")]
+    NotSent { path: String },
 }
 
 impl OktaError {
@@ -121,6 +125,7 @@ impl OktaError {
             OktaError::Malformed { .. } => "malformed",
             OktaError::Config(_) => "config",
             OktaError::Cancelled => "cancelled",
+            OktaError::NotSent { .. } => "not_sent",
         }
     }
 }

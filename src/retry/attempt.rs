@@ -1,16 +1,33 @@
-//! One retry of one claimed failure: push the user again through Okta, verify the outcome,
+//! One retry of one claimed failure: push the user again through Okta, learn the outcome,
 //! and record it (attempt count, next attempt, history, circuit, metrics) in one transaction.
-//! Shared by the worker and the `retry` command, so both behave and record identically.
+//! Shared by the worker and the `retry` command, so both record identically.
+//!
+//! Two ways to learn the outcome. The `retry` command (a person waiting for an answer) reads
+//! the app user back after a settle wait ([`push_again`]). The worker does not hold anything
+//! through a wait ([`push_for_worker`]): it reads the app user, posts it back, and records the
+//! failure as awaiting the push's outcome. The System Log the poller reads anyway answers:
+//! a success event resolves the failure, a failure event published after the `POST` counts
+//! the attempt as failed ([`crate::store::claims::answered_by_log`]); only when the log says
+//! nothing by the confirmation bound does the worker spend one read-back ([`verify`]). So a
+//! retry costs two apps-bucket calls, three only when the log stays silent.
+//!
+//! Freshness: the profile posted back is the one read in the same retry, immediately before
+//! the `POST` (one request earlier, never a stored or cached copy), so a retry never posts a
+//! profile older than the app user's state at the time of the retry over a newer one.
 
 use super::circuit::{self, Change};
+use super::classes::{self, Class};
 use super::policy;
+use crate::clock::ms;
 use crate::context::Context;
 use crate::domain::{Failure, HistoryKind, Operation};
+use crate::okta::ratelimit::Class as Budget;
 use crate::okta::{OktaClient, OktaError};
-use crate::store::claims::{finish, Claim, Finish, Finished};
-use crate::store::{failures, history, StoreError};
+use crate::store::claims::{self, finish, Claim, Finish, Finished, Pushed};
+use crate::store::{failures, history, StoreError, Tx};
 use serde_json::{Map, Value};
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// How long to wait after re-posting the app user before reading its `syncState`: Okta pushes
 /// in the background, so the answer to the POST itself says nothing about the outcome.
@@ -53,6 +70,11 @@ impl Outcome {
 
 fn from_error(f: &Failure, e: OktaError, what: &str) -> Outcome {
     match e {
+        // Only a caller with a stop token sees this; it sent nothing.
+        OktaError::NotSent { .. } => Outcome::Deferred {
+            detail: format!("{what}: not sent, the daemon is stopping"),
+            auth: false,
+        },
         OktaError::NotFound { .. } if f.operation != Operation::Create => Outcome::Gone(format!(
             "the app user no longer exists (404 while {what}): the user was unassigned, nothing is left to provision"
         )),
@@ -83,7 +105,9 @@ fn from_error(f: &Failure, e: OktaError, what: &str) -> Outcome {
 /// `syncState`. An app user already `SYNCHRONIZED` is not pushed again: a later push went
 /// through and the failure is over.
 pub async fn push_again(okta: &OktaClient, f: &Failure, settle: Duration) -> Outcome {
-    let au = match okta.get_app_user(&f.app_id, &f.user_id).await {
+    // Asked for by a person (`okta-provwatch retry`): below the daemon's own retries.
+    let class = Budget::Manual;
+    let au = match okta.get_app_user_with(class, &f.app_id, &f.user_id).await {
         Ok(au) => au,
         Err(e) => return from_error(f, e, "reading the app user"),
     };
@@ -98,7 +122,7 @@ pub async fn push_again(okta: &OktaClient, f: &Failure, settle: Duration) -> Out
         body.insert("profile".into(), p);
     }
     if let Err(e) = okta
-        .update_app_user(&f.app_id, &f.user_id, &Value::Object(body))
+        .update_app_user_with(class, &f.app_id, &f.user_id, &Value::Object(body))
         .await
     {
         return from_error(f, e, "posting the app user back");
@@ -106,7 +130,7 @@ pub async fn push_again(okta: &OktaClient, f: &Failure, settle: Duration) -> Out
     let mut last = String::from("unknown");
     for _ in 0..SETTLE_CHECKS {
         tokio::time::sleep(settle).await;
-        match okta.get_app_user(&f.app_id, &f.user_id).await {
+        match okta.get_app_user_with(class, &f.app_id, &f.user_id).await {
             Ok(au) if au.is_synchronized() => {
                 return Outcome::Succeeded("retry succeeded: the app user is SYNCHRONIZED".into())
             }
@@ -123,6 +147,109 @@ pub async fn push_again(okta: &OktaClient, f: &Failure, settle: Duration) -> Out
     Outcome::Failed(format!(
         "inconclusive: the app user's syncState is still {last} after the retry"
     ))
+}
+
+/// What the worker's part of a retry came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// The outcome is known now (the app user was already fixed, Okta refused the call, the
+    /// `POST`'s answer shows it synchronized, or a read-back decided).
+    Done(Outcome),
+    /// The `POST` went out; the outcome comes from the System Log or, after
+    /// `confirm_by`, a read-back.
+    Awaiting(Pushed),
+    /// The stop token was cancelled before anything was written: nothing to record.
+    NotSent,
+}
+
+/// The body that makes Okta push the app user again: its own current credentials and profile,
+/// as just read.
+fn repost_body(au: crate::okta::types::AppUser) -> Value {
+    let mut body = Map::new();
+    if let Some(c) = au.credentials.filter(|v| !v.is_null()) {
+        body.insert("credentials".into(), c);
+    }
+    if let Some(p) = au.profile.filter(|v| !v.is_null()) {
+        body.insert("profile".into(), p);
+    }
+    Value::Object(body)
+}
+
+/// The worker's push: read the app user, post it back unless `stop` is cancelled, and return
+/// without waiting for Okta's background push (see the module doc). Two apps-bucket calls.
+/// `now_ms` reads the clock when the `POST` is about to go out.
+pub async fn push_for_worker(
+    okta: &OktaClient,
+    f: &Failure,
+    stop: &CancellationToken,
+    confirm_within: Duration,
+    now_ms: impl Fn() -> i64,
+) -> Step {
+    // Urgent failures (deprovisioning) go before other retries when calls are scarce.
+    let class = if f.urgent {
+        Budget::UrgentRetry
+    } else {
+        Budget::Retry
+    };
+    // A read is harmless to abandon: the stop token simply drops it.
+    let read = tokio::select! {
+        biased;
+        _ = stop.cancelled() => return Step::NotSent,
+        r = okta.get_app_user_with(class, &f.app_id, &f.user_id) => r,
+    };
+    let au = match read {
+        Ok(au) => au,
+        Err(e) => return Step::Done(from_error(f, e, "reading the app user")),
+    };
+    if au.is_synchronized() {
+        return Step::Done(Outcome::Succeeded(
+            "the app user is already SYNCHRONIZED; nothing to push".into(),
+        ));
+    }
+    let at = now_ms();
+    match okta
+        .update_app_user_with_unless(class, &f.app_id, &f.user_id, &repost_body(au), Some(stop))
+        .await
+    {
+        Err(OktaError::NotSent { .. }) => Step::NotSent,
+        Err(e) => Step::Done(from_error(f, e, "posting the app user back")),
+        // The answer describes the app user right after the update; a push that already went
+        // through needs no confirmation. ERROR there may still be the previous push's state,
+        // so it proves nothing.
+        Ok(after) if after.is_synchronized() => Step::Done(Outcome::Succeeded(
+            "retry succeeded: the app user is SYNCHRONIZED".into(),
+        )),
+        Ok(_) => Step::Awaiting(Pushed {
+            at,
+            confirm_by: at.saturating_add(ms(confirm_within)),
+        }),
+    }
+}
+
+/// The read-back after the System Log said nothing about a push by its confirmation bound:
+/// one apps-bucket call.
+pub async fn verify(okta: &OktaClient, f: &Failure, stop: &CancellationToken) -> Step {
+    let read = tokio::select! {
+        biased;
+        _ = stop.cancelled() => return Step::NotSent,
+        // The outcome of a push already sent: the read-back class, beside log polling.
+        r = okta.get_app_user_with(Budget::ReadBack, &f.app_id, &f.user_id) => r,
+    };
+    Step::Done(match read {
+        Ok(au) if au.is_synchronized() => {
+            Outcome::Succeeded("retry succeeded: the app user is SYNCHRONIZED".into())
+        }
+        Ok(au) if au.is_error() => Outcome::Failed(format!(
+            "the push failed again: the app user is in ERROR (last reason: {})",
+            f.reason.as_deref().unwrap_or("none recorded")
+        )),
+        Ok(au) => Outcome::Failed(format!(
+            "inconclusive: the app user's syncState is still {} after the retry and the System \
+             Log reported no outcome",
+            au.sync_state.as_deref().unwrap_or("missing")
+        )),
+        Err(e) => from_error(f, e, "verifying the app user"),
+    })
 }
 
 /// Who asked for a retry.
@@ -144,10 +271,6 @@ pub struct Report {
     pub circuit: Option<Change>,
     /// Attempts after this one.
     pub attempts: u32,
-}
-
-fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// A retry is abandoned this long before its claim's lease ends, leaving time to record it.
@@ -200,12 +323,33 @@ pub async fn record(
     let claim = claim.clone();
     let actor = actor.to_string();
     ctx.store
-        .write(move |tx| {
-            let now = clock.now_ms();
+        .write(move |tx| record_in(tx, &cfg, &claim, trigger, &actor, outcome, clock.now_ms()))
+        .await
+}
+
+/// [`record`] inside the caller's transaction (the worker records outcomes the System Log
+/// answered while it claims).
+pub fn record_in(
+    tx: &Tx<'_>,
+    cfg: &crate::config::RetryConfig,
+    claim: &Claim,
+    trigger: Trigger,
+    actor: &str,
+    outcome: Outcome,
+    now: i64,
+) -> Result<Report, StoreError> {
+    let actor = actor.to_string();
+    let cfg = cfg.clone();
+    {
+        {
             // The reason may have been refreshed by the detector while we retried.
             let f = failures::get(tx, claim.failure.id)?.unwrap_or_else(|| claim.failure.clone());
             let id = f.id;
             let attempts = claim.failure.attempts.saturating_add(1);
+            let class = classes::classify(f.reason.as_deref(), None);
+            // This attempt answers any push awaiting an outcome and uses up a profile change.
+            claims::clear_pushed(tx, id)?;
+            claims::clear_profile_changed(tx, id)?;
             let how = match &outcome {
                 Outcome::Succeeded(d) | Outcome::Gone(d) => Finish::Resolved { detail: d.clone() },
                 Outcome::Failed(d) if trigger == Trigger::Probe => Finish::Requeue {
@@ -217,17 +361,19 @@ pub async fn record(
                 },
                 Outcome::Failed(d) => {
                     let max = policy::max_attempts(&cfg, f.reason.as_deref());
-                    let exhausted =
-                        (attempts >= max && !claim.failure.retry_exhausted).then(|| {
-                            let why = if policy::is_invalid_request(f.reason.as_deref()) {
-                                "the request itself is invalid, so pushing it again will not help"
-                            } else {
-                                "giving up"
+                    // A data error is never retried blindly: after a failed attempt it waits for
+                    // the user's profile to change, and a person is told what to fix.
+                    let data = class == Class::Data;
+                    let exhausted = ((attempts >= max || data) && !claim.failure.retry_exhausted)
+                        .then(|| {
+                            let why = match class.what_to_fix() {
+                                Some(fix) if data => fix,
+                                _ => "giving up",
                             };
                             format!(
-                            "retries exhausted after {attempts} attempt(s), {why}; last reason: {}",
-                            f.reason.as_deref().unwrap_or("none recorded")
-                        )
+                                "retries exhausted after {attempts} attempt(s), {why}; last reason: {}",
+                                f.reason.as_deref().unwrap_or("none recorded")
+                            )
                         });
                     let next = now.saturating_add(ms(policy::backoff_jittered(
                         cfg.initial_backoff,
@@ -292,8 +438,8 @@ pub async fn record(
                 circuit: change,
                 attempts,
             })
-        })
-        .await
+        }
+    }
 }
 
 #[cfg(test)]

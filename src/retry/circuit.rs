@@ -13,6 +13,7 @@
 //! Everything here runs inside the caller's transaction.
 
 use super::policy;
+use crate::clock::ms;
 use crate::config::RetryConfig;
 use crate::domain::{Failure, HistoryKind, Observation, Operation, Source, State};
 use crate::store::circuits::{self, Circuit};
@@ -23,10 +24,6 @@ pub const THRESHOLD: usize = 3;
 
 /// Prefix of the reason of the app-level failure the breaker records.
 pub const REASON_PREFIX: &str = "retries keep failing: ";
-
-fn ms(d: std::time::Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
 
 fn probe_at(cfg: &RetryConfig, now: i64, probes: u32) -> i64 {
     now.saturating_add(ms(policy::backoff_jittered(
@@ -79,10 +76,46 @@ pub fn on_failure(
     if !ci.streak_users.contains(&f.user_id) {
         ci.streak_users.push(f.user_id.clone());
     }
-    if ci.streak_users.len() < THRESHOLD {
+    // A reason naming the app's credentials or connection is app-wide by itself (the
+    // failure-type table, `super::classes`): one such failure opens the circuit, rather than
+    // spending retries of more users to learn the same thing.
+    let app_wide = policy::app_cause(f.reason.as_deref()).is_some();
+    if ci.streak_users.len() < THRESHOLD && !app_wide {
         circuits::save(tx, &ci, now)?;
         return Ok(None);
     }
+    open_for(tx, cfg, ci, f, now, actor).map(Some)
+}
+
+/// Opens `f`'s app's circuit at once because `f`'s reason names an app-wide cause (its
+/// credentials or connection), before any retry of its users is spent. `None` when the
+/// circuit is open already or the reason names no app-wide cause.
+pub fn open_for_app_wide_reason(
+    tx: &Tx<'_>,
+    cfg: &RetryConfig,
+    f: &Failure,
+    now: i64,
+    actor: &str,
+) -> Result<Option<Change>, StoreError> {
+    if policy::app_cause(f.reason.as_deref()).is_none() {
+        return Ok(None);
+    }
+    let ci = circuits::get(tx, &f.app_id)?.unwrap_or_else(|| Circuit::closed(&f.app_id));
+    if ci.open {
+        return Ok(None);
+    }
+    open_for(tx, cfg, ci, f, now, actor).map(Some)
+}
+
+/// Opens `ci` because of `f`: records the one app-level failure people are told about.
+fn open_for(
+    tx: &Tx<'_>,
+    cfg: &RetryConfig,
+    ci: Circuit,
+    f: &Failure,
+    now: i64,
+    actor: &str,
+) -> Result<Change, StoreError> {
     let cause = cause_of(f.reason.as_deref(), ci.streak_users.len());
     let obs = Observation {
         app_id: f.app_id.clone(),
@@ -106,7 +139,7 @@ pub fn on_failure(
         history::add(tx, id, now, HistoryKind::CircuitOpened, actor, Some(&cause))?;
     }
     open(tx, cfg, ci, id, &cause, now)?;
-    Ok(Some(Change::Opened { cause }))
+    Ok(Change::Opened { cause })
 }
 
 fn open(
@@ -333,10 +366,44 @@ mod tests {
     }
 
     #[test]
+    fn a_reason_naming_the_apps_connection_opens_at_once() {
+        let s = Store::open_in_memory().unwrap();
+        s.write_blocking(|c| {
+            let a = failure(c, "u1", "Unable to connect to the remote server.");
+            let Some(Change::Opened { cause }) = open_for_app_wide_reason(c, &cfg(), &a, 5, "t")?
+            else {
+                panic!("did not open")
+            };
+            assert!(cause.contains("cannot be reached"), "{cause}");
+            assert!(circuits::get(c, "0oa1")?.unwrap().open);
+            // Open already: nothing more.
+            assert_eq!(open_for_app_wide_reason(c, &cfg(), &a, 6, "t")?, None);
+            // A data error names no app-wide cause.
+            let b = failure(c, "u2", "department is required");
+            assert_eq!(open_for_app_wide_reason(c, &cfg(), &b, 7, "t")?, None);
+            Ok(())
+        })
+        .unwrap();
+        s.write_blocking(|c| {
+            let mut ci = circuits::get(c, "0oa1")?.unwrap();
+            ci.open = false;
+            circuits::save(c, &ci, 8)?;
+            let d = failure(c, "u3", "Authentication failed (401 Unauthorized)");
+            assert!(matches!(
+                on_failure(c, &cfg(), &d, false, 9, "t")?,
+                Some(Change::Opened { .. })
+            ));
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    #[test]
     fn opens_after_three_different_users_and_closes_on_success() {
         let s = Store::open_in_memory().unwrap();
         s.write_blocking(|c| {
-            let down = "Unable to connect to the remote server.";
+            // Transient by the failure-type table: a streak of users is the evidence.
+            let down = "Errors reported by remote server: 504 Gateway Timeout";
             let (a, b, d) = (
                 failure(c, "u1", down),
                 failure(c, "u2", down),
@@ -349,7 +416,7 @@ mod tests {
             let Some(Change::Opened { cause }) = on_failure(c, &cfg(), &d, false, 13, "t")? else {
                 panic!("did not open")
             };
-            assert!(cause.contains("cannot be reached"), "{cause}");
+            assert!(cause.contains("3 retries in a row failed"), "{cause}");
             let app = failures::find(c, "0oa1", "", Operation::Integration)?.unwrap();
             assert!(app.urgent);
             assert_eq!(

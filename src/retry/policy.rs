@@ -2,6 +2,7 @@
 //! what a failure's reason says about its cause. Pure functions, no I/O, so the arithmetic is
 //! unit-tested here and the worker, the circuit breaker and the `retry` command agree on it.
 
+use super::classes::{self, AppWideCause, Class};
 use crate::config::RetryConfig;
 use crate::domain::{Failure, Operation};
 use rand::RngExt;
@@ -69,15 +70,11 @@ pub fn retryable(f: &Failure) -> Result<(), NotRetryable> {
     }
 }
 
-/// True when the reason says the request itself is invalid (the remote server rejected the
-/// data), which pushing the same data again will not fix: such failures get one retry (in
-/// case the data was fixed meanwhile) and are then left for a person.
+/// True when the reason says the app rejected the user's data (the [`Class::Data`] row of
+/// [`super::classes`]), which pushing the same data again will not fix: such failures are
+/// retried only after the user's profile changes, and are otherwise left for a person.
 pub fn is_invalid_request(reason: Option<&str>) -> bool {
-    let Some(r) = reason else { return false };
-    let r = r.to_ascii_lowercase();
-    ["bad request", "is required", "invalid", "already exists"]
-        .iter()
-        .any(|needle| r.contains(needle))
+    reason.is_some() && classes::classify(reason, None) == Class::Data
 }
 
 /// How many attempts a failure gets before `retry_exhausted`.
@@ -129,35 +126,13 @@ impl AppCause {
     }
 }
 
+/// The app-wide cause a reason names ([`Class::AppWide`] in [`super::classes`]), if any.
 pub fn app_cause(reason: Option<&str>) -> Option<AppCause> {
-    let r = reason?.to_ascii_lowercase();
-    let any = |needles: &[&str]| needles.iter().any(|n| r.contains(n));
-    if any(&[
-        "authentication failed",
-        "401",
-        "unauthorized",
-        "credentials",
-        "forbidden",
-        "403",
-    ]) {
-        Some(AppCause::CredentialsRejected)
-    } else if any(&[
-        "unable to connect",
-        "could not connect",
-        "connection refused",
-        "timed out",
-        "timeout",
-        "service unavailable",
-        "503",
-        "502",
-        "504",
-        "bad gateway",
-        "remote server is down",
-        "name or service not known",
-    ]) {
-        Some(AppCause::DownstreamDown)
-    } else {
-        None
+    reason?;
+    match classes::classify(reason, None) {
+        Class::AppWide(AppWideCause::Credentials) => Some(AppCause::CredentialsRejected),
+        Class::AppWide(AppWideCause::Connection) => Some(AppCause::DownstreamDown),
+        _ => None,
     }
 }
 

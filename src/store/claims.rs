@@ -96,7 +96,8 @@ pub fn next_wakeup(tx: &Tx<'_>, q: &DueQuery<'_>) -> Result<Option<i64>, StoreEr
 }
 
 /// The failure a probe of `app_id`'s circuit retries: any unclaimed, unresolved user failure
-/// of a retryable operation, preferring ones not exhausted and due soonest. Its own backoff is
+/// of a retryable operation, preferring a pushed one awaiting its outcome (the read-back that
+/// finishes the last probe), then ones not exhausted and due soonest. Its own backoff is
 /// ignored: the circuit's probe schedule governs while the circuit is open.
 pub fn probe_candidate(
     tx: &Tx<'_>,
@@ -108,7 +109,9 @@ pub fn probe_candidate(
          WHERE f.app_id = ?3 AND f.state != 'resolved' AND f.user_id != ''
            AND f.operation IN ({ops})
            AND (f.claimed_until IS NULL OR f.claimed_until <= ?1)
-         ORDER BY f.retry_exhausted, COALESCE(f.next_attempt_at, f.first_seen + ?2), f.id
+         -- A probe whose push awaits its outcome is read back before another user is probed.
+         ORDER BY f.pushed_at IS NULL, f.retry_exhausted,
+                  COALESCE(f.next_attempt_at, f.first_seen + ?2), f.id
          LIMIT 1",
         cols = columns_of("f"),
         ops = op_list(q.ops)
@@ -132,6 +135,8 @@ pub struct Claim {
     pub until: i64,
     /// This retry probes an open circuit.
     pub probe: bool,
+    /// The failure awaits the outcome of this earlier push: the retry is its read-back.
+    pub pushed: Option<Pushed>,
 }
 
 /// Why a failure could not be claimed.
@@ -158,6 +163,20 @@ pub fn claim(
     actor: &str,
     detail: &str,
 ) -> Result<Result<Claim, NotClaimed>, StoreError> {
+    claim_with(tx, id, owner, now, until, actor, Some(detail))
+}
+
+/// [`claim`], writing the `retry_started` row only with a `detail` (a read-back continues an
+/// attempt already started and recorded).
+pub fn claim_with(
+    tx: &Tx<'_>,
+    id: i64,
+    owner: &str,
+    now: i64,
+    until: i64,
+    actor: &str,
+    detail: Option<&str>,
+) -> Result<Result<Claim, NotClaimed>, StoreError> {
     let Some(before) = failures::get(tx, id)? else {
         return Ok(Err(NotClaimed::NotFound));
     };
@@ -183,7 +202,9 @@ pub fn claim(
             until: until.unwrap_or_default(),
         }));
     }
-    history::add(tx, id, now, HistoryKind::RetryStarted, actor, Some(detail))?;
+    if let Some(detail) = detail {
+        history::add(tx, id, now, HistoryKind::RetryStarted, actor, Some(detail))?;
+    }
     let mut failure = before;
     if failure.state == State::Retrying {
         // A lease that expired under a crashed claimer: report the state it was claimed from.
@@ -202,7 +223,42 @@ pub fn claim(
         owner: owner.to_string(),
         until,
         probe: false,
+        pushed: None,
     }))
+}
+
+/// Ends a due failure's turn without a retry (the retry worker set it aside by its failure
+/// class: watched, or left for a person): takes it like [`claim`] but writes no
+/// `retry_started` row, then [`finish`]es it with `how`. `NotHeld` when someone else holds it.
+pub fn set_aside(
+    tx: &Tx<'_>,
+    id: i64,
+    owner: &str,
+    now: i64,
+    actor: &str,
+    how: &Finish,
+) -> Result<Finished, StoreError> {
+    let n = tx.conn().execute(
+        "UPDATE failures SET
+            claim_prev_state = CASE WHEN state = 'retrying' THEN COALESCE(claim_prev_state, 'open')
+                                    ELSE state END,
+            state = 'retrying', claimed_by = ?2, claimed_until = ?3
+         WHERE id = ?1 AND state != 'resolved' AND (claimed_until IS NULL OR claimed_until <= ?3)",
+        params![id, owner, now],
+    )?;
+    if n == 0 {
+        return Ok(Finished::NotHeld);
+    }
+    finish(tx, id, owner, now, actor, how)
+}
+
+/// Failures claimed right now (by anyone), for `status` and tests.
+pub fn claimed_count(tx: &Tx<'_>) -> Result<i64, StoreError> {
+    Ok(tx.conn().query_row(
+        "SELECT COUNT(*) FROM failures WHERE state = 'retrying'",
+        [],
+        |r| r.get(0),
+    )?)
 }
 
 /// Whether `owner` still holds the claim on `id`.
@@ -439,6 +495,187 @@ pub fn resume_app(tx: &Tx<'_>, app_id: &str, now: i64) -> Result<usize, StoreErr
            AND COALESCE(next_attempt_at, 0) > ?2",
         params![app_id, now],
     )?)
+}
+
+/// A pushed retry awaiting its outcome (see [`await_outcome`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pushed {
+    /// When the POST went out (our clock).
+    pub at: i64,
+    /// Until when the System Log may answer before a read-back decides.
+    pub confirm_by: i64,
+}
+
+/// Ends `owner`'s claim on a failure whose user was just pushed again, without counting the
+/// attempt yet: the failure now awaits the push's outcome. The poller resolves it on a
+/// success event; [`answered_by_log`] finds the ones a newer failure event answered; at
+/// `confirm_by` the failure is due again and one read-back decides. Nothing holds a claim or
+/// a task meanwhile.
+pub fn await_outcome(
+    tx: &Tx<'_>,
+    id: i64,
+    owner: &str,
+    pushed: Pushed,
+    now: i64,
+    actor: &str,
+) -> Result<Finished, StoreError> {
+    let detail = format!(
+        "pushed again; awaiting the outcome in the System Log (a read-back after {} s)",
+        pushed.confirm_by.saturating_sub(now).max(0) / 1000
+    );
+    let how = Finish::Requeue {
+        kind: HistoryKind::RetryPushed,
+        detail,
+        count_attempt: false,
+        next_attempt_at: Some(pushed.confirm_by),
+        exhausted: None,
+    };
+    let done = finish(tx, id, owner, now, actor, &how)?;
+    if done != Finished::NotHeld {
+        tx.conn().execute(
+            "UPDATE failures SET pushed_at = ?2, confirm_by = ?3, pushed_event_uuid = event_uuid
+             WHERE id = ?1",
+            params![id, pushed.at, pushed.confirm_by],
+        )?;
+    }
+    Ok(done)
+}
+
+/// The push `id` awaits the outcome of, if any.
+pub fn pushed(tx: &Tx<'_>, id: i64) -> Result<Option<Pushed>, StoreError> {
+    let row: Option<(Option<i64>, Option<i64>)> = tx
+        .conn()
+        .query_row(
+            "SELECT pushed_at, confirm_by FROM failures WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    Ok(match row {
+        Some((Some(at), Some(confirm_by))) => Some(Pushed { at, confirm_by }),
+        _ => None,
+    })
+}
+
+/// Forgets the push `id` awaited (its outcome was recorded).
+pub fn clear_pushed(tx: &Tx<'_>, id: i64) -> Result<(), StoreError> {
+    tx.conn().execute(
+        "UPDATE failures SET pushed_at = NULL, confirm_by = NULL, pushed_event_uuid = NULL
+         WHERE id = ?1",
+        [id],
+    )?;
+    Ok(())
+}
+
+/// How far Okta's `published` times may lag our clock: a failure event (a new one, by uuid)
+/// published up to this long before our `POST` still answers it, since nothing but a push
+/// produces one, while a tolerance of zero would miss answers from an org whose clock runs a
+/// little behind ours and spend a read-back on each.
+pub const LOG_CLOCK_SKEW_MS: i64 = 5_000;
+
+/// Failures awaiting a push's outcome that the System Log answered with a failure event
+/// published at or after the push (the poller refreshed `event_published`), unclaimed, oldest
+/// first; at most `limit`. Pushes of failures resolved meanwhile (a success event, a scan)
+/// are forgotten here as well.
+pub fn answered_by_log(tx: &Tx<'_>, now: i64, limit: usize) -> Result<Vec<Failure>, StoreError> {
+    tx.conn().execute(
+        "UPDATE failures SET pushed_at = NULL, confirm_by = NULL, pushed_event_uuid = NULL
+         WHERE pushed_at IS NOT NULL AND state = 'resolved'",
+        [],
+    )?;
+    let mut stmt = tx.conn().prepare(&format!(
+        "SELECT {COLUMNS} FROM failures
+         WHERE pushed_at IS NOT NULL AND state != 'resolved'
+           AND event_uuid IS NOT pushed_event_uuid AND event_published >= pushed_at - ?3
+           AND (claimed_until IS NULL OR claimed_until <= ?1)
+         ORDER BY pushed_at, id LIMIT ?2"
+    ))?;
+    let rows = stmt.query_map(
+        params![
+            now,
+            i64::try_from(limit.max(1)).unwrap_or(i64::MAX),
+            LOG_CLOCK_SKEW_MS
+        ],
+        failures::from_row,
+    )?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// A `user.account.update_profile` of `user_id` published at `published` was seen (the
+/// poller): every unresolved failure of the user whose last event is older notes it. Whether
+/// that earns a retry is the retry worker's decision by failure class. Returns how many
+/// failures noted it.
+pub fn note_profile_change(
+    tx: &Tx<'_>,
+    user_id: &str,
+    published: i64,
+) -> Result<usize, StoreError> {
+    if user_id.is_empty() {
+        return Ok(0);
+    }
+    Ok(tx.conn().execute(
+        "UPDATE failures SET profile_changed_at = ?2
+         WHERE user_id = ?1 AND state != 'resolved' AND COALESCE(event_published, 0) < ?2
+           AND COALESCE(profile_changed_at, 0) < ?2",
+        params![user_id, published],
+    )?)
+}
+
+/// Unresolved failures marked exhausted whose user's profile changed since: candidates for
+/// one more retry (the worker decides by class); at most `limit`.
+pub fn exhausted_with_profile_change(
+    tx: &Tx<'_>,
+    limit: usize,
+) -> Result<Vec<Failure>, StoreError> {
+    let mut stmt = tx.conn().prepare(&format!(
+        "SELECT {COLUMNS} FROM failures
+         WHERE profile_changed_at IS NOT NULL AND retry_exhausted = 1 AND state != 'resolved'
+         ORDER BY profile_changed_at, id LIMIT ?1"
+    ))?;
+    let rows = stmt.query_map(
+        [i64::try_from(limit.max(1)).unwrap_or(i64::MAX)],
+        failures::from_row,
+    )?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Makes failure `id` due now for one more retry (its user's profile changed), clearing
+/// `retry_exhausted`, with a history row saying why.
+pub fn rearm(tx: &Tx<'_>, id: i64, now: i64, actor: &str) -> Result<(), StoreError> {
+    tx.conn().execute(
+        "UPDATE failures SET retry_exhausted = 0, next_attempt_at = ?2 WHERE id = ?1",
+        params![id, now],
+    )?;
+    history::add(
+        tx,
+        id,
+        now,
+        HistoryKind::RetryHeld,
+        actor,
+        Some("the user's Okta profile changed: one more retry is due"),
+    )
+}
+
+/// When the user's profile last changed after failure `id`'s last attempt (`None`: not since).
+pub fn profile_changed_at(tx: &Tx<'_>, id: i64) -> Result<Option<i64>, StoreError> {
+    Ok(tx
+        .conn()
+        .query_row(
+            "SELECT profile_changed_at FROM failures WHERE id = ?1",
+            [id],
+            |r| r.get(0),
+        )
+        .optional()?
+        .flatten())
+}
+
+/// The retry after a profile change is being made: the next one needs another change.
+pub fn clear_profile_changed(tx: &Tx<'_>, id: i64) -> Result<(), StoreError> {
+    tx.conn().execute(
+        "UPDATE failures SET profile_changed_at = NULL WHERE id = ?1",
+        [id],
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]

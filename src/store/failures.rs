@@ -220,7 +220,15 @@ pub fn resolve(
     actor: &str,
     detail: &str,
 ) -> Result<bool, StoreError> {
-    resolve_as(tx, id, now, published_ms, HistoryKind::Resolved, actor, detail)
+    resolve_as(
+        tx,
+        id,
+        now,
+        published_ms,
+        HistoryKind::Resolved,
+        actor,
+        detail,
+    )
 }
 
 /// [`resolve`] recording `kind` in the history (`resolved_by_hand`, `verified`), so a person

@@ -71,6 +71,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0004_deprovision",
         include_str!("migrations/0004_deprovision.sql"),
     ),
+    (
+        "0007_retry_confirm",
+        include_str!("migrations/0007_retry_confirm.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
