@@ -142,6 +142,9 @@ pub fn start(ctx: Context, shutdown: CancellationToken) -> Running {
         "digest",
         crate::alert::digest::run(ctx.clone(), shutdown.clone()),
     );
+    if ctx.config.hooks.is_some() {
+        r.spawn("hook-receiver", crate::hooks::run(ctx.clone(), shutdown.clone()));
+    }
     r.spawn("timings", observe_timings(ctx, shutdown));
     r
 }

@@ -121,6 +121,21 @@ pub const CATALOGUE: &[Def] = &[
         kind: Kind::Histogram(DETECT_BUCKETS),
         help: "Time from Okta logging a failure to the daemon recording it, by operation.",
     },
+    Def {
+        name: "provwatch_hook_requests_total",
+        kind: Kind::Counter,
+        help: "Requests to the event hook receiver, by result (accepted, verification, unauthorized, too_large, malformed, ...).",
+    },
+    Def {
+        name: "provwatch_hook_events_total",
+        kind: Kind::Counter,
+        help: "Events received by event hook, by what applying them did (applied, duplicate, deferred, malformed, ...).",
+    },
+    Def {
+        name: "provwatch_hook_inbox_pending",
+        kind: Kind::Gauge,
+        help: "Events received by event hook and not applied yet.",
+    },
 ];
 
 type Labels = Vec<(String, String)>;

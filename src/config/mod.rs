@@ -16,6 +16,7 @@
 
 mod env;
 mod error;
+mod hooks;
 mod parse;
 mod raw;
 mod secret;
@@ -33,6 +34,7 @@ use url::Url;
 
 pub use env::{Env, ENV_PREFIX};
 pub use error::ConfigError;
+pub use hooks::{HooksConfig, TlsFiles};
 pub use parse::{is_loopback_host, parse_duration, parse_schedule, MAX_DURATION};
 pub use secret::{SecretSource, SecretSources};
 
@@ -56,6 +58,8 @@ pub struct Config {
     /// `None` when the file has no `[email]` section: email alerts are off.
     pub email: Option<EmailConfig>,
     pub http: HttpConfig,
+    /// `None` when the file has no `[hooks]` section: no event hook receiver.
+    pub hooks: Option<HooksConfig>,
     pub log: LogConfig,
     /// Where each secret came from (never the values); used by
     /// [`Config::redacted_summary`]. `Default` is fine for hand-built configs.

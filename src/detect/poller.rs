@@ -177,6 +177,7 @@ fn apply_events(
             out.duplicates += 1;
             continue;
         }
+        crate::hooks::health::polled(tx, ctx, &ev, published, now)?;
         match classify(&ev) {
             Classified::Observation(obs) => {
                 if !watched(ctx, &obs.app_id, obs.app_label.as_deref()) {
@@ -205,7 +206,7 @@ fn apply_events(
     Ok(newest)
 }
 
-fn apply_observation(
+pub(crate) fn apply_observation(
     tx: &Tx<'_>,
     obs: &Observation,
     now: i64,

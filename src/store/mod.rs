@@ -34,6 +34,7 @@ pub mod cursor;
 pub mod failures;
 pub mod outbox;
 pub mod history;
+pub mod inbox;
 pub mod meta;
 pub mod narration;
 pub mod scan;
@@ -65,6 +66,10 @@ use std::time::Duration;
 const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_init", include_str!("migrations/0001_init.sql")),
     ("0002_retry", include_str!("migrations/0002_retry.sql")),
+    (
+        "0005_hooks_inbox",
+        include_str!("migrations/0005_hooks_inbox.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
