@@ -143,7 +143,10 @@ pub fn start(ctx: Context, shutdown: CancellationToken) -> Running {
         crate::alert::digest::run(ctx.clone(), shutdown.clone()),
     );
     if ctx.config.hooks.is_some() {
-        r.spawn("hook-receiver", crate::hooks::run(ctx.clone(), shutdown.clone()));
+        r.spawn(
+            "hook-receiver",
+            crate::hooks::run(ctx.clone(), shutdown.clone()),
+        );
     }
     r.spawn("timings", observe_timings(ctx, shutdown));
     r

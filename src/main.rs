@@ -19,6 +19,7 @@ fn main() -> ExitCode {
                     Command::Retry(a) => cmd::retry::run(&cli.config, a).await,
                     Command::Doctor(a) => cmd::doctor::run(&cli.config, a).await,
                     Command::Silence(a) => cmd::silence::run(&cli.config, a).await,
+                    Command::Hooks(a) => cmd::hooks::run(&cli.config, a).await,
                     Command::Demo(a) => cmd::demo::run(a).await,
                     _ => unreachable!("handled above"),
                 }

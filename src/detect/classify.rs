@@ -281,11 +281,17 @@ mod wider_tests {
 
     #[test]
     fn credentials_and_sync_jobs_are_app_wide() {
-        for t in [CREDENTIALS_EVENT, "app.app_instance.provision_sync_job.failed"] {
+        for t in [
+            CREDENTIALS_EVENT,
+            "app.app_instance.provision_sync_job.failed",
+        ] {
             let Classified::Observation(o) = classify(&app_event(t, "FAILURE", vec![])) else {
                 panic!("{t}")
             };
-            assert_eq!((o.operation, o.user_id.as_str(), o.failed), (Operation::Integration, "", true));
+            assert_eq!(
+                (o.operation, o.user_id.as_str(), o.failed),
+                (Operation::Integration, "", true)
+            );
         }
         assert_eq!(
             classify(&app_event(CREDENTIALS_EVENT, "SUCCESS", vec![])),
@@ -311,7 +317,10 @@ mod wider_tests {
         )) else {
             panic!()
         };
-        assert_eq!((o.operation, o.user_id.as_str()), (Operation::GroupPush, "00g1"));
+        assert_eq!(
+            (o.operation, o.user_id.as_str()),
+            (Operation::GroupPush, "00g1")
+        );
         assert_eq!(o.reason.as_deref(), Some("bad token"));
         assert_eq!(
             classify(&app_event(
