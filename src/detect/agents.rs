@@ -174,7 +174,7 @@ mod tests {
             assert_eq!((o.opened, o.resolved), (1, 0));
             let f = failures::find(tx, "agentpool:0oaP", "", Operation::Integration)?.unwrap();
             assert!(f.urgent);
-            assert!(f.reason.unwrap().contains("0 of 2 agents"));
+            assert!(f.reason.unwrap().contains("0 of 1 agents"));
             apply(tx, &[pool("OPERATIONAL", &["OPERATIONAL"])], 3_000, &mut o)?;
             assert_eq!(o.resolved, 1);
             Ok(())
