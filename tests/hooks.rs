@@ -400,7 +400,7 @@ async fn tls_receiver_verifies_and_accepts_deliveries() {
     let ctx = hook_ctx(&sim, dir.path(), free_port(), Some(&fixtures));
     let stop = start_receiver(&ctx).await;
     let cert =
-        reqwest::Certificate::from_pem(&std::fs::read(fixtures.join("cert.pem")).unwrap()).unwrap();
+        reqwest::Certificate::from_pem(&std::fs::read(fixtures.join("ca.pem")).unwrap()).unwrap();
     let http = http_builder().add_root_certificate(cert).build().unwrap();
     let u = format!(
         "https://localhost:{}/okta/events",
