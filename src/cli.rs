@@ -152,6 +152,7 @@ pub enum HooksCommand {
     },
     /// Show the hook as Okta has it and the receiver's last deliveries.
     Status {
+        /// Print JSON (hook, receiver, deliveries, events by result) instead of text.
         #[arg(long)]
         json: bool,
     },

@@ -165,6 +165,9 @@ pub async fn apply_pending(ctx: &Context) -> Result<ApplyOutcome, StoreError> {
             break;
         }
     }
+    if total.opened > 0 {
+        crate::retry::wake_worker();
+    }
     if total.opened > 0 || total.resolved > 0 {
         tracing::info!(
             opened = total.opened,

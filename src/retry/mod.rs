@@ -30,6 +30,24 @@ pub fn claimer_id(prefix: &str) -> String {
     format!("{prefix}{}-{}", std::process::id(), &u[..8])
 }
 
+/// Wakes an idle retry worker of this process at once (a detector just opened failures), so a
+/// failure pushed by event hook is retried after its backoff rather than at the worker's next
+/// idle poll. A wake with no worker waiting is kept for the next wait; one extra look costs a
+/// query.
+pub fn wake_worker() {
+    worker_wake().notify_one();
+}
+
+fn worker_wake() -> &'static tokio::sync::Notify {
+    static WAKE: std::sync::OnceLock<tokio::sync::Notify> = std::sync::OnceLock::new();
+    WAKE.get_or_init(tokio::sync::Notify::new)
+}
+
+/// Resolves on [`wake_worker`].
+pub(crate) async fn woken() {
+    worker_wake().notified().await
+}
+
 fn ms(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }

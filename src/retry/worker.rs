@@ -163,6 +163,7 @@ pub async fn run_with(ctx: Context, shutdown: CancellationToken, tuning: Tuning)
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = tokio::time::sleep(wait) => {}
+                    _ = super::woken() => {}
                     Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                         if let Some(p) = handle(done, &tuning) {
                             tracing::warn!(pause = ?p, "Okta refused the daemon's credentials; pausing retries");
