@@ -160,7 +160,15 @@ impl Config {
                 put("hooks.listen", h.listen.to_string());
                 put("hooks.path", h.path.clone());
                 put("hooks.secret", secret(&h.secret, src.hooks.as_ref()));
-                put("hooks.tls", if h.tls.is_some() { "on" } else { "off (reverse proxy)" }.into());
+                put(
+                    "hooks.tls",
+                    if h.tls.is_some() {
+                        "on"
+                    } else {
+                        "off (reverse proxy)"
+                    }
+                    .into(),
+                );
             }
         }
         put("log.format", self.log.format.to_string());
