@@ -160,7 +160,7 @@ pub async fn run(config_path: &Path, args: &HooksArgs) -> anyhow::Result<ExitCod
                 .map_err(explain)?
             else {
                 println!("no okta-provwatch event hook in this org; nothing to remove");
-                store.write(|tx| clear_id(tx)).await?;
+                store.write(clear_id).await?;
                 return Ok(ExitCode::SUCCESS);
             };
             if hook.is_active() {
@@ -169,7 +169,7 @@ pub async fn run(config_path: &Path, args: &HooksArgs) -> anyhow::Result<ExitCod
                     .map_err(explain)?;
             }
             api::delete(&okta, &hook.id).await.map_err(explain)?;
-            store.write(|tx| clear_id(tx)).await?;
+            store.write(clear_id).await?;
             println!(
                 "deactivated and deleted event hook {} ({}); detection is back to polling only",
                 hook.id,
