@@ -47,6 +47,19 @@ pub enum Command {
     /// List open provisioning failures from the state store (no Okta calls).
     Status(StatusArgs),
     /// Retry failed assignments now.
+    ///
+    /// Pushes each selected user to the app again through Okta, one at a time at the
+    /// configured pace, also while the daemon runs (the state store makes sure only one of
+    /// them pushes a user at a time). `--dry-run` reads the state only and needs no Okta
+    /// token.
+    ///
+    /// Exit status: 0 every selected failure was fixed (or, with --dry-run, would be retried),
+    /// or the app or user exists but has nothing open; 1 a push failed again, or the failure
+    /// named by --failure cannot be retried (a failed deprovisioning: remove the access in
+    /// the app, then `okta-provwatch resolve`); 65 no failure, app or user by that name; 75
+    /// a failure is being retried by someone else right now, or Okta could not be asked
+    /// (rate limit, outage): try again later; 78 the config is invalid or Okta refused the
+    /// credentials (an OAuth service app needs the okta.apps.manage scope).
     Retry(RetryArgs),
     /// Check the setup: config, state store, Okta token and scopes, app settings, Slack, SMTP.
     Doctor(DoctorArgs),
@@ -171,7 +184,44 @@ pub struct DemoArgs {
     pub keep: bool,
 }
 
-/// The clap command, for man pages and completions.
+/// Subcommands that read no config: `--config` is accepted there (it is global) but hidden
+/// from their help, which would otherwise suggest it matters.
+const IGNORE_CONFIG: [&str; 3] = ["man", "completions", "demo"];
+
+/// The exit statuses, for the end of `okta-provwatch --help` (from [`crate::exit::ALL`]).
+fn exit_status_help() -> String {
+    let mut s = String::from("Exit status:\n");
+    for (code, meaning) in crate::exit::ALL {
+        s.push_str(&format!("  {code:>3}  {meaning}\n"));
+    }
+    s
+}
+
+/// The clap command, for parsing, man pages and completions: the derived definition with
+/// the exit statuses appended to the long help and `--config` hidden where it is ignored.
 pub fn command() -> clap::Command {
-    <Cli as clap::CommandFactory>::command()
+    let mut cmd = <Cli as clap::CommandFactory>::command().after_long_help(exit_status_help());
+    // clap copies a global argument into every subcommand that has none of that name when
+    // the command is built; a hidden local `--config` there takes its place, so the option
+    // is still accepted (scripts pass it everywhere) but not offered.
+    for name in IGNORE_CONFIG {
+        cmd = cmd.mut_subcommand(name, |sc| {
+            sc.arg(
+                clap::Arg::new("config")
+                    .long("config")
+                    .value_parser(clap::value_parser!(PathBuf))
+                    .hide(true),
+            )
+        });
+    }
+    cmd
+}
+
+/// Parses the process's arguments with [`command`] (clap exits with 2 on a usage error).
+pub fn parse() -> Cli {
+    let matches = command().get_matches();
+    match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    }
 }

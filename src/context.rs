@@ -39,6 +39,7 @@ pub fn client_options(config: &Config, clock: Clock, metrics: Metrics) -> Client
     };
     let mut opts = ClientOptions::new(config.okta.org_url.clone(), credentials);
     opts.rate_limit_share = config.okta.rate_limit_share;
+    opts.background_share = config.detect.scan_share;
     opts.max_in_flight = config.okta.max_in_flight;
     opts.request_timeout = config.okta.request_timeout;
     opts.keep_alive = !clock.is_virtual();
@@ -64,8 +65,7 @@ impl Context {
         health: Health,
         state_lock: Option<Arc<StateLock>>,
     ) -> anyhow::Result<Context> {
-        let store = Store::open(&config.state.path)
-            .with_context(|| format!("opening the state store {}", config.state.path.display()))?;
+        let store = crate::cmd::open_store(&config.state.path)?;
         let okta = OktaClient::new(client_options(&config, clock, metrics.clone()))
             .context("building the Okta client")?;
         Ok(Context {

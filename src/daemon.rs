@@ -117,6 +117,8 @@ impl Running {
 /// Starts every component on the current runtime.
 pub fn start(ctx: Context, shutdown: CancellationToken) -> Running {
     let mut r = Running::new(shutdown.clone());
+    // Shutdown ends every wait on the Okta budget at once; requests on the wire finish.
+    ctx.okta.stop_on(shutdown.clone());
     r.spawn(
         "poller",
         crate::detect::poller::run(ctx.clone(), shutdown.clone()),

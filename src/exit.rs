@@ -51,6 +51,37 @@ pub const ALL: [(u8, &str); 7] = [
     ),
 ];
 
+/// The exit status for an error that ended a command, from the kinds in its cause chain:
+/// a config problem or credentials Okta refuses exit [`CONFIG`] (a restart will not fix
+/// them), an unreachable Okta [`UNAVAILABLE`], a state held by a daemon [`TEMPFAIL`], a
+/// state file too new for this build or a state path the file system refuses [`CONFIG`];
+/// anything else [`GENERIC`].
+pub fn for_error(e: &anyhow::Error) -> u8 {
+    use crate::okta::OktaError;
+    use crate::store::StoreError;
+    for cause in e.chain() {
+        if cause.is::<crate::config::ConfigError>() {
+            return CONFIG;
+        }
+        match cause.downcast_ref::<OktaError>() {
+            Some(OktaError::Config(_)) => return CONFIG,
+            Some(o) if o.is_auth() => return CONFIG,
+            Some(o) if o.is_transient() => return UNAVAILABLE,
+            _ => {}
+        }
+        if let Some(StoreError::TooNew { .. }) = cause.downcast_ref::<StoreError>() {
+            return CONFIG;
+        }
+        if cause.is::<crate::store::diagnose::Unusable>() {
+            return CONFIG;
+        }
+        if let Some(crate::daemon::lock::LockError::Held { .. }) = cause.downcast_ref() {
+            return TEMPFAIL;
+        }
+    }
+    GENERIC
+}
+
 /// `code` as a [`std::process::ExitCode`].
 pub fn code(code: u8) -> std::process::ExitCode {
     std::process::ExitCode::from(code)
@@ -67,6 +98,27 @@ mod tests {
         seen.dedup();
         assert_eq!(seen, [0, 1, 2, 65, 69, 75, 78]);
         assert!(ALL.iter().all(|(_, what)| !what.is_empty()));
+    }
+
+    #[test]
+    fn errors_map_to_their_codes_through_context() {
+        use anyhow::Context as _;
+        let config: anyhow::Error =
+            Err::<(), _>(crate::config::ConfigError::new("okta.org_url", "x"))
+                .context("config /etc/x.toml")
+                .unwrap_err();
+        assert_eq!(for_error(&config), CONFIG);
+        let denied = anyhow::Error::new(crate::okta::OktaError::Unauthorized {
+            detail: "Invalid token provided".into(),
+        })
+        .context("reading apps");
+        assert_eq!(for_error(&denied), CONFIG);
+        let down = anyhow::Error::new(crate::okta::OktaError::Retryable {
+            path: "/api/v1/logs".into(),
+            detail: "connection refused".into(),
+        });
+        assert_eq!(for_error(&down), UNAVAILABLE);
+        assert_eq!(for_error(&anyhow::anyhow!("disk on fire")), GENERIC);
     }
 
     #[test]

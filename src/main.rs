@@ -1,12 +1,11 @@
 //! The `okta-provwatch` binary: parses the command line and hands over to the library.
 
-use clap::Parser;
-use okta_provwatch::cli::{Cli, Command};
-use okta_provwatch::cmd;
+use okta_provwatch::cli::{self, Command};
+use okta_provwatch::{cmd, exit};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = cli::parse();
     let result = match cli.command {
         Command::CheckConfig => cmd::check_config::run(&cli.config),
         Command::Status(ref a) => cmd::status::run(&cli.config, a),
@@ -33,9 +32,10 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            // One line a person can act on; the chain says where it came from.
+            // One line a person can act on; the chain says where it came from. The status
+            // says what kind of failure it was, for scripts and systemd (see `exit`).
             eprintln!("okta-provwatch: {e:#}");
-            ExitCode::FAILURE
+            exit::code(exit::for_error(&e))
         }
     }
 }

@@ -54,6 +54,11 @@ const DETECT_BUCKETS: &[f64] = &[
     1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
 ];
 
+/// Time a request waited for its share of an Okta bucket: none to a window and more.
+const BUDGET_WAIT_BUCKETS: &[f64] = &[
+    0.01, 0.1, 0.5, 1.0, 2.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0,
+];
+
 /// Every family the daemon exports.
 pub const CATALOGUE: &[Def] = &[
     Def {
@@ -120,6 +125,17 @@ pub const CATALOGUE: &[Def] = &[
         name: "provwatch_detection_latency_seconds",
         kind: Kind::Histogram(DETECT_BUCKETS),
         help: "Time from Okta logging a failure to the daemon recording it, by operation.",
+    },
+    Def {
+        name: "okta_budget_wait_seconds",
+        kind: Kind::Histogram(BUDGET_WAIT_BUCKETS),
+        help:
+            "Time an Okta request waited for the rate budget before it was sent, by priority class.",
+    },
+    Def {
+        name: "provwatch_scan_ticks_skipped_total",
+        kind: Kind::Counter,
+        help: "Scheduled assignment scans skipped because the previous scan was still running.",
     },
     Def {
         name: "provwatch_hook_requests_total",

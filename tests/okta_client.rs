@@ -122,7 +122,7 @@ async fn a_burst_of_200_calls_takes_at_most_half_of_each_window() {
     let snap = c.budget().snapshot();
     let apps = snap
         .iter()
-        .find(|s| s.bucket == ClientBucket::Apps)
+        .find(|s| s.bucket == ClientBucket::AppInstance)
         .unwrap();
     assert_eq!(apps.limit, Some(60));
     assert_eq!(apps.budget, 30);

@@ -11,7 +11,6 @@ use crate::store::failures::{Failure, Operation};
 use crate::store::{StoreError, Tx};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 /// Lines stored per message; renderers collapse further for their own limits.
 pub const MAX_LINES: usize = 500;
@@ -23,28 +22,44 @@ pub const MAX_REASON_CHARS: usize = 1000;
 pub const MAX_FIELD_CHARS: usize = 256;
 
 pub fn to_time(ms: i64) -> DateTime<Utc> {
-    DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default()
+    crate::clock::from_ms(ms)
 }
 
-/// What a person should do about `f` beyond waiting for the automatic retries, if anything.
+/// What a person should do about `f`, for every line of a message: the step that ends the
+/// failure, with the exact command. A failed push is fixed in the data the app objects to
+/// (its reason names the attribute) and then pushed again; a failed deprovisioning cannot be
+/// pushed again at all (the user is gone from the app's assignments), so the access is
+/// removed in the app by hand and the failure closed with `resolve`.
 pub fn next_step(f: &Failure) -> Option<String> {
     let app = truncate_chars(f.app_name(), MAX_FIELD_CHARS);
-    if f.retry_exhausted {
-        Some(format!(
-            "automatic retries gave up: fix the cause in {app} or Okta, then run `okta-provwatch retry --failure {}`",
-            f.id
-        ))
-    } else if f.operation == Operation::Integration {
-        Some(format!(
-            "check {app}'s provisioning settings and API credentials in the Okta admin console (Provisioning tab)"
-        ))
-    } else if f.operation.is_deprovisioning() {
-        Some(format!(
-            "the person may still have access to {app}: confirm it is removed there if this does not clear"
-        ))
-    } else {
-        None
-    }
+    let id = f.id;
+    Some(match f.operation {
+        Operation::Integration => format!(
+            "check {app}'s provisioning settings and API credentials in the Okta Admin Console \
+             (Provisioning tab); retries of its users resume when Okta reaches {app} again"
+        ),
+        op if op.is_deprovisioning() => format!(
+            "remove the person's access in {app} by hand, then run \
+             `okta-provwatch resolve --failure {id} --note \"removed in {app}\"`"
+        ),
+        Operation::GroupPush => format!(
+            "fix what {app} reports, then push the group again from {app}'s Push Groups tab in \
+             the Okta Admin Console"
+        ),
+        Operation::Import => {
+            format!("fix what {app} reports, then run the import again from {app}'s Import tab")
+        }
+        _ if f.user_id.is_empty() => return None,
+        _ if f.retry_exhausted => format!(
+            "automatic retries gave up: fix the attribute {app} names in the reason (in the \
+             user's Okta profile or its mapping), then run `okta-provwatch retry --failure {id}`"
+        ),
+        _ => format!(
+            "fix the attribute {app} names in the reason (in the user's Okta profile or its \
+             mapping), then run `okta-provwatch retry --failure {id}`; automatic retries go on \
+             meanwhile"
+        ),
+    })
 }
 
 /// One failure as a message line. Every field is bounded here, where the message is made: a
@@ -67,7 +82,8 @@ pub fn line(f: &Failure) -> AlertLine {
             .reason
             .as_deref()
             .map(|r| truncate_chars(r, MAX_REASON_CHARS)),
-        first_seen: to_time(f.first_seen),
+        // When Okta logged the failure (what `status` shows); detection time for scan finds.
+        first_seen: to_time(f.event_published.unwrap_or(f.first_seen)),
         attempts: f.attempts,
         app: None,
         next_step: next_step(f),
@@ -169,9 +185,8 @@ pub fn firing_message(
         ));
     }
     summary.push(format!(
-        "{} unresolved; failures alert after {} unless urgent.",
-        plural(set.len(), "failure", "failures"),
-        humantime::format_duration(Duration::from_millis(s.persist_after_ms.max(0) as u64))
+        "{} unresolved.",
+        plural(set.len(), "failure", "failures")
     ));
     Ok(AlertMessage {
         kind: MessageKind::Firing,
@@ -204,6 +219,9 @@ pub fn resolved_message(
     cleared: &[Failure],
     now: i64,
 ) -> Result<AlertMessage, StoreError> {
+    // Nothing of the app is open any more, so the caller may have found no label; the
+    // cleared failures still carry the one they were detected with.
+    let label = label.or_else(|| cleared.iter().find_map(|f| f.app_label.as_deref()));
     let app = label.unwrap_or(app_id);
     Ok(AlertMessage {
         kind: MessageKind::Resolved,
@@ -212,10 +230,7 @@ pub fn resolved_message(
         app_id: Some(app_id.to_string()),
         app_label: label.map(str::to_string),
         admin_url: admin_url(s, tx, app_id)?,
-        summary: format!(
-            "All {} previously reported for {app} cleared.",
-            plural(cleared.len(), "failure", "failures")
-        ),
+        summary: resolved_summary(app, cleared.len()),
         lines: cleared
             .iter()
             .take(MAX_LINES)
@@ -225,6 +240,16 @@ pub fn resolved_message(
         group_key: format!("app:{app_id}"),
         created_at: to_time(now),
     })
+}
+
+/// `cleared` is every failure reported during the episode (the evaluator keeps them all, not
+/// only the last message's), so three reported and cleared one by one read "All 3".
+fn resolved_summary(app: &str, cleared: usize) -> String {
+    match cleared {
+        0 => format!("The failures previously reported for {app} cleared."),
+        1 => format!("The failure previously reported for {app} cleared."),
+        n => format!("All {n} failures previously reported for {app} cleared."),
+    }
 }
 
 /// The resolved notice of the daemon-health group.
@@ -272,7 +297,7 @@ pub fn health_firing_message(cause: Cause, reason: &str, since: i64, now: i64) -
     }
     let mut summary = format!(
         "No System Log poll succeeded since {}: {reason}. Provisioning failures are not being detected until this clears.",
-        to_time(since).format("%Y-%m-%d %H:%M UTC"),
+        crate::clock::minute(to_time(since)),
     );
     match cause {
         Cause::Auth => summary
@@ -294,5 +319,165 @@ pub fn health_firing_message(cause: Cause, reason: &str, since: i64, now: i64) -
         total_lines: 0,
         group_key: HEALTH_GROUP_KEY.into(),
         created_at: to_time(now),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::evaluator::evaluate;
+    use crate::domain::{HistoryKind, Observation, Source};
+    use crate::store::{failures as store_failures, outbox as store_outbox, Store};
+
+    fn settings() -> Settings {
+        Settings {
+            persist_after_ms: 600_000,
+            repeat_interval_ms: 4 * 3_600_000,
+            group_wait_ms: 30_000,
+            group_interval_ms: 300_000,
+            send_resolved: true,
+            channels: vec!["console"],
+            admin_base: Some("https://acme-admin.okta.com".into()),
+            poll_interval_ms: 60_000,
+        }
+    }
+
+    fn fail(store: &Store, user: &str, op: Operation, at: i64) -> i64 {
+        let o = Observation {
+            app_id: "0oaS".into(),
+            app_label: Some("Sales".into()),
+            user_id: format!("00u{user}"),
+            user_login: Some(format!("{user}@x.com")),
+            operation: op,
+            failed: true,
+            reason: Some("Remote API error: title is required".into()),
+            event_uuid: None,
+            published_ms: Some(at - 30_000),
+            source: Source::Log,
+        };
+        match store
+            .write_blocking(|tx| store_failures::apply(tx, &o, at, "test"))
+            .unwrap()
+        {
+            store_failures::Applied::Opened(id) => id,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn messages(store: &Store) -> Vec<AlertMessage> {
+        store
+            .read_blocking(store_outbox::list)
+            .unwrap()
+            .into_iter()
+            .map(|r| serde_json::from_str(&r.payload).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn every_user_line_says_what_to_do_next_with_the_command() {
+        let store = Store::open_in_memory().unwrap();
+        let ann = fail(&store, "ann", Operation::Update, 1_000_000);
+        let bob = fail(&store, "bob", Operation::Deactivate, 1_000_000);
+        let get = |id| {
+            store
+                .read_blocking(|tx| store_failures::get(tx, id))
+                .unwrap()
+                .unwrap()
+        };
+        let a = line(&get(ann));
+        assert_eq!(
+            a.next_step.as_deref(),
+            Some(&*format!(
+                "fix the attribute Sales names in the reason (in the user's Okta profile or its \
+                 mapping), then run `okta-provwatch retry --failure {ann}`; automatic retries go \
+                 on meanwhile"
+            ))
+        );
+        let b = line(&get(bob));
+        assert_eq!(
+            b.next_step.as_deref(),
+            Some(&*format!(
+                "remove the person's access in Sales by hand, then run \
+                 `okta-provwatch resolve --failure {bob} --note \"removed in Sales\"`"
+            ))
+        );
+        let gave_up = Failure {
+            retry_exhausted: true,
+            ..get(ann)
+        };
+        assert!(line(&gave_up)
+            .next_step
+            .unwrap()
+            .starts_with("automatic retries gave up: fix the attribute Sales names"));
+        // The line dates the failure by Okta's event, as `status` does.
+        assert_eq!(a.first_seen, to_time(1_000_000 - 30_000));
+    }
+
+    #[test]
+    fn firing_summary_has_no_boilerplate_and_resolved_counts_the_whole_episode() {
+        let store = Store::open_in_memory().unwrap();
+        let s = settings();
+        let t0 = 1_700_000_000_000;
+        let ids: Vec<i64> = ["ann", "bob", "cat"]
+            .iter()
+            .map(|u| fail(&store, u, Operation::Create, t0))
+            .collect();
+        let eval = |now: i64| {
+            let s = s.clone();
+            store
+                .write_blocking(move |tx| evaluate(tx, &s, None, now))
+                .unwrap()
+        };
+        eval(t0 + 600_000);
+        assert_eq!(eval(t0 + 631_000).firing.len(), 1);
+        let first = messages(&store).pop().unwrap();
+        assert_eq!(first.summary, "3 failures unresolved.");
+        assert!(!first.summary.contains("alert after"));
+        assert_eq!(
+            first.admin_url.as_deref(),
+            Some("https://acme-admin.okta.com/admin/apps/active")
+        );
+
+        // Two are fixed early; the update lists the one left.
+        for id in &ids[..2] {
+            store
+                .write_blocking(|tx| {
+                    store_failures::resolve(tx, *id, t0 + 700_000, None, "test", "fixed")
+                })
+                .unwrap();
+        }
+        eval(t0 + 700_001);
+        assert_eq!(eval(t0 + 1_000_000).firing.len(), 1);
+        assert_eq!(messages(&store).pop().unwrap().lines.len(), 1);
+
+        // The last one clears: the notice counts all three that were reported.
+        store
+            .write_blocking(|tx| {
+                store_failures::resolve(tx, ids[2], t0 + 1_100_000, None, "test", "fixed")
+            })
+            .unwrap();
+        assert_eq!(eval(t0 + 1_100_001).resolved.len(), 1);
+        let resolved = messages(&store).pop().unwrap();
+        assert_eq!(
+            resolved.summary,
+            "All 3 failures previously reported for Sales cleared."
+        );
+        assert_eq!(resolved.lines.len(), 3);
+        // Each failure was marked alerted once, not once per message.
+        let alerted = store
+            .read_blocking(|tx| {
+                crate::store::history::list(tx, ids[2])
+                    .map(|h| h.iter().filter(|e| e.kind == HistoryKind::Alerted).count())
+            })
+            .unwrap();
+        assert_eq!(alerted, 1);
+    }
+
+    #[test]
+    fn one_failure_reads_in_the_singular() {
+        assert_eq!(
+            resolved_summary("Sales", 1),
+            "The failure previously reported for Sales cleared."
+        );
     }
 }

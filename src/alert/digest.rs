@@ -13,6 +13,7 @@ use super::compose::{line, to_time, MAX_LINES};
 use super::message::{AlertLine, AlertMessage, MessageKind, Severity};
 use super::outbox;
 use crate::context::Context;
+use crate::domain::HistoryKind;
 use crate::store::alert_groups::{self, failures_with_history, get_meta, set_meta};
 use crate::store::{StoreError, Tx};
 use cron::Schedule;
@@ -77,9 +78,14 @@ pub fn step(
 /// The digest for the window (`since`, `now`], or `None` when there is nothing to say.
 pub fn build(tx: &Tx<'_>, since: i64, now: i64) -> Result<Option<AlertMessage>, StoreError> {
     let open = alert_groups::unresolved_failures(tx)?;
-    let detected = failures_with_history(tx, &["detected", "reopened"], since, now)?;
-    let retried = failures_with_history(tx, &["retry_started"], since, now)?;
-    let resolved = failures_with_history(tx, &["resolved"], since, now)?;
+    let detected = failures_with_history(
+        tx,
+        &[HistoryKind::Detected, HistoryKind::Reopened],
+        since,
+        now,
+    )?;
+    let retried = failures_with_history(tx, &[HistoryKind::RetryStarted], since, now)?;
+    let resolved = failures_with_history(tx, &[HistoryKind::Resolved], since, now)?;
     if open.is_empty() && detected.is_empty() && retried.is_empty() && resolved.is_empty() {
         return Ok(None);
     }
@@ -91,7 +97,7 @@ pub fn build(tx: &Tx<'_>, since: i64, now: i64) -> Result<Option<AlertMessage>, 
         open.len(),
         if apps.len() == 1 { "1 app".to_string() } else { format!("{} apps", apps.len()) },
         urgent,
-        to_time(since).format("%Y-%m-%d %H:%M UTC"),
+        crate::clock::minute(to_time(since)),
         detected.len(),
         retried.len(),
         resolved.len(),
@@ -144,9 +150,7 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
                     Step::Empty => tracing::debug!("digest due but nothing to report"),
                     Step::Started | Step::NotDue => {}
                 }
-                next.map_or(MAX_SLEEP, |n| {
-                    Duration::from_millis(n.saturating_sub(now).max(0) as u64)
-                })
+                next.map_or(MAX_SLEEP, |n| crate::clock::between(now, n))
             }
             Err(e) => {
                 tracing::error!(error = %e, "digest failed; retrying");

@@ -184,8 +184,11 @@ fn evaluate_app(
         }
         g.firing = true;
         g.fingerprint = Some(fp);
-        g.sent_failures = set.iter().map(|f| f.id).collect();
+        // Every failure reported during the episode, not only this message's: the resolved
+        // notice counts them all ("All 3 ... cleared", not "All 1" after two cleared early).
+        g.sent_failures.extend(set.iter().map(|f| f.id));
         g.sent_failures.sort_unstable();
+        g.sent_failures.dedup();
         g.pending_since = None;
         g.last_sent_at = Some(now);
     }
@@ -214,8 +217,8 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
             .await
         {
             Ok(o) if !o.is_empty() => tracing::info!(
-                firing = ?o.firing,
-                resolved = ?o.resolved,
+                firing = %o.firing.join(", "),
+                resolved = %o.resolved.join(", "),
                 outbox_rows = o.rows,
                 "alert notifications queued"
             ),

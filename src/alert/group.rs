@@ -28,7 +28,8 @@ pub struct Settings {
     pub send_resolved: bool,
     /// Outbox channels to write rows for (see [`outbox::channels`]).
     pub channels: Vec<&'static str>,
-    /// Okta admin console base (`https://acme-admin.okta.com`), for links; `None` off Okta.
+    /// Okta admin console base (`https://acme-admin.okta.com`), for links: `okta.admin_url`,
+    /// else derived on Okta's hosts; `None` when neither says where the console is.
     pub admin_base: Option<String>,
     /// The System Log poll interval, which scales the daemon-health threshold.
     pub poll_interval_ms: i64,
@@ -43,28 +44,16 @@ impl Settings {
             group_interval_ms: ms(cfg.alert.group_interval),
             send_resolved: cfg.alert.send_resolved,
             channels: outbox::channels(cfg),
-            admin_base: admin_base(&cfg.okta.org_url),
+            admin_base: cfg.okta.admin_console(),
             poll_interval_ms: ms(cfg.detect.poll_interval),
         }
     }
 }
 
 /// `https://acme-admin.okta.com` for `https://acme.okta.com/`; `None` for hosts that are not
-/// Okta's (custom domains, the simulator), where we cannot guess the admin console.
+/// Okta's (custom domains need `okta.admin_url`; see [`crate::config::admin`]).
 pub fn admin_base(org: &url::Url) -> Option<String> {
-    let host = org.host_str()?;
-    let (first, rest) = host.split_once('.')?;
-    let okta = [
-        "okta.com",
-        "oktapreview.com",
-        "okta-emea.com",
-        "okta-gov.com",
-        "okta.mil",
-    ];
-    if !okta.contains(&rest) || first.ends_with("-admin") {
-        return None;
-    }
-    Some(format!("https://{first}-admin.{rest}"))
+    crate::config::admin::derive(org).map(|u| u.as_str().trim_end_matches('/').to_string())
 }
 
 /// What one evaluation decided.

@@ -15,7 +15,6 @@ use super::outbox;
 use crate::health::{verdict, HealthState, Verdict};
 use crate::store::alert_groups::{self, AlertGroup};
 use crate::store::{StoreError, Tx};
-use std::time::Duration;
 
 pub use super::group::HEALTH_GROUP_KEY as GROUP_KEY;
 
@@ -32,7 +31,7 @@ pub fn evaluate(
         ..AlertGroup::default()
     });
     let before = g.clone();
-    let interval = Duration::from_millis(u64::try_from(s.poll_interval_ms).unwrap_or(0));
+    let interval = crate::clock::between(0, s.poll_interval_ms);
     match verdict(h, interval, h.started_ms, now) {
         Verdict::Unhealthy {
             cause,

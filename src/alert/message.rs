@@ -212,7 +212,7 @@ pub(crate) fn plural(n: u64, one: &str, many: &str) -> String {
 }
 
 pub(crate) fn fmt_time(t: &DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M UTC").to_string()
+    crate::clock::minute(*t)
 }
 
 /// A line's next step is cut to this many characters in any rendering.

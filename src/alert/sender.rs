@@ -117,7 +117,7 @@ impl Sender {
                                 "provwatch_alerts_total",
                                 &[("channel", name), ("result", "sent")],
                             );
-                            tracing::info!(channel = name, outbox_id = id, kind = %row.kind, group = ?row.group_key, "alert delivered");
+                            tracing::info!(channel = name, outbox_id = id, kind = %row.kind, group = row.group_key.as_deref().unwrap_or("-"), "alert delivered");
                             total.sent += 1;
                         }
                         Err(DeliveryError::Transient {
@@ -135,7 +135,7 @@ impl Sender {
                                 "provwatch_alerts_total",
                                 &[("channel", name), ("result", "retry")],
                             );
-                            tracing::warn!(channel = name, outbox_id = id, attempts = row.attempts + 1, retry_in = ?delay, error = %message, "alert delivery failed; will retry");
+                            tracing::warn!(channel = name, outbox_id = id, attempts = row.attempts + 1, retry_in = %humantime::format_duration(std::time::Duration::from_secs(delay.as_secs().max(1))), error = %message, "alert delivery failed; will retry");
                             total.retry += 1;
                             break 'rows;
                         }
@@ -148,7 +148,7 @@ impl Sender {
                                 "provwatch_alerts_total",
                                 &[("channel", name), ("result", "failed")],
                             );
-                            tracing::error!(channel = name, outbox_id = id, kind = %row.kind, group = ?row.group_key, error = %message, "ALERT NOT DELIVERED: the channel refused it permanently; fix the channel configuration (see `okta-provwatch doctor`)");
+                            tracing::error!(channel = name, outbox_id = id, kind = %row.kind, group = row.group_key.as_deref().unwrap_or("-"), error = %message, "ALERT NOT DELIVERED: the channel refused it permanently; fix the channel configuration (see `okta-provwatch doctor`)");
                             total.failed += 1;
                         }
                     }

@@ -19,5 +19,8 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
     for (key, value) in config.redacted_summary() {
         println!("  {key} = {value}");
     }
+    if let Some(hint) = config.okta.admin_console_hint() {
+        println!("hint: {hint}");
+    }
     Ok(ExitCode::SUCCESS)
 }

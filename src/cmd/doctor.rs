@@ -2,8 +2,10 @@
 //! operator can tell in one command why the daemon is not detecting, retrying or alerting.
 //!
 //! It checks the config (printing the effective values with secrets redacted), the state
-//! store, the Okta credentials and what they are allowed to do, every watched app's
-//! provisioning settings, and the alert channels. Output gets pasted into tickets, so nothing
+//! store, the Okta credentials and what they are allowed to do, the principal rate limit Okta
+//! grants them (against `okta.rate_limit_share`), every watched app's provisioning settings,
+//! and the alert channels. Its Okta calls are of [`Class::Doctor`], the lowest priority.
+//! Output gets pasted into tickets, so nothing
 //! here prints a secret: the config appears through `redacted_summary`, and every error it
 //! shows (Okta, Slack, SMTP) is built by its module from status codes, never from credentials.
 
@@ -15,8 +17,9 @@ use crate::clock::Clock;
 use crate::config::{Config, OktaAuth, SlackTarget};
 use crate::context::client_options;
 use crate::metrics::Metrics;
+use crate::okta::ratelimit::PrincipalRateLimit;
 use crate::okta::types::Application;
-use crate::okta::{OktaClient, OktaError};
+use crate::okta::{Class, OktaClient, OktaError};
 use crate::store::Store;
 use serde::Serialize;
 use std::path::Path;
@@ -233,7 +236,10 @@ async fn check_okta(config: &Config, r: &mut Report) {
         }
     };
     let org = okta.org_url().to_string();
-    match okta.get_page(super::run::PROBE_PATH).await {
+    match okta
+        .get_page_with(Class::Doctor, super::run::PROBE_PATH)
+        .await
+    {
         Ok(_) => r.add(
             "okta logs read",
             Status::Pass,
@@ -251,7 +257,8 @@ async fn check_okta(config: &Config, r: &mut Report) {
             }
         }
     }
-    let apps = match okta.list_apps().await {
+    check_principal_rate_limit(config, &okta, r).await;
+    let apps = match okta.list_apps_with(Class::Doctor).await {
         Ok(apps) => {
             r.add(
                 "okta apps read",
@@ -275,6 +282,89 @@ async fn check_okta(config: &Config, r: &mut Report) {
     }
     if let Some(apps) = apps {
         check_provisioning(config, &okta, &apps, r).await;
+    }
+}
+
+/// Reads the principal rate limit Okta grants this daemon's token or service app and warns
+/// when `okta.rate_limit_share` asks for more: the excess would only ever be answered 429.
+async fn check_principal_rate_limit(config: &Config, okta: &OktaClient, r: &mut Report) {
+    let name = "okta principal rate limit";
+    let (kind, principal) = match &config.okta.auth {
+        OktaAuth::OAuth(o) => ("OAUTH_CLIENT", Some(o.client_id.as_str())),
+        // An API token cannot learn its own id without side effects (the only `current`
+        // route revokes it), so every token's entry is looked at.
+        OktaAuth::ApiToken(_) => ("SSWS_TOKEN", None),
+    };
+    match okta.principal_rate_limits_with(Class::Doctor, kind).await {
+        Ok(entries) => {
+            let (status, detail) =
+                judge_principal_limit(&entries, principal, config.okta.rate_limit_share);
+            r.add(name, status, detail);
+        }
+        Err(e @ OktaError::Forbidden { .. }) => r.add(
+            name,
+            Status::Info,
+            format!(
+                "cannot read the principal rate limits ({e}); grant the okta.principalRateLimits.read scope (OAuth) or use an admin role that includes it to have doctor compare okta.rate_limit_share with what Okta grants"
+            ),
+        ),
+        Err(e) => r.add(
+            name,
+            Status::Warn,
+            format!("could not read the principal rate limits: {e}"),
+        ),
+    }
+}
+
+/// Compares `share` with the percentage Okta grants `principal` (an OAuth client id; `None`
+/// for an API token, whose entry cannot be told from other tokens': the lowest counts).
+pub fn judge_principal_limit(
+    entries: &[PrincipalRateLimit],
+    principal: Option<&str>,
+    share: f64,
+) -> (Status, String) {
+    let mine: Vec<&PrincipalRateLimit> = match principal {
+        Some(id) => entries.iter().filter(|e| e.principal_id == id).collect(),
+        None => entries.iter().collect(),
+    };
+    let granted = mine.iter().filter_map(|e| e.default_percentage).min();
+    let Some(pct) = granted else {
+        return (
+            Status::Info,
+            match principal {
+                Some(id) => format!("no principal rate limit is set for OAuth client {id}: Okta's org-wide default applies (Admin Console > Security > API > Rate limits)"),
+                None => "no principal rate limit is set for API tokens: Okta's org-wide default applies (Admin Console > Security > API > Rate limits)".into(),
+            },
+        );
+    };
+    let ambiguous = principal.is_none()
+        && mine
+            .iter()
+            .filter_map(|e| e.default_percentage)
+            .any(|p| p != pct);
+    let whose = match principal {
+        Some(id) => format!("OAuth client {id}"),
+        None if ambiguous => {
+            "API tokens (the lowest of several tokens' limits; this token's own cannot be told apart)".to_string()
+        }
+        None => "API tokens".to_string(),
+    };
+    let asked = share * 100.0;
+    if asked > pct as f64 + 1e-9 {
+        (
+            Status::Warn,
+            format!(
+                "okta.rate_limit_share = {share} asks for {asked:.0}% of each bucket, but Okta grants {whose} {pct}%: requests beyond that are refused with 429. Set okta.rate_limit_share to at most {:.2}, or raise the principal rate limit in the Admin Console",
+                pct as f64 / 100.0
+            ),
+        )
+    } else {
+        (
+            Status::Pass,
+            format!(
+                "Okta grants {whose} {pct}% of each bucket; okta.rate_limit_share = {share} stays within it"
+            ),
+        )
     }
 }
 
@@ -359,7 +449,7 @@ async fn check_provisioning(
     }
     for (app, explicit) in watched {
         let name = format!("app \"{}\" ({}) provisioning", app.display(), app.id);
-        let feature = match okta.provisioning_feature(&app.id).await {
+        let feature = match okta.provisioning_feature_with(Class::Doctor, &app.id).await {
             Ok(f) => f,
             Err(OktaError::NotFound { .. }) => {
                 if explicit {
@@ -534,6 +624,40 @@ async fn check_channels(config: &Config, send_test: bool, r: &mut Report) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn limit(id: &str, pct: Option<u32>) -> PrincipalRateLimit {
+        PrincipalRateLimit {
+            principal_id: id.into(),
+            principal_type: "OAUTH_CLIENT".into(),
+            default_percentage: pct,
+            default_concurrency_percentage: None,
+        }
+    }
+
+    /// The share is compared with this principal's own entry, not another client's; above it
+    /// warns with the value to set, within it passes, no entry is INFO.
+    #[test]
+    fn principal_limit_judged_for_this_principal() {
+        let entries = [limit("0oaother", Some(10)), limit("0oame", Some(40))];
+        let (st, detail) = judge_principal_limit(&entries, Some("0oame"), 0.5);
+        assert_eq!(st, Status::Warn);
+        assert!(
+            detail.contains("40%") && detail.contains("at most 0.40"),
+            "{detail}"
+        );
+        let (st, _) = judge_principal_limit(&entries, Some("0oame"), 0.4);
+        assert_eq!(st, Status::Pass);
+        let (st, detail) = judge_principal_limit(&entries, Some("0oanone"), 0.5);
+        assert_eq!(st, Status::Info);
+        assert!(detail.contains("0oanone"), "{detail}");
+        // API tokens: the lowest of several counts, and the detail says why.
+        let (st, detail) = judge_principal_limit(&entries, None, 0.2);
+        assert_eq!(st, Status::Warn);
+        assert!(
+            detail.contains("10%") && detail.contains("lowest"),
+            "{detail}"
+        );
+    }
 
     #[test]
     fn disabled_create_or_deactivate_fails() {

@@ -35,9 +35,19 @@ pub fn man(out_dir: &Path) -> anyhow::Result<ExitCode> {
 }
 
 pub fn completions(shell: clap_complete::Shell) -> anyhow::Result<ExitCode> {
+    use std::io::Write as _;
     let mut cmd = crate::cli::command();
-    clap_complete::generate(shell, &mut cmd, "okta-provwatch", &mut std::io::stdout());
-    Ok(ExitCode::SUCCESS)
+    // Into a buffer first: clap_complete panics on a write error, and a reader that stops
+    // early (`| head`) closes the pipe.
+    let mut buf = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "okta-provwatch", &mut buf);
+    match std::io::stdout().lock().write_all(&buf) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        r => {
+            r.map_err(|e| anyhow::anyhow!("writing the completions to stdout: {e}"))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
 /// Writes one page per visible command into `out_dir` and returns their paths, the
@@ -344,6 +354,7 @@ mod tests {
             "okta.oauth.private_key_credential",
             "okta.oauth.scopes",
             "okta.request_timeout",
+            "okta.admin_url",
             "state.path",
             "detect.poll_interval",
             "retry.max_backoff",

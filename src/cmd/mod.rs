@@ -44,8 +44,18 @@ pub fn load_config(path: &Path) -> anyhow::Result<Config> {
 /// secrets, no Okta), so an operator can run them without the daemon's credentials.
 pub fn open_store_only(path: &Path) -> anyhow::Result<Store> {
     let state = Config::load_state(path).with_context(|| format!("config {}", path.display()))?;
-    Store::open(&state.path)
-        .with_context(|| format!("opening the state store {}", state.path.display()))
+    open_store(&state.path)
+}
+
+/// Opens (or creates) the state store at `path`. When that fails, the error says why in the
+/// file system's terms ([`crate::store::diagnose`]: read-only, permissions with owner and
+/// uid, a file where a directory should be), once, instead of SQLite's "unable to open
+/// database file" with the path repeated.
+pub fn open_store(path: &Path) -> anyhow::Result<Store> {
+    Store::open(path).map_err(|e| match crate::store::diagnose::unusable(path) {
+        Some(why) => anyhow::Error::new(why),
+        None => anyhow::Error::new(e),
+    })
 }
 
 /// Like [`open_store_only`] for commands that only look at existing state (`status`,

@@ -3,7 +3,7 @@
 //! Start-up is ordered so that `systemctl start` fails visibly instead of reporting a daemon
 //! that cannot work: config, state store, the HTTP listener and one real Okta call all succeed
 //! before READY=1. Errors that a restart cannot fix (bad config, rejected token) exit with
-//! [`EXIT_CONFIG`], which the unit lists in `RestartPreventExitStatus=`.
+//! [`exit::CONFIG`], which the unit lists in `RestartPreventExitStatus=`.
 //!
 //! A second `run` on the same state exits at once with [`EXIT_LOCKED`] (75), naming the
 //! holder's pid and host ([`crate::daemon::lock`]).
@@ -21,6 +21,7 @@ use crate::config::LogFormat;
 use crate::context::Context;
 use crate::daemon::lock::{LockError, StateLock};
 use crate::daemon::{self, Supervisor};
+use crate::exit;
 use crate::okta::{OktaClient, OktaError};
 use anyhow::Context as _;
 use std::path::Path;
@@ -28,16 +29,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Exit status for failures a restart will not fix (sysexits.h `EX_CONFIG`).
-pub const EXIT_CONFIG: u8 = 78;
-
 /// How long start-up keeps retrying an Okta that is unreachable (not one that refuses us),
 /// kept under the unit's `TimeoutStartSec=`.
 pub const STARTUP_OKTA_DEADLINE: Duration = Duration::from_secs(60);
 
 pub use crate::daemon::lock::EXIT_LOCKED;
 
-/// Exit status for a failure to build the context: [`EXIT_CONFIG`] only for what a restart
+/// Exit status for a failure to build the context: [`exit::CONFIG`] only for what a restart
 /// cannot fix (an unusable OAuth key, a state file from a newer version); anything else (a
 /// busy or briefly unwritable database) exits 1 so that systemd restarts the service.
 fn startup_exit_code(e: &anyhow::Error) -> u8 {
@@ -47,11 +45,12 @@ fn startup_exit_code(e: &anyhow::Error) -> u8 {
                 c.downcast_ref::<crate::store::StoreError>(),
                 Some(crate::store::StoreError::TooNew { .. })
             )
+            || c.is::<crate::store::diagnose::Unusable>()
     });
     if permanent {
-        EXIT_CONFIG
+        exit::CONFIG
     } else {
-        1
+        exit::GENERIC
     }
 }
 
@@ -65,7 +64,7 @@ pub async fn run(config_path: &Path, log_format: Option<LogFormatArg>) -> anyhow
         Ok(c) => c,
         Err(e) => {
             eprintln!("okta-provwatch: {e:#}");
-            return Ok(ExitCode::from(EXIT_CONFIG));
+            return Ok(exit::code(exit::CONFIG));
         }
     };
     let format = match log_format {
@@ -82,8 +81,26 @@ pub async fn run(config_path: &Path, log_format: Option<LogFormatArg>) -> anyhow
             return Ok(ExitCode::from(EXIT_LOCKED));
         }
         Err(e) => {
+            // The lock sits beside the database: the same causes stop both, named once.
+            if let Some(why) = crate::store::diagnose::unusable(&config.state.path) {
+                tracing::error!("cannot start: {why}");
+                return Ok(exit::code(exit::CONFIG));
+            }
             tracing::error!("cannot start: {e}");
-            return Ok(ExitCode::FAILURE);
+            // A state directory that is read-only, not ours or impossible to create stays so
+            // across restarts: 78 stops systemd from retrying every RestartSec.
+            let permanent = matches!(&e, LockError::Io { source, .. } if matches!(
+                source.kind(),
+                std::io::ErrorKind::PermissionDenied
+                    | std::io::ErrorKind::ReadOnlyFilesystem
+                    | std::io::ErrorKind::NotFound
+                    | std::io::ErrorKind::NotADirectory
+            ));
+            return Ok(exit::code(if permanent {
+                exit::CONFIG
+            } else {
+                exit::GENERIC
+            }));
         }
     };
     let clock = Clock::system();
@@ -114,7 +131,7 @@ pub async fn run(config_path: &Path, log_format: Option<LogFormatArg>) -> anyhow
         r = probe_okta(&ctx.okta, STARTUP_OKTA_DEADLINE) => if let Err(e) = r {
             tracing::error!("cannot start: {e}");
             return Ok(if e.is_auth() || matches!(e, OktaError::Config(_)) {
-                ExitCode::from(EXIT_CONFIG)
+                exit::code(exit::CONFIG)
             } else {
                 ExitCode::FAILURE
             });

@@ -40,9 +40,7 @@ fn created_by() -> Option<String> {
 }
 
 fn fmt_ms(ms: i64) -> String {
-    crate::alert::compose::to_time(ms)
-        .format("%Y-%m-%d %H:%M UTC")
-        .to_string()
+    crate::clock::minute(crate::clock::from_ms(ms))
 }
 
 /// Does what `args` asks at `now` and returns the text to print.

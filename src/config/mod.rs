@@ -14,6 +14,8 @@
 //!
 //! `config.example.toml` at the repository root documents every key.
 
+pub mod admin;
+mod budget;
 mod env;
 mod error;
 mod hooks;
@@ -32,6 +34,7 @@ use lettre::message::Mailbox;
 use secrecy::SecretString;
 use url::Url;
 
+pub use budget::DEFAULT_SCAN_SHARE;
 pub use env::{Env, ENV_PREFIX};
 pub use error::ConfigError;
 pub use hooks::{HooksConfig, TlsFiles};
@@ -81,6 +84,8 @@ pub struct OktaConfig {
     /// Concurrent Okta requests, 1..=8.
     pub max_in_flight: usize,
     pub request_timeout: Duration,
+    /// The Okta Admin Console, for links in alerts (`okta.admin_url`; see [`admin`]).
+    pub admin_url: Option<Url>,
 }
 
 /// How to authenticate to Okta.
@@ -121,6 +126,9 @@ pub struct DetectConfig {
     pub scan_schedule: Schedule,
     /// App ids or labels to watch; empty means every active app with provisioning.
     pub apps: Vec<String>,
+    /// Most of the daemon's share of a bucket that scans (and other background work) may use
+    /// per window, in (0, 1].
+    pub scan_share: f64,
 }
 
 /// `[retry]`: automatic re-provisioning of failed assignments.

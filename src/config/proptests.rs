@@ -143,6 +143,7 @@ const SECTIONS: [(&str, &[&str]); 10] = [
             "rate_limit_share",
             "max_in_flight",
             "request_timeout",
+            "admin_url",
         ],
     ),
     (

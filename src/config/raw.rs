@@ -51,6 +51,7 @@ pub(crate) struct RawOkta {
     pub rate_limit_share: Option<f64>,
     pub max_in_flight: Option<i64>,
     pub request_timeout: Option<Text>,
+    pub admin_url: Option<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -77,6 +78,7 @@ pub(crate) struct RawDetect {
     pub initial_lookback: Option<Text>,
     pub scan_schedule: Option<Text>,
     pub apps: Option<TextList>,
+    pub scan_share: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -47,6 +47,14 @@ impl Config {
 
         let o = &self.okta;
         put("okta.org_url", o.org_url.to_string());
+        put(
+            "okta.admin_url",
+            match (&o.admin_url, o.admin_console()) {
+                (Some(u), _) => u.to_string(),
+                (None, Some(derived)) => format!("{derived} (derived from okta.org_url)"),
+                (None, None) => "(none: alerts carry no Admin Console links)".into(),
+            },
+        );
         match &o.auth {
             OktaAuth::ApiToken(t) => {
                 put("okta.auth", "api token".into());
@@ -85,6 +93,7 @@ impl Config {
             dur("detect.initial_lookback", d.initial_lookback),
         );
         put("detect.scan_schedule", d.scan_schedule.to_string());
+        put("detect.scan_share", d.scan_share.to_string());
         put(
             "detect.apps",
             if d.apps.is_empty() {

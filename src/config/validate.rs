@@ -292,12 +292,17 @@ fn okta(raw: RawOkta, env: &Env, sources: &mut SecretSources) -> Result<OktaConf
         DEFAULT_REQUEST_TIMEOUT,
         max::REQUEST_TIMEOUT,
     )?;
+    let admin_url = match raw.admin_url.as_ref().map(|t| t.0.as_str()) {
+        Some(s) => Some(super::admin::parse(s)?),
+        None => None,
+    };
     Ok(OktaConfig {
         org_url,
         auth,
         rate_limit_share,
         max_in_flight: max_in_flight as usize,
         request_timeout,
+        admin_url,
     })
 }
 
@@ -500,6 +505,7 @@ fn detect(raw: RawDetect) -> Result<DetectConfig, ConfigError> {
         initial_lookback,
         scan_schedule,
         apps,
+        scan_share: super::budget::scan_share(raw.scan_share)?,
     })
 }
 

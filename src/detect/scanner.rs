@@ -5,15 +5,21 @@
 //! opening a failure for every `syncState = ERROR` that is not already known (which catches
 //! failures whose log event was missed or predates the install) and resolving known failures
 //! whose app user is now `SYNCHRONIZED` or no longer assigned. Progress is stored per page, so
-//! an interrupted scan resumes where it stopped. Apps and logs are separate Okta buckets, and
-//! the client's budget paces every page, so a scan never takes the poller's budget.
+//! an interrupted scan resumes where it stopped.
+//!
+//! Every call of a scan is of [`Class::Scan`], the lowest priority on the Okta budget: each
+//! page waits behind the polls, read-backs, retries and manual commands that want the same
+//! bucket (the scan yields at every page boundary), and scans use at most `detect.scan_share`
+//! of the daemon's share of a bucket per window. A scan that cannot finish before its next
+//! scheduled run continues; the runs that fell inside it are skipped, never queued, and
+//! counted (`provwatch_scan_ticks_skipped_total`, and in the store for `status`).
 
 use super::DetectError;
 use crate::context::Context;
 use crate::domain::{Failure, Observation, Operation, Source};
 use crate::okta::client::OktaClient;
 use crate::okta::types::{AppUser, Application};
-use crate::okta::OktaError;
+use crate::okta::{Class, OktaError};
 use crate::store::failures::{self, Applied};
 use crate::store::{apps, meta, scan, StoreError, Tx};
 use chrono::Utc;
@@ -23,6 +29,12 @@ use tokio_util::sync::CancellationToken;
 
 /// `meta` key: when the last complete scan finished (ms).
 pub const LAST_SCAN_KEY: &str = "last_scan_completed_ms";
+
+/// `meta` key: scheduled scans skipped so far because a scan was still running.
+pub const TICKS_SKIPPED_KEY: &str = "scan_ticks_skipped";
+
+/// `meta` key: when the last scheduled scan was skipped (ms).
+pub const LAST_SKIPPED_KEY: &str = "scan_last_skipped_ms";
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ScanOutcome {
@@ -40,7 +52,7 @@ pub struct ScanOutcome {
 /// The apps to scan: the configured ones (ids or labels), or every active app that provisions.
 pub async fn watched_apps(ctx: &Context) -> Result<Vec<Application>, OktaError> {
     let configured = &ctx.config.detect.apps;
-    let all = ctx.okta.list_apps().await?;
+    let all = ctx.okta.list_apps_with(Class::Scan).await?;
     if !configured.is_empty() {
         let mut out = Vec::new();
         for want in configured {
@@ -75,7 +87,7 @@ async fn provisions(okta: &OktaClient, app: &Application) -> Result<bool, OktaEr
             x.starts_with("PUSH_") || x == "USER_PROVISIONING" || x == "SCIM_PROVISIONING"
         }));
     }
-    match okta.provisioning_feature(&app.id).await {
+    match okta.provisioning_feature_with(Class::Scan, &app.id).await {
         Ok(f) => Ok(f.enabled()),
         Err(OktaError::NotFound { .. }) => Ok(false),
         Err(e) => Err(e),
@@ -122,9 +134,10 @@ pub async fn scan_once(
         match scan_app(ctx, app, shutdown, &mut out).await {
             Ok(()) => {}
             // Credentials refused or shutting down: the other apps would fare no better.
-            Err(
-                e @ (DetectError::Cancelled | DetectError::Okta(OktaError::Unauthorized { .. })),
-            ) => return Err(e),
+            Err(DetectError::Cancelled | DetectError::Okta(OktaError::Cancelled)) => {
+                return Err(DetectError::Cancelled)
+            }
+            Err(e @ DetectError::Okta(OktaError::Unauthorized { .. })) => return Err(e),
             // One app's trouble (a 404 after it was deleted, a malformed page, Okta errors for
             // its users) must not keep the others from being scanned; it resumes next run.
             Err(e) => {
@@ -170,7 +183,8 @@ async fn scan_app(
             return Err(DetectError::Cancelled);
         }
         let fetched_at = ctx.now_ms();
-        let page = ctx.okta.get_page(&url).await?;
+        // Of the lowest class: this is where a long scan yields to everything else.
+        let page = ctx.okta.get_page_with(Class::Scan, &url).await?;
         out.pages += 1;
         let mut users = Vec::with_capacity(page.items.len());
         for raw in page.items {
@@ -352,6 +366,55 @@ fn until_next(ctx: &Context) -> Duration {
         .unwrap_or(Duration::from_secs(1800))
 }
 
+/// The most skipped runs counted for one scan: a schedule of every second and a scan of days
+/// must not make the count itself slow.
+const MAX_COUNTED_SKIPS: usize = 100_000;
+
+/// Scheduled runs strictly after `started` and at or before `ended`: the runs a scan that ran
+/// from `started` to `ended` overlapped, which are skipped rather than queued.
+pub fn ticks_within(
+    schedule: &cron::Schedule,
+    started: chrono::DateTime<Utc>,
+    ended: chrono::DateTime<Utc>,
+) -> u64 {
+    schedule
+        .after(&started)
+        .take_while(|t| *t <= ended)
+        .take(MAX_COUNTED_SKIPS)
+        .count() as u64
+}
+
+/// Counts the runs a scan overlapped: metric, log line and the store (for `status`).
+async fn record_skipped(ctx: &Context, started_ms: i64, ended_ms: i64) -> Result<u64, StoreError> {
+    let (Some(started), Some(ended)) = (
+        chrono::DateTime::<Utc>::from_timestamp_millis(started_ms),
+        chrono::DateTime::<Utc>::from_timestamp_millis(ended_ms),
+    ) else {
+        return Ok(0);
+    };
+    let skipped = ticks_within(&ctx.config.detect.scan_schedule, started, ended);
+    if skipped == 0 {
+        return Ok(0);
+    }
+    ctx.metrics
+        .add("provwatch_scan_ticks_skipped_total", &[], skipped as f64);
+    tracing::warn!(
+        skipped,
+        took_s = (ended_ms - started_ms) / 1000,
+        "the assignment scan ran past its next scheduled run(s); those runs were skipped, not queued (raise detect.scan_share or space out detect.scan_schedule)"
+    );
+    ctx.store
+        .write(move |tx| {
+            let before = meta::get(tx, TICKS_SKIPPED_KEY)?
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+            meta::set(tx, TICKS_SKIPPED_KEY, &(before + skipped).to_string())?;
+            meta::set(tx, LAST_SKIPPED_KEY, &ended_ms.to_string())
+        })
+        .await?;
+    Ok(skipped)
+}
+
 /// The scanner component: scans at start when no scan has completed yet or one was
 /// interrupted, then on `scan_schedule`.
 pub async fn run(ctx: Context, shutdown: CancellationToken) {
@@ -372,7 +435,17 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(delay) => {}
         }
-        match scan_once(&ctx, &shutdown).await {
+        let started = ctx.now_ms();
+        let result = match scan_once(&ctx, &shutdown).await {
+            Err(DetectError::Okta(OktaError::Cancelled)) => Err(DetectError::Cancelled),
+            other => other,
+        };
+        if !matches!(result, Err(DetectError::Cancelled)) {
+            if let Err(e) = record_skipped(&ctx, started, ctx.now_ms()).await {
+                tracing::warn!(error = %e, "could not record skipped scan runs");
+            }
+        }
+        match result {
             Ok(o) => tracing::info!(
                 apps = o.apps,
                 app_users = o.app_users,

@@ -2,11 +2,18 @@
 //! a timeout. Every request goes through the shared [`RateBudget`] and an in-flight cap, is
 //! retried on 429 (after the bucket's reset), 5xx and timeouts (exponential backoff with jitter),
 //! and fails with a typed [`OktaError`] otherwise. Pagination follows `Link: rel="next"`.
+//!
+//! Every request declares a [`Class`] (why it is made), which decides its place in the queue
+//! for a bucket when calls are scarce (see [`super::ratelimit`]). The `*_with(class, ..)`
+//! methods take it; the older methods without one use [`DEFAULT_CLASS`]. [`OktaClient::stop`]
+//! (or a token given to [`OktaClient::stop_on`]) ends every wait on the budget, the in-flight
+//! cap and the backoff between attempts at once with [`OktaError::Cancelled`]; a request
+//! already on the wire is awaited (bounded by `request_timeout`) so its answer is recorded.
 
 use super::auth::{Credentials, OAuthErrorBody, OAuthSigner, TokenResponse};
 use super::dpop::{self, DpopKey, DpopState};
 use super::error::{describe_transport, host_port, OktaError, OktaErrorBody};
-use super::ratelimit::{Bucket, RateBudget, RateHeaders};
+use super::ratelimit::{Bucket, Class, PrincipalRateLimit, RateBudget, RateHeaders};
 use super::types::{AppUser, Application, ProvisioningFeature};
 use crate::clock::Clock;
 use crate::metrics::Metrics;
@@ -20,12 +27,13 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use url::Url;
 
 /// TLS for the Okta API on rustls with the ring provider (reqwest's own default would be
 /// aws-lc, a C build this project avoids): the host's CA store, or Mozilla's bundled roots when
 /// the host has none, as the Slack channel does.
-fn tls_config() -> Result<rustls::ClientConfig, String> {
+pub(crate) fn tls_config() -> Result<rustls::ClientConfig, String> {
     use hyper_rustls::ConfigBuilderExt as _;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = || {
@@ -49,6 +57,9 @@ pub struct ClientOptions {
     pub credentials: Credentials,
     /// The most of any bucket this daemon may use per window, in (0, 1].
     pub rate_limit_share: f64,
+    /// The most of that share scans, `doctor` and reconciliations may use per window, in
+    /// (0, 1] (`detect.scan_share`).
+    pub background_share: f64,
     pub max_in_flight: usize,
     pub request_timeout: Duration,
     /// Attempts for 5xx/timeouts before giving up on one call.
@@ -70,6 +81,7 @@ impl ClientOptions {
             org_url,
             credentials,
             rate_limit_share: 0.5,
+            background_share: crate::config::DEFAULT_SCAN_SHARE,
             max_in_flight: 2,
             request_timeout: Duration::from_secs(30),
             max_transient_attempts: 4,
@@ -81,6 +93,10 @@ impl ClientOptions {
         }
     }
 }
+
+/// The class of a request made through a method that does not name one: most such callers
+/// are retries (the worker and `retry` reading and posting app users).
+pub const DEFAULT_CLASS: Class = Class::Retry;
 
 /// One page of a paginated list.
 #[derive(Clone, Debug)]
@@ -101,6 +117,8 @@ struct Inner {
     auth: Auth,
     budget: RateBudget,
     in_flight: Semaphore,
+    /// Cancelled on shutdown: ends every wait of every request at once.
+    stop: CancellationToken,
     opts: ClientOptions,
 }
 
@@ -183,8 +201,12 @@ impl OktaClient {
                 http,
                 org,
                 auth,
-                budget: RateBudget::new(opts.rate_limit_share),
+                budget: RateBudget::with_background_share(
+                    opts.rate_limit_share,
+                    opts.background_share,
+                ),
                 in_flight: Semaphore::new(opts.max_in_flight.clamp(1, 8)),
+                stop: CancellationToken::new(),
                 opts,
             }),
         })
@@ -200,6 +222,39 @@ impl OktaClient {
 
     pub fn metrics(&self) -> &Metrics {
         &self.inner.opts.metrics
+    }
+
+    /// Ends every wait on the budget, the in-flight cap and retry backoff now and for good:
+    /// those requests fail with [`OktaError::Cancelled`] having sent nothing. Requests already
+    /// sent are still awaited.
+    pub fn stop(&self) {
+        self.inner.stop.cancel();
+    }
+
+    /// Whether [`OktaClient::stop`] was called.
+    pub fn is_stopped(&self) -> bool {
+        self.inner.stop.is_cancelled()
+    }
+
+    /// Stops this client when `shutdown` fires (the daemon's shutdown token). Needs a tokio
+    /// runtime: a small task waits for either.
+    pub fn stop_on(&self, shutdown: CancellationToken) {
+        let stop = self.inner.stop.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => stop.cancel(),
+                _ = stop.cancelled() => {}
+            }
+        });
+    }
+
+    /// Sleeps `d` unless the client is stopped first.
+    async fn pause(&self, d: Duration) -> Result<(), OktaError> {
+        tokio::select! {
+            biased;
+            _ = self.inner.stop.cancelled() => Err(OktaError::Cancelled),
+            _ = tokio::time::sleep(d) => Ok(()),
+        }
     }
 
     /// Resolves a path (`/api/v1/...`) or an absolute URL, refusing absolute URLs on another
@@ -232,6 +287,7 @@ impl OktaClient {
     /// requires DPoP.
     async fn auth_headers(
         &self,
+        class: Class,
         method: &Method,
         url: &Url,
     ) -> Result<(HeaderValue, Option<HeaderValue>), OktaError> {
@@ -254,7 +310,7 @@ impl OktaClient {
             match slot.as_ref() {
                 Some((tok, exp)) if Instant::now() < *exp => tok.clone(),
                 _ => {
-                    let (tok, ttl) = self.fetch_token(signer).await?;
+                    let (tok, ttl) = self.fetch_token(signer, class).await?;
                     OAuthSigner::remember(&mut slot, tok.clone(), ttl);
                     tok
                 }
@@ -294,6 +350,7 @@ impl OktaClient {
     async fn fetch_token(
         &self,
         signer: &OAuthSigner,
+        class: Class,
     ) -> Result<(SecretString, Duration), OktaError> {
         let url = self.resolve("/oauth2/v1/token")?;
         let aud = url.as_str().to_owned();
@@ -343,7 +400,7 @@ impl OktaClient {
                 req = req.header("DPoP", p);
             }
             let out = self
-                .send_once(Bucket::OAuthToken, "/oauth2/v1/token", req)
+                .send_once(Bucket::OAuthToken, class, "/oauth2/v1/token", req)
                 .await;
             if let Ok((_, headers, _)) = &out {
                 if let Some(n) = dpop::nonce(headers).filter(|_| dpop_on) {
@@ -398,7 +455,7 @@ impl OktaClient {
                         .unwrap_or_else(|| format!("HTTP {status}"));
                     match self.classify(status, attempt) {
                         Some(wait) => {
-                            tokio::time::sleep(wait).await;
+                            self.pause(wait).await?;
                             continue;
                         }
                         None if status == StatusCode::BAD_REQUEST
@@ -419,10 +476,13 @@ impl OktaClient {
                     }
                 }
                 Err(e) => {
-                    if attempt >= self.inner.opts.max_transient_attempts {
+                    if matches!(e, OktaError::Cancelled)
+                        || attempt >= self.inner.opts.max_transient_attempts
+                    {
                         return Err(e);
                     }
-                    tokio::time::sleep(backoff(self.inner.opts.base_backoff, attempt)).await;
+                    self.pause(backoff(self.inner.opts.base_backoff, attempt))
+                        .await?;
                 }
             }
         }
@@ -432,24 +492,38 @@ impl OktaClient {
     async fn send_once(
         &self,
         bucket: Bucket,
+        class: Class,
         path: &str,
         req: reqwest::RequestBuilder,
     ) -> Result<(StatusCode, HeaderMap, Vec<u8>), OktaError> {
         // Budget first: a request waiting out its bucket's window must not hold one of the few
         // in-flight slots that requests to other buckets need meanwhile.
-        self.inner.budget.acquire(bucket).await;
+        let asked = Instant::now();
+        self.inner
+            .budget
+            .acquire(bucket, class, &self.inner.stop)
+            .await
+            .map_err(|_| OktaError::Cancelled)?;
+        self.inner.opts.metrics.observe(
+            "okta_budget_wait_seconds",
+            &[("class", class.as_str())],
+            asked.elapsed().as_secs_f64(),
+        );
         // However this future ends (an answer, an error, or dropped by a shutdown or a caller's
         // timeout), a bucket whose limit is still unknown must get its probe back.
         let _probe = ProbeGuard {
             budget: &self.inner.budget,
             bucket,
         };
-        let _permit = self
-            .inner
-            .in_flight
-            .acquire()
-            .await
-            .map_err(|_| OktaError::Config("client closed".into()))?;
+        // The call is counted: if shutdown comes while waiting for an in-flight slot, nothing
+        // was sent and the count only makes us more careful until the window ends.
+        let _permit = tokio::select! {
+            biased;
+            _ = self.inner.stop.cancelled() => return Err(OktaError::Cancelled),
+            p = self.inner.in_flight.acquire() => {
+                p.map_err(|_| OktaError::Config("client closed".into()))?
+            }
+        };
         let metrics = &self.inner.opts.metrics;
         let sent = tokio::time::timeout(self.inner.opts.request_timeout, async {
             let resp = req.send().await?;
@@ -562,13 +636,29 @@ impl OktaClient {
         }
     }
 
-    /// Sends a request with retries; returns the body and headers of a 2xx answer.
+    /// Sends a request of [`DEFAULT_CLASS`] with retries; returns the body and headers of a 2xx
+    /// answer.
     pub async fn request(
         &self,
         method: Method,
         path_or_url: &str,
         body: Option<&Value>,
     ) -> Result<(HeaderMap, Vec<u8>), OktaError> {
+        self.request_with(DEFAULT_CLASS, method, path_or_url, body)
+            .await
+    }
+
+    /// Sends a request of `class` with retries; returns the body and headers of a 2xx answer.
+    pub async fn request_with(
+        &self,
+        class: Class,
+        method: Method,
+        path_or_url: &str,
+        body: Option<&Value>,
+    ) -> Result<(HeaderMap, Vec<u8>), OktaError> {
+        if self.is_stopped() {
+            return Err(OktaError::Cancelled);
+        }
         let url = self.resolve(path_or_url)?;
         let bucket = Bucket::for_path(url.path());
         let path = url.path().to_owned();
@@ -577,7 +667,7 @@ impl OktaClient {
         let mut nonce_retried = false;
         loop {
             attempt += 1;
-            let (auth, proof) = self.auth_headers(&method, &url).await?;
+            let (auth, proof) = self.auth_headers(class, &method, &url).await?;
             let mut req = self
                 .inner
                 .http
@@ -590,7 +680,7 @@ impl OktaClient {
             if let Some(b) = body {
                 req = req.json(b);
             }
-            let out = self.send_once(bucket, &path, req).await;
+            let out = self.send_once(bucket, class, &path, req).await;
             if let (Ok((_, headers, _)), Auth::OAuth(signer), Some(_)) =
                 (&out, &self.inner.auth, &proof)
             {
@@ -623,32 +713,58 @@ impl OktaClient {
                     match self.classify(status, attempt) {
                         Some(wait) => {
                             tracing::debug!(%status, path = %path, attempt, "Okta answered an error; retrying");
-                            tokio::time::sleep(wait).await;
+                            self.pause(wait).await?;
                         }
                         None => return Err(self.error_for(status, &path, &rbody, bucket)),
                     }
                 }
                 Err(e) => {
-                    if attempt >= self.inner.opts.max_transient_attempts {
+                    if matches!(e, OktaError::Cancelled)
+                        || attempt >= self.inner.opts.max_transient_attempts
+                    {
                         return Err(e);
                     }
                     tracing::debug!(error = %e, attempt, "Okta request failed; backing off");
-                    tokio::time::sleep(backoff(self.inner.opts.base_backoff, attempt)).await;
+                    self.pause(backoff(self.inner.opts.base_backoff, attempt))
+                        .await?;
                 }
             }
         }
     }
 
-    /// GET and deserialize a JSON body.
+    /// GET and deserialize a JSON body ([`DEFAULT_CLASS`]).
     pub async fn get_json<T: DeserializeOwned>(&self, path_or_url: &str) -> Result<T, OktaError> {
-        let (_, body) = self.request(Method::GET, path_or_url, None).await?;
+        self.get_json_with(DEFAULT_CLASS, path_or_url).await
+    }
+
+    /// GET and deserialize a JSON body, as a request of `class`.
+    pub async fn get_json_with<T: DeserializeOwned>(
+        &self,
+        class: Class,
+        path_or_url: &str,
+    ) -> Result<T, OktaError> {
+        let (_, body) = self
+            .request_with(class, Method::GET, path_or_url, None)
+            .await?;
         parse_body(path_or_url, &body)
     }
 
-    /// GET one page of a list, with its `next` link. Items are returned as raw JSON so that the
-    /// caller can skip a single malformed object instead of losing the page.
+    /// GET one page of a list ([`DEFAULT_CLASS`]); see [`OktaClient::get_page_with`].
     pub async fn get_page(&self, path_or_url: &str) -> Result<Page<Value>, OktaError> {
-        let (headers, body) = self.request(Method::GET, path_or_url, None).await?;
+        self.get_page_with(DEFAULT_CLASS, path_or_url).await
+    }
+
+    /// GET one page of a list, with its `next` link, as a request of `class`. Items are
+    /// returned as raw JSON so that the caller can skip a single malformed object instead of
+    /// losing the page.
+    pub async fn get_page_with(
+        &self,
+        class: Class,
+        path_or_url: &str,
+    ) -> Result<Page<Value>, OktaError> {
+        let (headers, body) = self
+            .request_with(class, Method::GET, path_or_url, None)
+            .await?;
         let items: Vec<Value> = parse_body(path_or_url, &body)?;
         Ok(Page {
             items,
@@ -656,13 +772,17 @@ impl OktaClient {
         })
     }
 
-    /// Every page of a list (for small lists such as the org's apps).
-    pub async fn get_all<T: DeserializeOwned>(&self, first: &str) -> Result<Vec<T>, OktaError> {
+    /// Every page of a list (for small lists such as the org's apps), as requests of `class`.
+    pub async fn get_all_with<T: DeserializeOwned>(
+        &self,
+        class: Class,
+        first: &str,
+    ) -> Result<Vec<T>, OktaError> {
         let mut out = Vec::new();
         let mut url = first.to_owned();
         let mut seen = std::collections::HashSet::new();
         loop {
-            let page = self.get_page(&url).await?;
+            let page = self.get_page_with(class, &url).await?;
             for item in page.items {
                 match serde_json::from_value::<T>(item) {
                     Ok(v) => out.push(v),
@@ -678,9 +798,23 @@ impl OktaClient {
         }
     }
 
+    /// Every page of a list ([`DEFAULT_CLASS`]).
+    pub async fn get_all<T: DeserializeOwned>(&self, first: &str) -> Result<Vec<T>, OktaError> {
+        self.get_all_with(DEFAULT_CLASS, first).await
+    }
+
+    /// The org's active apps ([`DEFAULT_CLASS`]).
     pub async fn list_apps(&self) -> Result<Vec<Application>, OktaError> {
-        self.get_all("/api/v1/apps?filter=status%20eq%20%22ACTIVE%22&limit=200")
-            .await
+        self.list_apps_with(DEFAULT_CLASS).await
+    }
+
+    /// The org's active apps, as requests of `class`.
+    pub async fn list_apps_with(&self, class: Class) -> Result<Vec<Application>, OktaError> {
+        self.get_all_with(
+            class,
+            "/api/v1/apps?filter=status%20eq%20%22ACTIVE%22&limit=200",
+        )
+        .await
     }
 
     pub async fn get_app(&self, app_id: &str) -> Result<Application, OktaError> {
@@ -692,10 +826,38 @@ impl OktaClient {
         &self,
         app_id: &str,
     ) -> Result<ProvisioningFeature, OktaError> {
-        self.get_json(&format!(
-            "/api/v1/apps/{}/features/USER_PROVISIONING",
-            enc(app_id)
-        ))
+        self.provisioning_feature_with(DEFAULT_CLASS, app_id).await
+    }
+
+    pub async fn provisioning_feature_with(
+        &self,
+        class: Class,
+        app_id: &str,
+    ) -> Result<ProvisioningFeature, OktaError> {
+        self.get_json_with(
+            class,
+            &format!("/api/v1/apps/{}/features/USER_PROVISIONING", enc(app_id)),
+        )
+        .await
+    }
+
+    /// The principal rate limits of one principal type (`SSWS_TOKEN` or `OAUTH_CLIENT`; Okta
+    /// requires the filter). Needs `okta.principalRateLimits.read` or an admin role that
+    /// includes it: otherwise [`OktaError::Forbidden`].
+    pub async fn principal_rate_limits_with(
+        &self,
+        class: Class,
+        principal_type: &str,
+    ) -> Result<Vec<PrincipalRateLimit>, OktaError> {
+        let filter = format!("principalType eq \"{principal_type}\"");
+        self.get_all_with(
+            class,
+            // %20 rather than `+` for spaces: the form of Okta's own examples.
+            &format!(
+                "/api/v1/principal-rate-limits?filter={}",
+                percent_encoding::utf8_percent_encode(&filter, percent_encoding::NON_ALPHANUMERIC)
+            ),
+        )
         .await
     }
 
@@ -704,24 +866,53 @@ impl OktaClient {
         format!("/api/v1/apps/{}/users?limit=500&expand=user", enc(app_id))
     }
 
+    /// Reads an app user ([`DEFAULT_CLASS`]).
     pub async fn get_app_user(&self, app_id: &str, user_id: &str) -> Result<AppUser, OktaError> {
-        self.get_json(&format!(
-            "/api/v1/apps/{}/users/{}?expand=user",
-            enc(app_id),
-            enc(user_id)
-        ))
+        self.get_app_user_with(DEFAULT_CLASS, app_id, user_id).await
+    }
+
+    /// Reads an app user as a request of `class` (a retry's read-back: [`Class::ReadBack`]).
+    pub async fn get_app_user_with(
+        &self,
+        class: Class,
+        app_id: &str,
+        user_id: &str,
+    ) -> Result<AppUser, OktaError> {
+        self.get_json_with(
+            class,
+            &format!(
+                "/api/v1/apps/{}/users/{}?expand=user",
+                enc(app_id),
+                enc(user_id)
+            ),
+        )
         .await
     }
 
-    /// Posts an app user's profile back, which makes Okta push the user to the app again.
+    /// Posts an app user's profile back, which makes Okta push the user to the app again
+    /// ([`DEFAULT_CLASS`]).
     pub async fn update_app_user(
         &self,
         app_id: &str,
         user_id: &str,
         body: &Value,
     ) -> Result<AppUser, OktaError> {
+        self.update_app_user_with(DEFAULT_CLASS, app_id, user_id, body)
+            .await
+    }
+
+    /// Posts an app user's profile back as a request of `class`.
+    pub async fn update_app_user_with(
+        &self,
+        class: Class,
+        app_id: &str,
+        user_id: &str,
+        body: &Value,
+    ) -> Result<AppUser, OktaError> {
         let path = format!("/api/v1/apps/{}/users/{}", enc(app_id), enc(user_id));
-        let (_, b) = self.request(Method::POST, &path, Some(body)).await?;
+        let (_, b) = self
+            .request_with(class, Method::POST, &path, Some(body))
+            .await?;
         parse_body(&path, &b)
     }
 }

@@ -85,6 +85,10 @@ pub enum OktaError {
     /// Configuration or OAuth key problems found while building a request.
     #[error("Okta client misconfigured: {0}")]
     Config(String),
+    /// Shutdown came while the request waited (for the rate budget, an in-flight slot or a
+    /// backoff): nothing was sent.
+    #[error("stopped before the request was sent (shutting down)")]
+    Cancelled,
 }
 
 impl OktaError {
@@ -116,6 +120,7 @@ impl OktaError {
             OktaError::Retryable { .. } => "retryable",
             OktaError::Malformed { .. } => "malformed",
             OktaError::Config(_) => "config",
+            OktaError::Cancelled => "cancelled",
         }
     }
 }
@@ -219,7 +224,9 @@ mod tests {
     use super::*;
 
     async fn transport_error(url: &str) -> reqwest::Error {
+        // reqwest is built without a default crypto provider: use the daemon's ring config.
         reqwest::Client::builder()
+            .tls_backend_preconfigured(crate::okta::client::tls_config().unwrap())
             .timeout(Duration::from_secs(10))
             .build()
             .unwrap()

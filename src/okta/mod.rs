@@ -11,4 +11,4 @@ pub mod types;
 pub use auth::Credentials;
 pub use client::{ClientOptions, OktaClient, Page};
 pub use error::OktaError;
-pub use ratelimit::{Bucket, RateBudget};
+pub use ratelimit::{Bucket, Class, RateBudget};

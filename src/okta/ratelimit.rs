@@ -1,46 +1,91 @@
-//! Per-bucket budgeting of the org's shared Okta rate limits.
+//! Per-bucket budgeting of the org's shared Okta rate limits, and who gets the calls when they
+//! are scarce.
 //!
 //! Okta's buckets are shared by every integration in the org, so this module keeps the
 //! daemon's use of any bucket within `rate_limit_share` of the bucket's limit in each window,
 //! and never takes the bucket's remaining budget below the share reserved for everyone else.
-//! It learns limits from `X-Rate-Limit-*` headers, spreads requests with a [`Pacer`], and after
-//! a 429 waits until the window resets (plus jitter) before touching that bucket again.
+//! It learns limits from `X-Rate-Limit-*` headers, spreads requests with a [`Pacer`] (on
+//! tokio's clock), and after a 429 waits until the window resets (plus jitter) before touching
+//! that bucket again.
+//!
+//! Inside that share, every request declares a [`Class`]. When several requests wait for the
+//! same bucket, the next free call goes to the highest class (System Log polls and the
+//! read-back of a retry in flight, then urgent retries, other retries, manual commands, and
+//! last scans, `doctor` and reconciliations), first come first served within a class. Two
+//! rules keep that fair:
+//! - **floor**: every class below the top gets at least [`FLOOR_SHARE`] of the daemon's budget
+//!   of a window, spread over the window: a class that has fallen behind that pro-rata floor
+//!   goes before the classes above it, so nothing waits forever;
+//! - **ceiling**: the background classes (scans, `doctor`, reconciliations) together use at
+//!   most `background_share` of the budget in any window (`detect.scan_share`), even when
+//!   nothing else is waiting, so a retry or a manual command that turns up finds calls left.
+//!
+//! Every wait is cancellable: [`RateBudget::acquire`] takes a [`CancellationToken`] and returns
+//! [`Cancelled`] the moment it fires, having taken nothing.
 
 use crate::pacer::Pacer;
 use rand::RngExt;
 use reqwest::header::HeaderMap;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::Notify;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
-/// Okta rate-limit families, as the daemon groups its endpoints.
+/// Okta rate-limit buckets as Okta publishes them (NOTES.md, "Rate limits"); the simulator
+/// models the same layout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Bucket {
+    /// `/api/v1/logs*`.
     Logs,
+    /// `/api/v1/apps` and every `/api/v1/apps/*` path but the app itself: app lists, app-user
+    /// pages and reads, the retry `POST`, features (100/min on most orgs: the scarce one).
     Apps,
+    /// Exactly `/api/v1/apps/{id}`: reading or updating the app itself (500–600/min).
+    AppInstance,
+    /// Exactly `/api/v1/users/{idOrLogin}`; user lists fall under `Other`.
     Users,
+    /// `/oauth2/v1/token`.
     OAuthToken,
+    /// Everything else (principal rate limits, event hooks, user lists, ...).
     Other,
 }
 
 impl Bucket {
-    pub const ALL: [Bucket; 5] = [
+    pub const ALL: [Bucket; 6] = [
         Bucket::Logs,
         Bucket::Apps,
+        Bucket::AppInstance,
         Bucket::Users,
         Bucket::OAuthToken,
         Bucket::Other,
     ];
 
+    /// The bucket of a request path (no query string).
     pub fn for_path(path: &str) -> Bucket {
-        if path.starts_with("/api/v1/logs") {
+        // `/api/v1/appsX` is not under `/api/v1/apps`: match whole segments.
+        let under = |prefix: &str| {
+            path == prefix
+                || path
+                    .strip_prefix(prefix)
+                    .is_some_and(|rest| rest.starts_with('/'))
+        };
+        let one_segment_under = |prefix: &str| {
+            path.strip_prefix(prefix)
+                .and_then(|rest| rest.strip_prefix('/'))
+                .is_some_and(|id| !id.is_empty() && !id.contains('/'))
+        };
+        if under("/api/v1/logs") {
             Bucket::Logs
-        } else if path.starts_with("/api/v1/apps") {
+        } else if one_segment_under("/api/v1/apps") {
+            Bucket::AppInstance
+        } else if under("/api/v1/apps") {
             Bucket::Apps
-        } else if path.starts_with("/api/v1/users") {
+        } else if one_segment_under("/api/v1/users") {
             Bucket::Users
-        } else if path.starts_with("/oauth2/v1/token") {
+        } else if path == "/oauth2/v1/token" {
             Bucket::OAuthToken
         } else {
             Bucket::Other
@@ -51,12 +96,89 @@ impl Bucket {
         match self {
             Bucket::Logs => "logs",
             Bucket::Apps => "apps",
+            Bucket::AppInstance => "app_instance",
             Bucket::Users => "users",
             Bucket::OAuthToken => "oauth_token",
             Bucket::Other => "other",
         }
     }
 }
+
+/// Why a request is made; decides who goes first when a bucket's calls are scarce.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Class {
+    /// A System Log poll: detection stalls without it.
+    Poll,
+    /// Reading back the app user of a retry already posted: the push was paid for, and the
+    /// answer decides whether a person is told.
+    ReadBack,
+    /// A retry of a failure whose operation is urgent (deprovisioning).
+    UrgentRetry,
+    /// Any other automatic retry.
+    Retry,
+    /// A command a person ran (`retry`, `status`'s look-ups).
+    Manual,
+    /// An assignment scan page or its app list.
+    Scan,
+    /// `doctor`'s checks.
+    Doctor,
+    /// A periodic reconciliation (background consistency checks).
+    Reconcile,
+}
+
+/// Number of priority tiers ([`Class::tier`]).
+pub const TIERS: usize = 5;
+
+/// The least share of the daemon's budget of a window any class below the top is guaranteed
+/// when it asks (spread over the window).
+pub const FLOOR_SHARE: f64 = 0.10;
+
+impl Class {
+    pub const ALL: [Class; 8] = [
+        Class::Poll,
+        Class::ReadBack,
+        Class::UrgentRetry,
+        Class::Retry,
+        Class::Manual,
+        Class::Scan,
+        Class::Doctor,
+        Class::Reconcile,
+    ];
+
+    /// 0 goes first. Classes sharing a tier are served first come, first served.
+    pub fn tier(self) -> usize {
+        match self {
+            Class::Poll | Class::ReadBack => 0,
+            Class::UrgentRetry => 1,
+            Class::Retry => 2,
+            Class::Manual => 3,
+            Class::Scan | Class::Doctor | Class::Reconcile => 4,
+        }
+    }
+
+    /// Scans, `doctor`, reconciliations: capped by the background ceiling.
+    pub fn is_background(self) -> bool {
+        self.tier() == TIERS - 1
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Poll => "poll",
+            Class::ReadBack => "read_back",
+            Class::UrgentRetry => "urgent_retry",
+            Class::Retry => "retry",
+            Class::Manual => "manual",
+            Class::Scan => "scan",
+            Class::Doctor => "doctor",
+            Class::Reconcile => "reconcile",
+        }
+    }
+}
+
+/// A wait on the budget was cancelled by shutdown; nothing was taken and nothing sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("stopped while waiting for the Okta rate budget")]
+pub struct Cancelled;
 
 /// Limit assumed for a bucket before Okta has told us its real one: the lowest published
 /// per-minute limit of the endpoint families the daemon uses.
@@ -91,13 +213,38 @@ impl RateHeaders {
             .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
             .map(|d| d.timestamp())
             .unwrap_or(local_now_epoch);
-        let secs = (reset - server_now).clamp(0, 3600) as u64;
+        let secs = reset.saturating_sub(server_now).clamp(0, 3600) as u64;
         Some(RateHeaders {
             limit: limit.clamp(1, u32::MAX as i64) as u32,
             remaining: remaining.clamp(0, u32::MAX as i64) as u32,
             reset_in: Duration::from_secs(secs),
         })
     }
+}
+
+/// One `PrincipalRateLimitEntity` of `GET /api/v1/principal-rate-limits`: the share of every
+/// bucket Okta grants one API token or OAuth client (a principal rate limit caps it below the
+/// org's bucket).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PrincipalRateLimit {
+    #[serde(default)]
+    pub principal_id: String,
+    #[serde(default)]
+    pub principal_type: String,
+    /// Percent of each bucket's limit this principal may use.
+    #[serde(default)]
+    pub default_percentage: Option<u32>,
+    /// Percent of the org's concurrency limit this principal may use.
+    #[serde(default)]
+    pub default_concurrency_percentage: Option<u32>,
+}
+
+/// One request waiting for a bucket.
+#[derive(Clone, Copy, Debug)]
+struct Waiter {
+    id: u64,
+    class: Class,
 }
 
 #[derive(Debug)]
@@ -110,26 +257,52 @@ struct BucketState {
     window_assumed: bool,
     /// Requests this daemon sent in the current window.
     used: u32,
+    /// The same, per priority tier (for the floor and the ceiling).
+    used_by_tier: [u32; TIERS],
+    /// When each request of the last [`ASSUMED_WINDOW`] was sent. The hard guarantee: never
+    /// more than the budget in any 60 s, whatever the headers say (a window that "resets"
+    /// every second, a limit that changes with every answer).
+    recent: VecDeque<Instant>,
     blocked_until: Option<Instant>,
     pacer: Option<Arc<Pacer>>,
     /// A request is out to a bucket whose limit we do not know yet: wait for its answer.
     probing: bool,
+    /// Requests waiting in [`RateBudget::acquire`], in arrival order.
+    waiters: Vec<Waiter>,
 }
 
 /// Okta's windows are about a minute long: the longest a window we have not been told about
 /// can last.
 const ASSUMED_WINDOW: Duration = Duration::from_secs(60);
 
+/// How long a request that another one is ahead of waits before looking again if it is not
+/// woken (the one ahead normally wakes it when it takes its call or gives up).
+const BEHIND_RECHECK: Duration = Duration::from_secs(1);
+
 impl BucketState {
     /// Counts one request in the current window. Without a known window (no response with
     /// rate-limit headers yet, or the last one ended) one is assumed to start now, so that
     /// `used` is reset some time even if Okta never sends `X-Rate-Limit-*`.
-    fn count_one(&mut self, now: Instant) {
+    fn count_one(&mut self, now: Instant, class: Class) {
         if self.window_ends.is_none() {
             self.window_ends = Some(now + ASSUMED_WINDOW);
             self.window_assumed = true;
         }
         self.used += 1;
+        self.used_by_tier[class.tier()] += 1;
+        self.recent.push_back(now);
+    }
+
+    /// Requests sent in the 60 s up to `now`, after forgetting older ones.
+    fn sent_in_last_window(&mut self, now: Instant) -> usize {
+        while self
+            .recent
+            .front()
+            .is_some_and(|t| *t + ASSUMED_WINDOW <= now)
+        {
+            self.recent.pop_front();
+        }
+        self.recent.len()
     }
 
     fn new() -> Self {
@@ -139,9 +312,27 @@ impl BucketState {
             window_ends: None,
             window_assumed: false,
             used: 0,
+            used_by_tier: [0; TIERS],
+            recent: VecDeque::new(),
             blocked_until: None,
             pacer: None,
             probing: false,
+            waiters: Vec::new(),
+        }
+    }
+
+    fn forget(&mut self, id: u64) {
+        self.waiters.retain(|w| w.id != id);
+    }
+
+    /// How far into the current window we are, as a fraction (0 without a known window).
+    fn window_elapsed(&self, now: Instant) -> f64 {
+        match self.window_ends {
+            Some(end) if end > now => {
+                let left = (end - now).min(ASSUMED_WINDOW);
+                1.0 - left.as_secs_f64() / ASSUMED_WINDOW.as_secs_f64()
+            }
+            _ => 0.0,
         }
     }
 }
@@ -154,13 +345,31 @@ pub struct BucketSnapshot {
     pub remaining: Option<u32>,
     pub used_in_window: u32,
     pub budget: u32,
+    /// Requests sent in this window per tier ([`Class::tier`]).
+    pub used_by_tier: [u32; TIERS],
+    /// Requests waiting for this bucket now.
+    pub waiting: usize,
+}
+
+/// Why a request may not go now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deny {
+    /// No call is free for this class before this much time has passed.
+    Wait(Duration),
+    /// A call is free but a request of a higher rank is waiting for it.
+    Behind,
 }
 
 /// Shared, cloneable budget keeper for all Okta buckets.
 #[derive(Clone, Debug)]
 pub struct RateBudget {
     share: f64,
+    /// Ceiling of the background classes, as a fraction of the daemon's budget per window.
+    background_share: f64,
     state: Arc<Mutex<HashMap<Bucket, BucketState>>>,
+    /// Woken whenever a waiter takes a call or leaves, so the next in rank looks again.
+    changed: Arc<Notify>,
+    next_id: Arc<AtomicU64>,
 }
 
 /// Our budget of a bucket per window: `share` of its limit, at least one request.
@@ -168,39 +377,186 @@ pub fn budget_for(limit: u32, share: f64) -> u32 {
     ((limit as f64 * share).floor() as u32).max(1)
 }
 
+/// The background classes' ceiling per window: `background_share` of our budget, at least one.
+pub fn ceiling_for(budget: u32, background_share: f64) -> u32 {
+    ((budget as f64 * background_share).floor() as u32).max(1)
+}
+
+/// The floor per window of each class below the top: [`FLOOR_SHARE`] of our budget, at least
+/// one.
+pub fn floor_for(budget: u32) -> u32 {
+    ((budget as f64 * FLOOR_SHARE).ceil() as u32).max(1)
+}
+
 fn jitter(max_ms: u64) -> Duration {
     Duration::from_millis(rand::rng().random_range(0..=max_ms))
 }
 
-impl RateBudget {
-    pub fn new(share: f64) -> Self {
-        Self {
-            share: share.clamp(f64::MIN_POSITIVE, 1.0),
-            state: Arc::new(Mutex::new(HashMap::new())),
+/// Takes a waiter off its bucket however its wait ends (a call, cancellation, or the future
+/// dropped), and wakes the others so the next in rank can go.
+struct Registration<'a> {
+    budget: &'a RateBudget,
+    bucket: Bucket,
+    id: u64,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        if let Some(st) = self.budget.lock().get_mut(&self.bucket) {
+            st.forget(self.id);
         }
+        self.budget.changed.notify_waiters();
+    }
+}
+
+impl RateBudget {
+    /// A budget of `share` of every bucket, with background classes free to use all of it.
+    pub fn new(share: f64) -> Self {
+        Self::with_background_share(share, 1.0)
+    }
+
+    /// A budget of `share` of every bucket whose background classes (scans, `doctor`,
+    /// reconciliations) use at most `background_share` of it per window.
+    pub fn with_background_share(share: f64, background_share: f64) -> Self {
+        let clamp = |x: f64| {
+            if x.is_nan() {
+                1.0
+            } else {
+                x.clamp(f64::MIN_POSITIVE, 1.0)
+            }
+        };
+        Self {
+            share: clamp(share),
+            background_share: clamp(background_share),
+            state: Arc::new(Mutex::new(HashMap::new())),
+            changed: Arc::new(Notify::new()),
+            next_id: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    pub fn share(&self) -> f64 {
+        self.share
+    }
+
+    pub fn background_share(&self) -> f64 {
+        self.background_share
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Bucket, BucketState>> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Waits until this daemon may send one request to `bucket`, and counts it.
-    pub async fn acquire(&self, bucket: Bucket) {
+    /// Waits until this daemon may send one request of `class` to `bucket`, and counts it.
+    /// Returns [`Cancelled`] at once when `cancel` fires (or had fired), having taken nothing.
+    pub async fn acquire(
+        &self,
+        bucket: Bucket,
+        class: Class,
+        cancel: &CancellationToken,
+    ) -> Result<(), Cancelled> {
+        if cancel.is_cancelled() {
+            return Err(Cancelled);
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.lock()
+            .entry(bucket)
+            .or_insert_with(BucketState::new)
+            .waiters
+            .push(Waiter { id, class });
+        let _reg = Registration {
+            budget: self,
+            bucket,
+            id,
+        };
         loop {
-            match self.try_acquire(bucket, Instant::now()) {
-                Ok(()) => return,
-                Err(wait) => tokio::time::sleep(wait).await,
+            // Registered before looking, so a wake-up between the look and the wait is kept.
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let wait = match self.grant(bucket, class, Some(id), Instant::now()) {
+                Ok(()) => return Ok(()),
+                Err(Deny::Wait(d)) => d,
+                Err(Deny::Behind) => {
+                    tokio::select! {
+                        biased;
+                        _ = cancel.cancelled() => return Err(Cancelled),
+                        _ = changed => {}
+                        _ = tokio::time::sleep(BEHIND_RECHECK) => {}
+                    }
+                    continue;
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Err(Cancelled),
+                _ = tokio::time::sleep(wait) => {}
             }
         }
     }
 
-    /// Takes a slot now or says how long to wait before asking again.
+    /// Takes a slot now for an unqueued request of the default class ([`Class::Retry`]), or
+    /// says how long to wait before asking again.
     pub fn try_acquire(&self, bucket: Bucket, now: Instant) -> Result<(), Duration> {
+        self.try_acquire_as(bucket, Class::Retry, now)
+    }
+
+    /// Takes a slot now for an unqueued request of `class`, or says how long to wait. A
+    /// queued request of a higher rank makes it wait a short while.
+    pub fn try_acquire_as(
+        &self,
+        bucket: Bucket,
+        class: Class,
+        now: Instant,
+    ) -> Result<(), Duration> {
+        match self.grant(bucket, class, None, now) {
+            Ok(()) => Ok(()),
+            Err(Deny::Wait(d)) => Err(d),
+            Err(Deny::Behind) => Err(Duration::from_millis(50)),
+        }
+    }
+
+    /// The rank of a waiter of `class` in `st` (lower goes first), or `None` when its class
+    /// may not have a call in this window at all (the background ceiling).
+    fn rank(
+        &self,
+        st: &BucketState,
+        class: Class,
+        id: u64,
+        budget: u32,
+        now: Instant,
+    ) -> Option<(u8, usize, u64)> {
+        let tier = class.tier();
+        if class.is_background()
+            && st.used_by_tier[tier] >= ceiling_for(budget, self.background_share)
+        {
+            return None;
+        }
+        // The floor, pro rata: by half the window a class is owed half its floor.
+        let owed = (floor_for(budget) as f64 * st.window_elapsed(now)).floor() as u32;
+        let behind_floor = tier > 0 && st.used_by_tier[tier] < owed;
+        let boost = if tier == 0 {
+            0
+        } else if behind_floor {
+            1
+        } else {
+            2
+        };
+        Some((boost, tier, id))
+    }
+
+    /// The one decision: may a request of `class` (queued as `me`, if it is) go now?
+    fn grant(
+        &self,
+        bucket: Bucket,
+        class: Class,
+        me: Option<u64>,
+        now: Instant,
+    ) -> Result<(), Deny> {
         let mut map = self.lock();
         let st = map.entry(bucket).or_insert_with(BucketState::new);
         if let Some(until) = st.blocked_until {
             if now < until {
-                return Err(until - now);
+                return Err(Deny::Wait(until - now));
             }
             st.blocked_until = None;
         }
@@ -209,39 +565,67 @@ impl RateBudget {
                 st.window_ends = None;
                 st.window_assumed = false;
                 st.used = 0;
+                st.used_by_tier = [0; TIERS];
                 st.remaining = None;
             }
         }
         let Some(limit) = st.limit else {
             // Unknown bucket: one request at a time until a response tells us its limit.
             if st.probing {
-                return Err(Duration::from_millis(50));
+                return Err(Deny::Wait(Duration::from_millis(50)));
             }
             st.probing = true;
-            st.count_one(now);
+            st.count_one(now, class);
+            if let Some(id) = me {
+                st.forget(id);
+            }
             return Ok(());
         };
         let budget = budget_for(limit, self.share);
         let reserve = limit.saturating_sub(budget);
         let over_ours = st.used >= budget;
         let over_org = st.remaining.is_some_and(|r| r <= reserve);
+        let window_ends = st.window_ends;
+        let until_window_end = || match window_ends {
+            Some(end) => (end - now) + jitter(250),
+            // Without a known end, re-check soon; the next response (or the pacer) tells more.
+            None => Duration::from_secs(1),
+        };
         if over_ours || over_org {
-            // Spent for this window: wait for it to end. Without a known end, re-check soon;
-            // the next response (or the pacer) will tell us more.
-            let wait = match st.window_ends {
-                Some(end) => (end - now) + jitter(250),
-                None => Duration::from_secs(1),
-            };
-            return Err(wait);
+            return Err(Deny::Wait(until_window_end()));
+        }
+        if st.sent_in_last_window(now) >= budget as usize {
+            // Okta's window may say it reset, but we sent a whole budget less than 60 s ago.
+            let oldest = st.recent.front().copied().unwrap_or(now);
+            return Err(Deny::Wait(
+                (oldest + ASSUMED_WINDOW).saturating_duration_since(now) + Duration::from_millis(1),
+            ));
+        }
+        let my_id = me.unwrap_or(u64::MAX);
+        let Some(my_rank) = self.rank(st, class, my_id, budget, now) else {
+            // The background ceiling: the rest of this window is kept for the other classes.
+            return Err(Deny::Wait(until_window_end()));
+        };
+        let ahead = st.waiters.iter().any(|w| {
+            Some(w.id) != me
+                && self
+                    .rank(st, w.class, w.id, budget, now)
+                    .is_some_and(|r| r < my_rank)
+        });
+        if ahead {
+            return Err(Deny::Behind);
         }
         let pacer = st
             .pacer
             .get_or_insert_with(|| Arc::new(Self::pacer_for(budget)))
             .clone();
-        pacer.try_take()?;
-        st.count_one(now);
+        pacer.try_take().map_err(Deny::Wait)?;
+        st.count_one(now, class);
         if let Some(r) = st.remaining.as_mut() {
             *r = r.saturating_sub(1);
+        }
+        if let Some(id) = me {
+            st.forget(id);
         }
         Ok(())
     }
@@ -340,6 +724,8 @@ impl RateBudget {
                 remaining: st.remaining,
                 used_in_window: st.used,
                 budget: budget_for(st.limit.unwrap_or(ASSUMED_LIMIT), self.share),
+                used_by_tier: st.used_by_tier,
+                waiting: st.waiters.len(),
             })
             .collect();
         v.sort_by_key(|s| s.bucket);
@@ -368,13 +754,372 @@ mod tests {
         })
     }
 
+    /// Okta's published layout: the app itself apart from everything else under apps; one
+    /// user by id apart from user lists.
     #[test]
     fn buckets_by_path() {
-        assert_eq!(Bucket::for_path("/api/v1/logs"), Bucket::Logs);
-        assert_eq!(Bucket::for_path("/api/v1/apps/0oa1/users"), Bucket::Apps);
-        assert_eq!(Bucket::for_path("/api/v1/users/me"), Bucket::Users);
-        assert_eq!(Bucket::for_path("/oauth2/v1/token"), Bucket::OAuthToken);
-        assert_eq!(Bucket::for_path("/api/v1/org"), Bucket::Other);
+        for (path, bucket) in [
+            ("/api/v1/logs", Bucket::Logs),
+            ("/api/v1/apps", Bucket::Apps),
+            ("/api/v1/apps/0oa1/users", Bucket::Apps),
+            ("/api/v1/apps/0oa1/users/00u1", Bucket::Apps),
+            ("/api/v1/apps/0oa1/features/USER_PROVISIONING", Bucket::Apps),
+            ("/api/v1/apps/0oa1", Bucket::AppInstance),
+            ("/api/v1/appsx", Bucket::Other),
+            ("/api/v1/users/me", Bucket::Users),
+            ("/api/v1/users", Bucket::Other),
+            ("/api/v1/users/00u1/groups", Bucket::Other),
+            ("/oauth2/v1/token", Bucket::OAuthToken),
+            ("/api/v1/org", Bucket::Other),
+            ("/api/v1/principal-rate-limits", Bucket::Other),
+        ] {
+            assert_eq!(Bucket::for_path(path), bucket, "{path}");
+        }
+    }
+
+    /// The simulator must model the same layout, or tests would prove nothing about Okta.
+    #[test]
+    fn buckets_match_the_simulator() {
+        for path in [
+            "/api/v1/logs",
+            "/api/v1/apps",
+            "/api/v1/apps/0oa1",
+            "/api/v1/apps/0oa1/users/00u1",
+            "/api/v1/users/00u1",
+            "/api/v1/users",
+            "/oauth2/v1/token",
+            "/api/v1/eventHooks",
+        ] {
+            let ours = Bucket::for_path(path);
+            let sim = okta_sim::okta::Bucket::for_path(path);
+            assert_eq!(
+                ours.as_str().replace('_', ""),
+                format!("{sim:?}").to_lowercase(),
+                "{path}"
+            );
+        }
+    }
+
+    /// A budget whose Apps bucket is known: limit 60 (budget 30 at share 0.5, pacer burst 5,
+    /// one call per 2 s after it), window ending in 60 s.
+    fn known(share: f64, background: f64) -> RateBudget {
+        let rb = RateBudget::with_background_share(share, background);
+        let now = Instant::now();
+        rb.try_acquire(Bucket::Apps, now).unwrap();
+        rb.observe(Bucket::Apps, headers(60, 59, 60), now);
+        rb
+    }
+
+    /// Spends the pacer's burst so the next call is scarce.
+    fn drain(rb: &RateBudget) {
+        while rb
+            .try_acquire_as(Bucket::Apps, Class::Poll, Instant::now())
+            .is_ok()
+        {}
+    }
+
+    fn spawn_waiter(
+        rb: &RateBudget,
+        class: Class,
+        order: &Arc<Mutex<Vec<Class>>>,
+    ) -> tokio::task::JoinHandle<()> {
+        let rb = rb.clone();
+        let order = order.clone();
+        tokio::spawn(async move {
+            rb.acquire(Bucket::Apps, class, &CancellationToken::new())
+                .await
+                .unwrap();
+            order.lock().unwrap().push(class);
+        })
+    }
+
+    /// When calls are scarce the next one goes to the highest class, whatever the order of
+    /// arrival; first come first served within a class.
+    #[tokio::test(start_paused = true)]
+    async fn scarce_calls_go_to_the_highest_class_first() {
+        let rb = known(0.5, 1.0);
+        drain(&rb);
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for class in [
+            Class::Scan,
+            Class::Manual,
+            Class::Retry,
+            Class::UrgentRetry,
+            Class::ReadBack,
+            Class::Doctor,
+            Class::Poll,
+        ] {
+            tasks.push(spawn_waiter(&rb, class, &order));
+            // Each registers before the next arrives.
+            tokio::task::yield_now().await;
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(
+            *order.lock().unwrap(),
+            [
+                Class::ReadBack,
+                Class::Poll,
+                Class::UrgentRetry,
+                Class::Retry,
+                Class::Manual,
+                Class::Scan,
+                Class::Doctor,
+            ]
+        );
+    }
+
+    /// Retries that always want the bucket do not starve a scan: it gets its floor (10 % of
+    /// the budget per window, spread over the window), and no more.
+    #[tokio::test(start_paused = true)]
+    async fn a_lower_class_gets_its_floor_under_constant_pressure() {
+        let rb = known(0.5, 1.0);
+        drain(&rb);
+        let start = Instant::now();
+        let counts = Arc::new(Mutex::new([0u32; 2]));
+        let mut tasks = Vec::new();
+        for (i, class) in [(0, Class::Retry), (1, Class::Scan)] {
+            // Several waiters per class keep the queue full at every instant.
+            for _ in 0..3 {
+                let rb = rb.clone();
+                let counts = counts.clone();
+                tasks.push(tokio::spawn(async move {
+                    loop {
+                        rb.acquire(Bucket::Apps, class, &CancellationToken::new())
+                            .await
+                            .unwrap();
+                        if Instant::now() >= start + Duration::from_secs(59) {
+                            return;
+                        }
+                        counts.lock().unwrap()[i] += 1;
+                    }
+                }));
+            }
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let [retries, scans] = *counts.lock().unwrap();
+        let floor = floor_for(30);
+        assert_eq!(floor, 3);
+        assert!(
+            scans >= floor - 1 && scans <= floor,
+            "scan got {scans} calls, retries {retries}"
+        );
+        // The burst was drained: what is left of the window's 30 went to the two classes.
+        assert!(retries + scans <= 30 - 6, "{retries} + {scans}");
+        assert!(retries >= 15, "{retries}");
+    }
+
+    /// Background classes stop at `background_share` of the budget even when nothing else
+    /// wants the bucket, so a retry that turns up later in the window still finds calls.
+    #[tokio::test(start_paused = true)]
+    async fn scans_stop_at_their_ceiling_and_leave_the_rest() {
+        let rb = known(0.5, 0.5);
+        let start = Instant::now();
+        let cancel = CancellationToken::new();
+        let mut scans = 0;
+        loop {
+            rb.acquire(Bucket::Apps, Class::Scan, &cancel)
+                .await
+                .unwrap();
+            if Instant::now() >= start + Duration::from_secs(60) {
+                break;
+            }
+            scans += 1;
+        }
+        // 15 = half of the budget of 30; the probe that learnt the limit was a Retry.
+        assert_eq!(scans, ceiling_for(30, 0.5));
+        assert_eq!(scans, 15);
+
+        let rb = known(0.5, 0.5);
+        for _ in 0..15 {
+            rb.acquire(Bucket::Apps, Class::Scan, &cancel)
+                .await
+                .unwrap();
+        }
+        let t = Instant::now();
+        rb.acquire(Bucket::Apps, Class::Retry, &cancel)
+            .await
+            .unwrap();
+        assert!(
+            t.elapsed() <= Duration::from_secs(3),
+            "the retry waited {:?}",
+            t.elapsed()
+        );
+    }
+
+    /// A wait on the budget ends the moment shutdown comes: `Cancelled`, nothing counted, no
+    /// waiter left behind; a token cancelled before the call takes nothing either.
+    #[tokio::test(start_paused = true)]
+    async fn cancelled_waits_end_at_once_and_take_nothing() {
+        let rb = known(0.5, 1.0);
+        // Spend the whole window.
+        while rb.snapshot()[0].used_in_window < 30 {
+            rb.acquire(Bucket::Apps, Class::Retry, &CancellationToken::new())
+                .await
+                .unwrap();
+        }
+        let used = rb.snapshot()[0].used_in_window;
+        let cancel = CancellationToken::new();
+        let waiter = {
+            let rb = rb.clone();
+            let cancel = cancel.clone();
+            tokio::spawn(async move { rb.acquire(Bucket::Apps, Class::Poll, &cancel).await })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(rb.snapshot()[0].waiting, 1);
+        let t = Instant::now();
+        cancel.cancel();
+        assert_eq!(waiter.await.unwrap(), Err(Cancelled));
+        assert_eq!(t.elapsed(), Duration::ZERO);
+        let snap = rb.snapshot();
+        assert_eq!(snap[0].used_in_window, used);
+        assert_eq!(snap[0].waiting, 0);
+        assert_eq!(
+            rb.acquire(Bucket::Logs, Class::Poll, &cancel).await,
+            Err(Cancelled)
+        );
+        assert!(rb.snapshot().iter().all(|s| s.bucket != Bucket::Logs));
+    }
+
+    /// A waiter that is dropped (its caller gave up) does not hold the queue for the others.
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_waiter_leaves_the_queue() {
+        let rb = known(0.5, 1.0);
+        drain(&rb);
+        let never = CancellationToken::new();
+        {
+            let f = rb.acquire(Bucket::Apps, Class::Poll, &never);
+            tokio::pin!(f);
+            // Registered by its first poll, then dropped.
+            assert!(futures_poll_once(f.as_mut()).await.is_none());
+            assert_eq!(rb.snapshot()[0].waiting, 1);
+        }
+        assert_eq!(rb.snapshot()[0].waiting, 0);
+        let t = Instant::now();
+        rb.acquire(Bucket::Apps, Class::Scan, &never).await.unwrap();
+        assert!(t.elapsed() <= Duration::from_secs(2), "{:?}", t.elapsed());
+    }
+
+    async fn futures_poll_once<F: std::future::Future + Unpin>(f: F) -> Option<F::Output> {
+        let mut f = f;
+        std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(match std::pin::Pin::new(&mut f).poll(cx) {
+                std::task::Poll::Ready(v) => Some(v),
+                std::task::Poll::Pending => None,
+            })
+        })
+        .await
+    }
+
+    /// Headers that lie (a window that "resets" at every answer, a limit that changes every
+    /// time) cannot push us past the budget in any 60 s.
+    #[tokio::test(start_paused = true)]
+    async fn lying_headers_do_not_lift_the_sliding_cap() {
+        let rb = RateBudget::new(0.5);
+        let start = Instant::now();
+        let mut sent = 0;
+        while Instant::now() < start + Duration::from_secs(59) {
+            match rb.try_acquire(Bucket::Apps, Instant::now()) {
+                Ok(()) => {
+                    sent += 1;
+                    assert!(sent <= 30, "{sent} sent within 60 s");
+                    let limit = if sent % 2 == 0 { 60 } else { 61 };
+                    rb.observe(Bucket::Apps, headers(limit, limit, 0), Instant::now());
+                }
+                Err(w) => tokio::time::sleep(w).await,
+            }
+        }
+        assert_eq!(sent, 30, "{sent}");
+    }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// What Okta (or something pretending to be it) answers to one request.
+        #[derive(Clone, Debug)]
+        enum Answer {
+            Headers {
+                limit: u32,
+                remaining: u32,
+                reset_in: u64,
+            },
+            NoHeaders,
+            TooMany {
+                reset_in: u64,
+            },
+        }
+
+        fn answer() -> impl Strategy<Value = Answer> {
+            prop_oneof![
+                6 => (1u32..5_000, 0u32..5_000, 0u64..200).prop_map(|(limit, remaining, reset_in)| Answer::Headers { limit, remaining, reset_in }),
+                1 => Just(Answer::NoHeaders),
+                1 => (0u64..120).prop_map(|reset_in| Answer::TooMany { reset_in }),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+            /// Whatever the headers say, at every request we send, the requests sent in the
+            /// 60 s up to it are at most the share of the limit in force.
+            #[test]
+            fn never_more_than_the_share_in_any_window(
+                share in 0.01f64..=1.0,
+                answers in proptest::collection::vec(answer(), 1..200),
+                gaps_ms in proptest::collection::vec(0u64..3_000, 1..200),
+            ) {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .start_paused(true)
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    let rb = RateBudget::new(share);
+                    let mut sent: Vec<Instant> = Vec::new();
+                    let mut i = 0usize;
+                    let end = Instant::now() + Duration::from_secs(600);
+                    while Instant::now() < end && i < answers.len() * 4 {
+                        let now = Instant::now();
+                        match rb.try_acquire(Bucket::Apps, now) {
+                            Ok(()) => {
+                                sent.push(now);
+                                let limit = rb.snapshot()[0].limit.unwrap_or(ASSUMED_LIMIT);
+                                let in_window = sent
+                                    .iter()
+                                    .filter(|t| **t + Duration::from_secs(60) > now)
+                                    .count() as u32;
+                                prop_assert!(
+                                    in_window <= budget_for(limit, share),
+                                    "{in_window} sent in 60 s with limit {limit}, share {share}"
+                                );
+                                match &answers[i % answers.len()] {
+                                    Answer::Headers { limit, remaining, reset_in } => rb.observe(
+                                        Bucket::Apps,
+                                        headers(*limit, *remaining, *reset_in),
+                                        now,
+                                    ),
+                                    Answer::NoHeaders => rb.observe(Bucket::Apps, None, now),
+                                    Answer::TooMany { reset_in } => rb.on_rate_limited(
+                                        Bucket::Apps,
+                                        headers(60, 0, *reset_in),
+                                        now,
+                                    ),
+                                }
+                                i += 1;
+                                tokio::time::sleep(Duration::from_millis(gaps_ms[i % gaps_ms.len()])).await;
+                            }
+                            Err(w) => tokio::time::sleep(w.min(Duration::from_secs(30))).await,
+                        }
+                    }
+                    Ok(())
+                })?;
+            }
+        }
     }
 
     #[test]
@@ -416,11 +1161,15 @@ mod tests {
     async fn never_more_than_share_per_window() {
         let rb = RateBudget::new(0.5);
         let start = Instant::now();
-        rb.acquire(Bucket::Apps).await;
+        rb.acquire(Bucket::Apps, Class::Retry, &CancellationToken::new())
+            .await
+            .unwrap();
         rb.observe(Bucket::Apps, headers(60, 59, 60), Instant::now());
         let mut sent_in_first_window = 1;
         loop {
-            rb.acquire(Bucket::Apps).await;
+            rb.acquire(Bucket::Apps, Class::Retry, &CancellationToken::new())
+                .await
+                .unwrap();
             let now = Instant::now();
             if now >= start + Duration::from_secs(60) {
                 break;

@@ -65,7 +65,11 @@ fn from_error(f: &Failure, e: OktaError, what: &str) -> Outcome {
                 auth: true,
             }
         }
-        OktaError::RateLimited { .. } | OktaError::Retryable { .. } | OktaError::Malformed { .. } => {
+        OktaError::RateLimited { .. }
+        | OktaError::Retryable { .. }
+        | OktaError::Malformed { .. }
+        // Shutdown came before the call went out: nothing was learnt about the app.
+        | OktaError::Cancelled => {
             Outcome::Deferred {
                 detail: format!("{what}: {e}"),
                 auth: false,

@@ -116,13 +116,20 @@ pub fn mark_failure_alerted(
          WHERE id = ?1",
         [failure_id],
     )?;
-    super::history::add(tx, failure_id, now, crate::domain::HistoryKind::Alerted, actor, Some(detail))
+    super::history::add(
+        tx,
+        failure_id,
+        now,
+        crate::domain::HistoryKind::Alerted,
+        actor,
+        Some(detail),
+    )
 }
 
 /// Ids of failures with a history entry of one of `kinds` in (`since`, `now`] (for the digest).
 pub fn failures_with_history(
     tx: &Tx<'_>,
-    kinds: &[&str],
+    kinds: &[crate::domain::HistoryKind],
     since: i64,
     now: i64,
 ) -> Result<std::collections::BTreeSet<i64>, StoreError> {
@@ -131,7 +138,7 @@ pub fn failures_with_history(
         "SELECT DISTINCT failure_id FROM failure_history WHERE kind = ?1 AND at > ?2 AND at <= ?3",
     )?;
     for kind in kinds {
-        let rows = stmt.query_map(params![kind, since, now], |r| r.get::<_, i64>(0))?;
+        let rows = stmt.query_map(params![kind.as_str(), since, now], |r| r.get::<_, i64>(0))?;
         for id in rows {
             out.insert(id?);
         }

@@ -31,12 +31,13 @@ pub mod apps;
 pub mod circuits;
 pub mod claims;
 pub mod cursor;
+pub mod diagnose;
 pub mod failures;
-pub mod outbox;
 pub mod history;
 pub mod inbox;
 pub mod meta;
 pub mod narration;
+pub mod outbox;
 pub mod scan;
 pub mod silences;
 

@@ -18,9 +18,7 @@ use super::org::Txn;
 use super::Inner;
 
 fn client() -> reqwest::Client {
-    // reqwest in this workspace is built without a TLS provider of its own (the daemon picks
-    // ring): make sure one is installed before building a client, whoever runs the simulator.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::ensure_crypto_provider();
     reqwest::Client::builder()
         .timeout(HOOK_TIMEOUT)
         .build()

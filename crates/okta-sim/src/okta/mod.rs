@@ -287,6 +287,7 @@ impl OktaSim {
 
     /// Serves on `addr` with `tokio::spawn` on the current runtime.
     pub async fn start_on(addr: SocketAddr) -> std::io::Result<OktaSim> {
+        crate::ensure_crypto_provider();
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
         let host = if local.ip().is_unspecified() {
