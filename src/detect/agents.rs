@@ -9,7 +9,7 @@
 use super::DetectError;
 use crate::context::Context;
 use crate::domain::{Observation, Operation, Source};
-use crate::okta::OktaError;
+use crate::okta::{Class, OktaError};
 use crate::store::failures::{self, Applied};
 use crate::store::{StoreError, Tx};
 use serde::Deserialize;
@@ -127,7 +127,11 @@ pub async fn scan(ctx: &Context) -> Result<Outcome, DetectError> {
     let fetched_at = ctx.now_ms();
     // Bucket Other, class Scan; reason: agent pools are org-wide and have no per-app view; one
     // call per scan. Orgs without on-premises agents answer an empty list.
-    let pools: Vec<AgentPool> = match ctx.okta.get_all("/api/v1/agentPools").await {
+    let pools: Vec<AgentPool> = match ctx
+        .okta
+        .get_all_with(Class::Scan, "/api/v1/agentPools")
+        .await
+    {
         Ok(p) => p,
         Err(e @ OktaError::Unauthorized { .. }) => return Err(e.into()),
         Err(e @ OktaError::Forbidden { .. }) => {

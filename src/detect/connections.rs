@@ -12,7 +12,7 @@ use super::DetectError;
 use crate::context::Context;
 use crate::domain::{Observation, Operation, Source, State};
 use crate::okta::types::Application;
-use crate::okta::OktaError;
+use crate::okta::{Class, OktaError};
 use crate::store::failures::{self, Applied};
 use crate::store::{StoreError, Tx};
 use serde::Deserialize;
@@ -112,7 +112,10 @@ pub async fn scan(ctx: &Context, apps: &[Application]) -> Result<Outcome, Detect
         // of the app and is the Tasks page's app-level entry; one call per app per scan.
         let conn: Connection = match ctx
             .okta
-            .get_json(&format!("/api/v1/apps/{enc}/connections/default"))
+            .get_json_with(
+                Class::Scan,
+                &format!("/api/v1/apps/{enc}/connections/default"),
+            )
             .await
         {
             Ok(c) => c,

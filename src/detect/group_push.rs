@@ -10,7 +10,7 @@ use super::DetectError;
 use crate::context::Context;
 use crate::domain::{Observation, Operation, Source};
 use crate::okta::types::Application;
-use crate::okta::OktaError;
+use crate::okta::{Class, OktaError};
 use crate::store::failures::{self, Applied};
 use crate::store::{StoreError, Tx};
 use serde::Deserialize;
@@ -52,7 +52,7 @@ async fn errored(ctx: &Context, app_id: &str) -> Result<Vec<GroupPushMapping>, O
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     loop {
-        let page = ctx.okta.get_page(&url).await?;
+        let page = ctx.okta.get_page_with(Class::Scan, &url).await?;
         for raw in page.items {
             match serde_json::from_value::<GroupPushMapping>(raw) {
                 Ok(m) => out.push(m),

@@ -7,11 +7,14 @@
 //! its reason in a comment. The secret is sent once, in the create/replace body; Okta never
 //! returns it and nothing here prints it.
 
-use crate::okta::{OktaClient, OktaError};
+use crate::okta::{Class, OktaClient, OktaError};
 use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+
+/// Every Event Hooks call is a person's command (`hooks register/status/remove`, `doctor`).
+const CLASS: Class = Class::Manual;
 
 /// The name our hook carries in Okta, so `status`/`remove` find it even without the stored id.
 pub const HOOK_NAME: &str = "okta-provwatch";
@@ -107,9 +110,9 @@ fn parse<T: serde::de::DeserializeOwned>(path: &str, body: &[u8]) -> Result<T, O
 
 /// Every event hook of the org. Reason: find ours for status/remove/register.
 pub async fn list(okta: &OktaClient) -> Result<Vec<EventHook>, OktaError> {
-    // bucket Other, class Manual.
+    // Bucket Other, class Manual (CLASS).
     let (_, body) = okta
-        .request(Method::GET, "/api/v1/eventHooks", None)
+        .request_with(CLASS, Method::GET, "/api/v1/eventHooks", None)
         .await?;
     let all: Vec<Value> = parse("/api/v1/eventHooks", &body)?;
     // One odd hook of another integration must not hide ours.
@@ -134,29 +137,30 @@ pub async fn create_or_replace(
     existing: Option<&EventHook>,
     body: &Value,
 ) -> Result<EventHook, OktaError> {
-    // bucket Other, class Manual.
+    // Bucket Other, class Manual (CLASS).
     let (method, path) = match existing {
         Some(h) => (Method::PUT, format!("/api/v1/eventHooks/{}", enc(&h.id))),
         None => (Method::POST, "/api/v1/eventHooks".to_string()),
     };
-    let (_, b) = okta.request(method, &path, Some(body)).await?;
+    let (_, b) = okta.request_with(CLASS, method, &path, Some(body)).await?;
     parse(&path, &b)
 }
 
 /// `activate`, `deactivate` or `verify`. Reason: register (activate, verify) and remove
 /// (deactivate, which Okta requires before a delete). `verify` makes Okta call the receiver.
 pub async fn lifecycle(okta: &OktaClient, id: &str, action: &str) -> Result<EventHook, OktaError> {
-    // bucket Other, class Manual.
+    // Bucket Other, class Manual (CLASS).
     let path = format!("/api/v1/eventHooks/{}/lifecycle/{action}", enc(id));
-    let (_, b) = okta.request(Method::POST, &path, None).await?;
+    let (_, b) = okta.request_with(CLASS, Method::POST, &path, None).await?;
     parse(&path, &b)
 }
 
 /// Deletes an INACTIVE hook. Reason: remove.
 pub async fn delete(okta: &OktaClient, id: &str) -> Result<(), OktaError> {
-    // bucket Other, class Manual.
+    // Bucket Other, class Manual (CLASS).
     let path = format!("/api/v1/eventHooks/{}", enc(id));
-    okta.request(Method::DELETE, &path, None).await?;
+    okta.request_with(CLASS, Method::DELETE, &path, None)
+        .await?;
     Ok(())
 }
 
