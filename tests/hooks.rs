@@ -592,6 +592,9 @@ fn find(ctx: &Context, app: &str, user: &str, op: Operation) -> Option<Failure> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tasks_page_kinds_are_detected_and_resolved() {
     let sim = start_okta().await;
+    // Six scans of a few calls each: a roomy Apps bucket keeps the budget from pacing them.
+    sim.set_rate_limit(okta_sim::Bucket::Apps, 6000);
+    sim.set_rate_limit(okta_sim::Bucket::Other, 6000);
     let dir = temp_dir();
     let ctx = context(config(&sim, dir.path()));
     let app = sim.add_app("Acme CRM");
