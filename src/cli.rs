@@ -71,6 +71,8 @@ pub enum Command {
     CheckConfig,
     /// Mute alerts for an app during maintenance.
     Silence(SilenceArgs),
+    /// Manage the Okta event hook that pushes provisioning events to the [hooks] receiver.
+    Hooks(HooksArgs),
     /// Run the daemon against a built-in simulated Okta org and show what it does.
     ///
     /// Only in builds with the `demo` cargo feature (`cargo run --release --features demo --
@@ -146,6 +148,33 @@ pub struct SilenceArgs {
     /// Remove a silence by id.
     #[arg(long)]
     pub remove: Option<i64>,
+}
+
+#[derive(Debug, Args)]
+pub struct HooksArgs {
+    #[command(subcommand)]
+    pub command: HooksCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HooksCommand {
+    /// Create (or replace) the event hook, activate it and have Okta verify the receiver.
+    Register {
+        /// The public https URL Okta calls (ending in [hooks] path).
+        #[arg(long)]
+        url: String,
+        /// Ask Okta to push only events with outcome FAILURE (orgs with event hook filters).
+        #[arg(long)]
+        failures_only: bool,
+    },
+    /// Show the hook as Okta has it and the receiver's last deliveries.
+    Status {
+        /// Print JSON (hook, receiver, deliveries, events by result) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deactivate and delete the hook (detection falls back to polling only).
+    Remove,
 }
 
 #[derive(Debug, Args)]

@@ -148,6 +148,12 @@ pub fn start(ctx: Context, shutdown: CancellationToken) -> Running {
         "deprovision",
         crate::deprovision::run(ctx.clone(), shutdown.clone()),
     );
+    if ctx.config.hooks.is_some() {
+        r.spawn(
+            "hook-receiver",
+            crate::hooks::run(ctx.clone(), shutdown.clone()),
+        );
+    }
     r.spawn("timings", observe_timings(ctx, shutdown));
     r
 }

@@ -32,6 +32,20 @@ pub struct HealthState {
     /// Whether the last failure was an authentication problem (token rejected, scope missing).
     pub auth_failing: bool,
     pub last_scan_ok_ms: Option<i64>,
+    /// Event hook trouble (`crate::hooks::health`): deliveries Okta logged as failed, or
+    /// eligible events the poller read that never came by hook. `None` without `[hooks]`.
+    pub hook_trouble: Option<HookTrouble>,
+    /// When the receiver last stored a delivery (ms).
+    pub last_hook_delivery_ms: Option<i64>,
+}
+
+/// Why event hook deliveries are judged broken, and since when.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HookTrouble {
+    pub since_ms: i64,
+    /// The newest evidence (ms); a delivery received after it clears the trouble.
+    pub last_evidence_ms: i64,
+    pub reason: String,
 }
 
 /// Why polling is judged unhealthy; also the daemon-health alert's fingerprint, so a change of
@@ -44,6 +58,9 @@ pub enum Cause {
     Failing,
     /// No poll failed, but none succeeded either: polls wait (rate limit, slow Okta) or hang.
     Stalled,
+    /// Polling works, but Okta's event hook deliveries do not arrive (detection is back to
+    /// poll speed).
+    HookDelivery,
 }
 
 impl Cause {
@@ -52,6 +69,7 @@ impl Cause {
             Cause::Auth => "auth",
             Cause::Failing => "unreachable",
             Cause::Stalled => "stalled",
+            Cause::HookDelivery => "hook_delivery",
         }
     }
 }
@@ -104,6 +122,18 @@ pub fn verdict(
     };
     let age = now_ms.saturating_sub(since);
     if age < stale_after {
+        if let Some(t) = &h.hook_trouble {
+            // Polling trouble takes precedence (it names the bigger problem); with polling
+            // fine, broken hook deliveries are the daemon's health problem to report.
+            return Verdict::Unhealthy {
+                cause: Cause::HookDelivery,
+                since_ms: t.since_ms,
+                reason: format!(
+                    "{}; failures are still found by polling, at poll speed",
+                    t.reason
+                ),
+            };
+        }
         return if h.last_poll_ok_ms.is_some() {
             Verdict::Healthy
         } else {
@@ -134,6 +164,7 @@ pub fn verdict(
             "; {} consecutive polls failed",
             h.consecutive_poll_failures
         )),
+        Cause::HookDelivery => {}
     }
     if let Some(e) = h
         .last_poll_error

@@ -31,6 +31,7 @@
 //!   the channels, via a durable outbox.
 //! - [`daemon`]: starts the long-running components and stops them.
 //! - [`http`]: `/healthz` and `/metrics`.
+//! - [`hooks`]: the Okta Event Hook receiver (its own listener), its inbox applier and health.
 //! - [`health`]: the daemon's view of its own liveness (last poll, failures in a row, lag).
 //! - [`metrics`], [`telemetry`]: the metric registry and log set-up.
 //! - [`config`]: loading and validating the TOML config and its secrets.
@@ -68,6 +69,7 @@ pub mod detect;
 pub mod domain;
 pub mod exit;
 pub mod health;
+pub mod hooks;
 pub mod http;
 pub mod metrics;
 pub mod okta;

@@ -20,6 +20,7 @@ fn main() -> ExitCode {
                     Command::Remediate(a) => cmd::remediate::run(&cli.config, a).await,
                     Command::Doctor(a) => cmd::doctor::run(&cli.config, a).await,
                     Command::Silence(a) => cmd::silence::run(&cli.config, a).await,
+                    Command::Hooks(a) => cmd::hooks::run(&cli.config, a).await,
                     Command::Demo(a) => cmd::demo::run(a).await,
                     _ => unreachable!("handled above"),
                 }

@@ -137,6 +137,21 @@ pub const CATALOGUE: &[Def] = &[
         kind: Kind::Counter,
         help: "Scheduled assignment scans skipped because the previous scan was still running.",
     },
+    Def {
+        name: "provwatch_hook_requests_total",
+        kind: Kind::Counter,
+        help: "Requests to the event hook receiver, by result (accepted, verification, unauthorized, too_large, malformed, ...).",
+    },
+    Def {
+        name: "provwatch_hook_events_total",
+        kind: Kind::Counter,
+        help: "Events received by event hook, by what applying them did (applied, duplicate, deferred, malformed, ...).",
+    },
+    Def {
+        name: "provwatch_hook_inbox_pending",
+        kind: Kind::Gauge,
+        help: "Events received by event hook and not applied yet.",
+    },
 ];
 
 type Labels = Vec<(String, String)>;

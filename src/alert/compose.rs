@@ -274,8 +274,27 @@ pub fn health_firing_message(cause: Cause, reason: &str, since: i64, now: i64) -
         Cause::Auth => "okta-provwatch: Okta rejects its credentials",
         Cause::Failing => "okta-provwatch cannot poll Okta",
         Cause::Stalled => "okta-provwatch: System Log polling stalled",
+        Cause::HookDelivery => "okta-provwatch: Okta event hook deliveries are not arriving",
     }
     .to_string();
+    if cause == Cause::HookDelivery {
+        return AlertMessage {
+            kind: MessageKind::Health,
+            severity: Severity::Urgent,
+            title,
+            app_id: None,
+            app_label: None,
+            admin_url: None,
+            summary: format!(
+                "Since {}: {reason}. Check `okta-provwatch hooks status`, the receiver's TLS or reverse proxy and firewall, then `hooks register` again if the hook is gone.",
+                to_time(since).format("%Y-%m-%d %H:%M UTC"),
+            ),
+            lines: Vec::new(),
+            total_lines: 0,
+            group_key: HEALTH_GROUP_KEY.into(),
+            created_at: to_time(now),
+        };
+    }
     let mut summary = format!(
         "No System Log poll succeeded since {}: {reason}. Provisioning failures are not being detected until this clears.",
         crate::clock::minute(to_time(since)),
@@ -286,7 +305,7 @@ pub fn health_firing_message(cause: Cause, reason: &str, since: i64, now: i64) -
         Cause::Stalled => summary.push_str(
             " Check `okta-provwatch doctor` and the org's rate-limit dashboard: another integration may be using the budget.",
         ),
-        Cause::Failing => {}
+        Cause::Failing | Cause::HookDelivery => {}
     }
     AlertMessage {
         kind: MessageKind::Health,

@@ -280,6 +280,9 @@ async fn check_okta(config: &Config, r: &mut Report) {
         }
     };
     check_apps_manage(config, r);
+    for (name, status, detail) in super::hooks::doctor_checks(config, &okta).await {
+        r.add(name, status, detail);
+    }
     if let Some(apps) = apps {
         check_provisioning(config, &okta, &apps, r).await;
     }

@@ -5,6 +5,7 @@ pub mod check_config;
 pub mod demo;
 pub mod doctor;
 pub mod generate;
+pub mod hooks;
 pub mod remediate;
 pub mod resolve;
 pub mod retry;

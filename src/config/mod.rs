@@ -19,6 +19,7 @@ mod budget;
 mod deprovision;
 mod env;
 mod error;
+mod hooks;
 mod parse;
 mod raw;
 mod secret;
@@ -38,6 +39,7 @@ pub use budget::DEFAULT_SCAN_SHARE;
 pub use deprovision::{DeprovisionConfig, VerifyConfig};
 pub use env::{Env, ENV_PREFIX};
 pub use error::ConfigError;
+pub use hooks::{HooksConfig, TlsFiles};
 pub use parse::{is_loopback_host, parse_duration, parse_schedule, MAX_DURATION};
 pub use secret::{SecretSource, SecretSources};
 
@@ -61,6 +63,8 @@ pub struct Config {
     /// `None` when the file has no `[email]` section: email alerts are off.
     pub email: Option<EmailConfig>,
     pub http: HttpConfig,
+    /// `None` when the file has no `[hooks]` section: no event hook receiver.
+    pub hooks: Option<HooksConfig>,
     pub log: LogConfig,
     /// `[deprovision]` (issue 13).
     pub deprovision: DeprovisionConfig,

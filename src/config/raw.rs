@@ -35,6 +35,7 @@ pub(crate) struct RawConfig {
     pub email: Option<RawEmail>,
     #[serde(default)]
     pub http: RawHttp,
+    pub hooks: Option<super::hooks::RawHooks>,
     #[serde(default)]
     pub log: RawLog,
     pub deprovision: Option<super::deprovision::RawDeprovision>,

@@ -50,6 +50,8 @@ pub struct SecretSources {
     pub slack: Option<SecretSource>,
     /// The SMTP password.
     pub smtp_password: Option<SecretSource>,
+    /// The event hook receiver's Authorization header value.
+    pub hooks: Option<SecretSource>,
 }
 
 /// The three ways a secret can be supplied, by key suffix.

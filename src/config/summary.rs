@@ -163,6 +163,23 @@ impl Config {
         }
 
         put("http.listen", self.http.listen.to_string());
+        match &self.hooks {
+            None => put("hooks", "(off)".into()),
+            Some(h) => {
+                put("hooks.listen", h.listen.to_string());
+                put("hooks.path", h.path.clone());
+                put("hooks.secret", secret(&h.secret, src.hooks.as_ref()));
+                put(
+                    "hooks.tls",
+                    if h.tls.is_some() {
+                        "on"
+                    } else {
+                        "off (reverse proxy)"
+                    }
+                    .into(),
+                );
+            }
+        }
         put("log.format", self.log.format.to_string());
         put("log.level", self.log.level.clone());
         out

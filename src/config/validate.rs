@@ -148,6 +148,14 @@ pub(crate) fn validate(raw: RawConfig, env: &Env) -> Result<Config, ConfigError>
     let slack = raw.slack.map(|s| slack(s, env, &mut sources)).transpose()?;
     let email = raw.email.map(|e| email(e, env, &mut sources)).transpose()?;
     let http = http(raw.http)?;
+    let hooks = match raw.hooks {
+        Some(h) => {
+            let (h, src) = super::hooks::validate(h, env)?;
+            sources.hooks = Some(src);
+            Some(h)
+        }
+        None => None,
+    };
     let log = log(raw.log)?;
     let deprovision = super::deprovision::deprovision(raw.deprovision)?;
     let verify = super::deprovision::verify(raw.verify, env)?;
@@ -160,6 +168,7 @@ pub(crate) fn validate(raw: RawConfig, env: &Env) -> Result<Config, ConfigError>
         slack,
         email,
         http,
+        hooks,
         log,
         deprovision,
         verify,

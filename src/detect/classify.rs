@@ -21,7 +21,12 @@ pub const LOG_FILTER: &str = concat!(
     " or eventType eq \"application.user_membership.remove\"",
     " or eventType eq \"application.lifecycle.update\"",
     // A profile change re-arms the one retry of a data error (retry::classes).
-    " or eventType eq \"user.account.update_profile\""
+    " or eventType eq \"user.account.update_profile\"",
+    // Wider detection (issue 14): credentials, sync jobs, imports, success signals, hook health.
+    " or eventType eq \"application.configuration.update\"",
+    " or eventType sw \"app.user_management.\"",
+    " or eventType sw \"app.app_instance.provision_sync_job.\"",
+    " or eventType eq \"event_hook.delivery\""
 );
 
 /// A user's Okta profile changed: a failure the app rejected for the user's data may go
@@ -79,7 +84,7 @@ pub fn operation_for(event_type: &str) -> Option<(Operation, Scope)> {
         "app.app_instance.provision_sync_job.failed" => (Integration, App),
         t if t.starts_with("application.integration.") => (Integration, App),
         t if t.starts_with("application.provision.group") => (GroupPush, Group),
-        _ => return None,
+        t => return wider_operation_for(t),
     };
     Some(op)
 }
@@ -127,6 +132,9 @@ pub fn classify(ev: &LogEvent) -> Classified {
                 why: format!("unparseable published {:?}", ev.published),
             },
         };
+    }
+    if let Some(c) = wider_classify(ev) {
+        return c;
     }
     if ev.event_type.starts_with("system.org.rate_limit") {
         return Classified::OrgRateLimit {
@@ -334,6 +342,79 @@ pub fn classify_lifecycle(ev: &LogEvent) -> Option<Result<Lifecycle, String>> {
     })
 }
 
+// ------------------------------------------------------------------------------------------
+// Wider detection (issue 14): the Tasks-page kinds beyond assignment errors, success signals the
+// original filter missed, and event hook delivery failures. Kept in one block so that other
+// additions to this file (deprovisioning kinds) stay apart.
+
+/// `application.configuration.update` logged as FAILURE: "Okta couldn't verify API
+/// credentials" for the app. The same type with SUCCESS is an ordinary settings change.
+pub const CREDENTIALS_EVENT: &str = "application.configuration.update";
+
+/// Okta's own event for an event hook delivery it gave up on.
+pub const HOOK_DELIVERY_EVENT: &str = "event_hook.delivery";
+
+/// Operations of the event types added by issue 14 (called by [`operation_for`] for types it
+/// does not know).
+fn wider_operation_for(event_type: &str) -> Option<(Operation, Scope)> {
+    use Operation::*;
+    use Scope::*;
+    Some(match event_type {
+        // Credentials the app refuses, a sync job that failed or completed: the integration
+        // itself, one app-wide failure that pauses the app's retries (its circuit).
+        CREDENTIALS_EVENT | "app.app_instance.provision_sync_job.completed" => (Integration, App),
+        // Success signal of a create push that older filters missed.
+        "app.user_management.push_new_user_success" => (Create, User),
+        // Imports that failed for the app as a whole (a group import, a CSV line).
+        "app.user_management.user_group_import.upsert_fail"
+        | "app.user_management.user_group_import.create_failure"
+        | "app.user_management.user_group_import.update_failure"
+        | "app.user_management.import.csv.line.error" => (Import, App),
+        _ => return None,
+    })
+}
+
+/// Classifications decided before the general rules: outcomes that must not count as failures
+/// or successes although their type is modelled.
+fn wider_classify(ev: &LogEvent) -> Option<Classified> {
+    match ev.event_type.as_str() {
+        // A settings change that went through says nothing about the integration's health.
+        CREDENTIALS_EVENT if ev.result() != Some("FAILURE") => Some(Classified::NoOutcome),
+        // "Will be retried" by Okta itself: transient, not a task for anyone (its sibling
+        // `...failed.with.error` is the one that needs an admin).
+        "application.provision.group_push.mapping.update.or.delete.failed" => {
+            Some(Classified::NoOutcome)
+        }
+        _ => None,
+    }
+}
+
+/// An `event_hook.delivery` event: Okta gave up delivering to a hook.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HookDeliveryFailure {
+    pub hook_id: Option<String>,
+    /// The hook's URI (Okta puts it in the target's `alternateId`).
+    pub uri: Option<String>,
+    pub reason: String,
+}
+
+/// Reads an `event_hook.delivery` event; `None` for any other event.
+pub fn hook_delivery_failure(ev: &LogEvent) -> Option<HookDeliveryFailure> {
+    if ev.event_type != HOOK_DELIVERY_EVENT || ev.result() == Some("SUCCESS") {
+        return None;
+    }
+    let hook = ev.target("EventHook");
+    Some(HookDeliveryFailure {
+        hook_id: hook.and_then(|t| t.id.clone()),
+        uri: hook.and_then(|t| t.alternate_id.clone()),
+        reason: ev
+            .reason()
+            .or(ev.display_message.as_deref())
+            .unwrap_or("Okta reports a failed event hook delivery")
+            .to_string(),
+    })
+}
+
 #[cfg(test)]
 mod lifecycle_tests {
     use super::*;
@@ -436,6 +517,105 @@ mod lifecycle_tests {
             "outcome": {"result": "SUCCESS"}, "target": []
         }));
         assert!(classify_lifecycle(&e).is_none());
+    }
+}
+
+#[cfg(test)]
+mod wider_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn app_event(t: &str, result: &str, extra: Vec<serde_json::Value>) -> LogEvent {
+        let mut target = vec![json!({"id": "0oa9", "type": "AppInstance", "displayName": "Zoom"})];
+        target.extend(extra);
+        serde_json::from_value(json!({
+            "uuid": "w1", "published": "2026-11-20T10:00:00Z", "eventType": t,
+            "outcome": {"result": result, "reason": "bad token"}, "target": target
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn credentials_and_sync_jobs_are_app_wide() {
+        for t in [
+            CREDENTIALS_EVENT,
+            "app.app_instance.provision_sync_job.failed",
+        ] {
+            let Classified::Observation(o) = classify(&app_event(t, "FAILURE", vec![])) else {
+                panic!("{t}")
+            };
+            assert_eq!(
+                (o.operation, o.user_id.as_str(), o.failed),
+                (Operation::Integration, "", true)
+            );
+        }
+        assert_eq!(
+            classify(&app_event(CREDENTIALS_EVENT, "SUCCESS", vec![])),
+            Classified::NoOutcome
+        );
+        let Classified::Observation(o) = classify(&app_event(
+            "app.app_instance.provision_sync_job.completed",
+            "SUCCESS",
+            vec![],
+        )) else {
+            panic!()
+        };
+        assert!(!o.failed && o.operation == Operation::Integration);
+    }
+
+    #[test]
+    fn group_push_errors_success_signals_and_imports() {
+        let g = json!({"id": "00g1", "type": "UserGroup", "displayName": "Sales"});
+        let Classified::Observation(o) = classify(&app_event(
+            "application.provision.group_push.mapping.update.or.delete.failed.with.error",
+            "FAILURE",
+            vec![g.clone()],
+        )) else {
+            panic!()
+        };
+        assert_eq!(
+            (o.operation, o.user_id.as_str()),
+            (Operation::GroupPush, "00g1")
+        );
+        assert_eq!(o.reason.as_deref(), Some("bad token"));
+        assert_eq!(
+            classify(&app_event(
+                "application.provision.group_push.mapping.update.or.delete.failed",
+                "FAILURE",
+                vec![g]
+            )),
+            Classified::NoOutcome
+        );
+        let u = json!({"id": "00u1", "type": "User", "alternateId": "ann@acme"});
+        let Classified::Observation(o) = classify(&app_event(
+            "app.user_management.push_new_user_success",
+            "SUCCESS",
+            vec![u],
+        )) else {
+            panic!()
+        };
+        assert_eq!((o.operation, o.failed), (Operation::Create, false));
+        let Classified::Observation(o) = classify(&app_event(
+            "app.user_management.user_group_import.upsert_fail",
+            "FAILURE",
+            vec![],
+        )) else {
+            panic!()
+        };
+        assert_eq!((o.operation, o.user_id.as_str()), (Operation::Import, ""));
+    }
+
+    #[test]
+    fn hook_delivery_failures_name_the_hook() {
+        let mut e = app_event(HOOK_DELIVERY_EVENT, "FAILURE", vec![]);
+        e.target = Some(vec![serde_json::from_value(
+            json!({"id": "who1", "type": "EventHook", "alternateId": "https://x/okta/events"}),
+        )
+        .unwrap()]);
+        let f = hook_delivery_failure(&e).unwrap();
+        assert_eq!(f.hook_id.as_deref(), Some("who1"));
+        assert_eq!(f.reason, "bad token");
+        assert!(hook_delivery_failure(&app_event(CREDENTIALS_EVENT, "FAILURE", vec![])).is_none());
     }
 }
 

@@ -1,9 +1,13 @@
 //! Detection: the System Log poller and the assignment scanner turn what Okta reports into
 //! failure records in the store.
 
+pub mod agents;
 pub mod classify;
+pub mod connections;
+pub mod group_push;
 pub mod poller;
 pub mod scanner;
+pub mod tasks;
 
 use crate::okta::OktaError;
 use crate::store::StoreError;

@@ -184,6 +184,7 @@ fn apply_events(
             out.duplicates += 1;
             continue;
         }
+        crate::hooks::health::polled(tx, ctx, &ev, published, now)?;
         // Deprovisioning ledger (issue 13): lifecycle, membership and settings events.
         if let Some(l) = classify_lifecycle(&ev) {
             match l {
@@ -233,7 +234,7 @@ fn apply_events(
     Ok(newest)
 }
 
-fn apply_observation(
+pub(crate) fn apply_observation(
     tx: &Tx<'_>,
     obs: &Observation,
     now: i64,

@@ -146,6 +146,9 @@ pub async fn scan_once(
             }
         }
     }
+    // Group push errors, connections, agent pools (issue 14).
+    let tasks = super::tasks::scan(ctx, &apps).await?;
+    (out.opened, out.resolved) = (out.opened + tasks.opened, out.resolved + tasks.resolved);
     let now = ctx.now_ms();
     ctx.store
         .write(move |tx| meta::set(tx, LAST_SCAN_KEY, &now.to_string()))

@@ -35,6 +35,7 @@ pub mod diagnose;
 pub mod expectations;
 pub mod failures;
 pub mod history;
+pub mod inbox;
 pub mod meta;
 pub mod narration;
 pub mod outbox;
@@ -70,6 +71,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0004_deprovision",
         include_str!("migrations/0004_deprovision.sql"),
+    ),
+    (
+        "0005_hooks_inbox",
+        include_str!("migrations/0005_hooks_inbox.sql"),
     ),
     (
         "0007_retry_confirm",
