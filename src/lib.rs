@@ -6,9 +6,12 @@
 //! Data flows one way; no module imports from a layer downstream of it:
 //!
 //! ```text
-//! Okta ──> detect ──> store ──> retry ──> Okta (re-push)
-//!                       │
-//!                       └────> alert ──> channels (Slack, email)
+//!          poll (System Log), event hooks, scans
+//! Okta ──────────────> detect ──> store ──> retry ──> Okta (re-push)
+//!                        │          │
+//!                        │          ├────> alert ──> channels (Slack, email, ...)
+//!                        │          │
+//!                        └──> deprovision (ledger, SLA) ──> scim ──> the app (verify, remediate)
 //! ```
 //!
 //! Detection, retries and alerting never call each other: they meet only through rows of the
@@ -19,8 +22,15 @@
 //!   states, history kinds, the urgency rule. Imports nothing of the crate.
 //! - [`okta`]: everything that talks to Okta: HTTP client, credentials, rate-limit budget,
 //!   resource types.
-//! - [`detect`]: the System Log poller and the assignment scanner turn Okta's reports into
-//!   observations applied to the store.
+//! - [`detect`]: the System Log poller, the assignment scanner and the Tasks-page reads
+//!   (group push, connections, agent pools) turn Okta's reports into observations applied to
+//!   the store.
+//! - [`hooks`]: the Okta event hook receiver (its own listener, a durable inbox applied through
+//!   the same classifier as the poller) and the Event Hooks API behind `hooks register`.
+//! - [`deprovision`]: the expected-deprovisioning ledger: what Okta owes after a deactivation or
+//!   unassignment, the SLA, "Deactivate Users" switched off, verification and remediation
+//!   through [`scim`].
+//! - [`scim`]: a small RFC 7643/7644 client for the apps' own SCIM APIs.
 //! - [`store`]: the SQLite state, one module per table; owns every SQL statement.
 //! - [`deprovision`]: the expected-deprovisioning ledger (issue 13): expectations opened by
 //!   deactivations and unassignments, the SLA, "Deactivate Users" switched off, checks against
@@ -29,7 +39,11 @@
 //!   breakers.
 //! - [`alert`]: decides when to tell people (grouping, silences, digests) and delivers through
 //!   the channels, via a durable outbox.
-//! - [`daemon`]: starts the long-running components and stops them.
+//! - [`daemon`]: the supervisor (signals, reload, bounded stop), the components it starts, and
+//!   the exclusive lock on the state.
+//! - [`signal`]: wake-ups between components (a failure opened, the outbox has work), so work
+//!   starts when it becomes possible rather than on a timer.
+//! - [`exit`]: the process exit codes every command uses.
 //! - [`http`]: `/healthz` and `/metrics`.
 //! - [`hooks`]: the Okta Event Hook receiver (its own listener), its inbox applier and health.
 //! - [`health`]: the daemon's view of its own liveness (last poll, failures in a row, lag).
@@ -54,8 +68,14 @@
 //! - Retry backoff and which failures are retried: [`retry::policy`]; the due selection and
 //!   claims in [`store::claims`].
 //! - System Log cursor: stored in [`store::cursor`], advanced by [`detect::poller`].
-//! - Rate budget (our share of the org's Okta rate limits): [`okta::ratelimit`]; the retry
-//!   pace per minute: [`pacer`].
+//! - Rate budget (our share of the org's Okta rate limits, request classes and their
+//!   priorities): [`okta::ratelimit`]; the retry pace per minute: [`pacer`] and
+//!   `retry::pace`.
+//! - Which failures a retry can fix (data errors, app throttling, credentials, transient):
+//!   `retry::classes`.
+//! - Deprovisioning SLA and expectations: [`deprovision`], rows in `store::expectations`.
+//! - Event hook secret check and inbox: `hooks::receiver`, rows in `store::inbox`.
+//! - Exit codes: [`exit`].
 
 pub mod alert;
 pub mod cli;
