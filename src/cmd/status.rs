@@ -5,7 +5,7 @@
 use crate::alert::outbox;
 use crate::cli::StatusArgs;
 use crate::domain::Failure;
-use crate::store::failures;
+use crate::store::{failures, quarantine};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use std::fmt::Write as _;
@@ -23,11 +23,17 @@ pub fn run(config_path: &Path, args: &StatusArgs) -> anyhow::Result<ExitCode> {
             failures::list_unresolved(tx)
         }
     })?;
-    let (undelivered, pending) =
-        store.read_blocking(|tx| Ok((outbox::failed_deliveries(tx)?, outbox::pending_count(tx)?)))?;
+    let (undelivered, pending, quarantined) = store.read_blocking(|tx| {
+        Ok((
+            outbox::failed_deliveries(tx)?,
+            outbox::pending_count(tx)?,
+            quarantine::count(tx)?,
+        ))
+    })?;
     if args.json {
         let mut j = to_json(&rows);
         j["pending_alerts"] = json!(pending);
+        j["quarantined"] = json!(quarantined);
         j["failed_deliveries"] = json!(undelivered
             .iter()
             .map(|d| json!({
@@ -38,6 +44,9 @@ pub fn run(config_path: &Path, args: &StatusArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&j)?);
     } else {
         print!("{}", table(&rows, Utc::now()));
+        if quarantined > 0 {
+            println!("{quarantined} System Log event(s) could not be parsed and are quarantined (kept in the state's quarantine table; detection went on past them).");
+        }
         if pending > 0 {
             println!("{pending} alert message(s) waiting to be delivered.");
         }

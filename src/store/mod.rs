@@ -36,6 +36,7 @@ pub mod outbox;
 pub mod history;
 pub mod meta;
 pub mod narration;
+pub mod quarantine;
 pub mod scan;
 pub mod silences;
 
@@ -65,6 +66,7 @@ use std::time::Duration;
 const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_init", include_str!("migrations/0001_init.sql")),
     ("0002_retry", include_str!("migrations/0002_retry.sql")),
+    ("0003_quarantine", include_str!("migrations/0003_quarantine.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]
