@@ -213,11 +213,10 @@ pub async fn poll_with(ctx: &Context, cu: &mut CatchUp) -> Result<PollOutcome, D
     if out.bad_next {
         out.backlog = false;
     }
-    if out.cycle {
-        // Stopped on a cycle: the links read are kept, so polling again next interval stops
-        // at the first known link instead of walking the whole cycle once more.
-    } else if !full {
-        // Caught up: the next catch-up starts afresh.
+    if out.cycle || !full {
+        // Caught up, or stopped on a cycle: the next catch-up (one poll interval later) starts
+        // afresh, so once Okta's links are straight again they are followed. A cycle that
+        // persists costs one lap per interval, not the whole budget.
         cu.reset();
     } else if cu.seen.len() > MAX_SEEN_LINKS {
         cu.seen.clear();
