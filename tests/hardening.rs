@@ -63,7 +63,10 @@ async fn every_poison_kind_is_quarantined_and_the_cursor_moves_on() {
     let kinds = poison_kinds();
     assert_eq!(kinds.len(), 16);
     for (k, (name, poison)) in kinds.iter().enumerate() {
-        let (a, b) = (failure_event(&sim, &app, 2 * k), failure_event(&sim, &app, 2 * k + 1));
+        let (a, b) = (
+            failure_event(&sim, &app, 2 * k),
+            failure_event(&sim, &app, 2 * k + 1),
+        );
         // The real log holds the good events, so the page's next link moves past them.
         sim.push_log_event(a.clone());
         sim.push_log_event(b.clone());
@@ -87,7 +90,10 @@ async fn every_poison_kind_is_quarantined_and_the_cursor_moves_on() {
             .read_blocking(|tx| quarantine::recent(tx, 1))
             .unwrap();
         assert_eq!(&q[0].raw, poison, "{name}");
-        assert_eq!(q[0].page_url, before, "{name}: the page's cursor is recorded");
+        assert_eq!(
+            q[0].page_url, before,
+            "{name}: the page's cursor is recorded"
+        );
         assert_eq!(q[0].position, 1, "{name}");
         assert!(!q[0].error.is_empty(), "{name}");
     }
@@ -118,7 +124,11 @@ async fn every_poison_kind_is_quarantined_and_the_cursor_moves_on() {
         .filter(|r| r.payload.contains("quarantined"))
         .collect();
     assert_eq!(told.len(), 1, "{rows:?}");
-    assert!(told[0].payload.contains("16 System Log event"), "{}", told[0].payload);
+    assert!(
+        told[0].payload.contains("16 System Log event"),
+        "{}",
+        told[0].payload
+    );
 }
 
 /// A page whose array itself is broken fails as a whole (nothing on it can be trusted to be
@@ -143,7 +153,10 @@ async fn an_unsplittable_page_keeps_the_cursor_and_raises_the_alert() {
         let e = poller::poll_once(&ctx).await.unwrap_err();
         assert!(matches!(e, DetectError::Page { .. }), "{e}");
         let msg = e.to_string();
-        assert!(msg.contains("malformed") && msg.contains("backoff"), "{msg}");
+        assert!(
+            msg.contains("malformed") && msg.contains("backoff"),
+            "{msg}"
+        );
         assert!(!msg.contains(&sim.api_token()));
         assert_eq!(stored_cursor(&ctx), before);
         assert!(ctx.health.snapshot().log_trouble.is_some());
@@ -214,7 +227,11 @@ async fn a_three_page_next_cycle_is_stopped_and_alerted() {
     assert_eq!(pages, 4);
     assert_eq!(before, after);
     assert_eq!(open_count(&ctx), n);
-    let trouble = ctx.health.snapshot().log_trouble.expect("log trouble raised");
+    let trouble = ctx
+        .health
+        .snapshot()
+        .log_trouble
+        .expect("log trouble raised");
     assert!(trouble.contains("cycle"), "{trouble}");
     // The next catch-up (one poll interval later) costs one lap, no more.
     let requests = logs();
@@ -231,4 +248,93 @@ async fn a_three_page_next_cycle_is_stopped_and_alerted() {
     assert_ne!(stored_cursor(&ctx).unwrap(), kept);
     assert!(ctx.health.snapshot().log_trouble.is_none());
     assert_eq!(open_count(&ctx), n);
+}
+
+/// Defect 12: a daemon that holds the state's exclusive lock releases at start the claims its
+/// dead predecessor left (`kill -9` mid-retry) at once, with a history row, instead of leaving
+/// those failures `retrying` for the 10-minute lease. A `retry` command's claim is left alone
+/// (it may still be running), and so is everything when the lock is not held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_daemon_releases_its_dead_predecessors_claims_at_once() {
+    use okta_provwatch::daemon::lock::StateLock;
+    use okta_provwatch::domain::{HistoryKind, Observation, Operation, State};
+    use okta_provwatch::retry::worker;
+    use okta_provwatch::store::{claims, history};
+    use std::time::Duration;
+    use tokio_util::sync::CancellationToken;
+
+    let sim = start_okta().await;
+    let dir = temp_dir();
+    let ctx = context(config_with(&sim, dir.path(), "[retry]\nenabled = false\n"));
+    let now = ctx.now_ms();
+    let lease = now + 10 * 60 * 1000;
+    let (dead, cli) = ctx
+        .store
+        .write_blocking(|tx| {
+            let mut ids = Vec::new();
+            for (user, owner) in [
+                ("00u1", "daemon-999999-deadbeef"),
+                ("00u2", "cli-999998-cafe0000"),
+            ] {
+                let obs = Observation::failure("0oa1", user, Operation::Create);
+                let id = match failures::apply(tx, &obs, now, "test")? {
+                    failures::Applied::Opened(id) => id,
+                    a => panic!("{a:?}"),
+                };
+                claims::claim(tx, id, owner, now, lease, "test", "a retry")?.unwrap();
+                ids.push(id);
+            }
+            Ok((ids[0], ids[1]))
+        })
+        .unwrap();
+    let state = |id: i64| {
+        ctx.store
+            .read_blocking(move |tx| Ok(failures::get(tx, id)?.unwrap().state))
+            .unwrap()
+    };
+    let run_worker = |ctx: Context| async move {
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(worker::run(ctx, stop.clone()));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stop.cancel();
+        task.await.unwrap();
+    };
+
+    // A worker without the lock (as in tests and short commands) cannot know the claimer is dead.
+    run_worker(ctx.clone()).await;
+    assert_eq!(state(dead), State::Retrying);
+
+    let locked = ctx
+        .clone()
+        .with_lock(StateLock::acquire(&state_path(dir.path())).unwrap());
+    run_worker(locked).await;
+    assert_eq!(
+        state(dead),
+        State::Open,
+        "released at start, not after the lease"
+    );
+    assert_eq!(
+        state(cli),
+        State::Retrying,
+        "a retry command's claim waits for its lease"
+    );
+    let rows = ctx
+        .store
+        .read_blocking(move |tx| history::list(tx, dead))
+        .unwrap();
+    let released = rows
+        .iter()
+        .find(|h| h.kind == HistoryKind::RetryInterrupted)
+        .expect("a history row for the release");
+    let detail = released.detail.as_deref().unwrap();
+    assert!(
+        detail.contains("daemon-999999-deadbeef") && detail.contains("no longer running"),
+        "{detail}"
+    );
+    // Not counted as an attempt.
+    let attempts = ctx
+        .store
+        .read_blocking(move |tx| Ok(failures::get(tx, dead)?.unwrap().attempts))
+        .unwrap();
+    assert_eq!(attempts, 0);
 }

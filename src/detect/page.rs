@@ -195,14 +195,22 @@ pub fn poison_kinds() -> Vec<(&'static str, Vec<u8>)> {
         .into_bytes()
     };
     let with_bytes = |bytes: &[u8]| -> Vec<u8> {
-        let mut v = br#"{"uuid":"poison","eventType":"application.provision.user.push","displayMessage":""#.to_vec();
+        let mut v =
+            br#"{"uuid":"poison","eventType":"application.provision.user.push","displayMessage":""#
+                .to_vec();
         v.extend_from_slice(bytes);
         v.extend_from_slice(br#""}"#);
         v
     };
     vec![
-        ("deep arrays", ev(&format!("{}1{}", "[".repeat(200), "]".repeat(200)))),
-        ("deep objects", ev(&format!("{}1{}", r#"{"a":"#.repeat(200), "}".repeat(200)))),
+        (
+            "deep arrays",
+            ev(&format!("{}1{}", "[".repeat(200), "]".repeat(200))),
+        ),
+        (
+            "deep objects",
+            ev(&format!("{}1{}", r#"{"a":"#.repeat(200), "}".repeat(200))),
+        ),
         ("lone leading surrogate", ev(r#""\ud800""#)),
         ("lone trailing surrogate", ev(r#""\udc00x""#)),
         ("number out of range", ev("1e400")),
@@ -216,7 +224,10 @@ pub fn poison_kinds() -> Vec<(&'static str, Vec<u8>)> {
         ("bad escape", ev(r#""\x41""#)),
         ("missing colon", b"{\"uuid\" \"poison\"}".to_vec()),
         ("single-quoted key", b"{'uuid':'poison'}".to_vec()),
-        ("trailing comma in an object", b"{\"uuid\":\"poison\",}".to_vec()),
+        (
+            "trailing comma in an object",
+            b"{\"uuid\":\"poison\",}".to_vec(),
+        ),
     ]
 }
 
@@ -254,7 +265,10 @@ mod tests {
         ));
         assert!(matches!(split_array(b""), Err(SplitError::NotArray { .. })));
         let e = split_array(br#"[{"uuid":"#).unwrap_err();
-        assert!(matches!(e, SplitError::Truncated { elements: 0, .. }), "{e}");
+        assert!(
+            matches!(e, SplitError::Truncated { elements: 0, .. }),
+            "{e}"
+        );
         assert!(e.to_string().contains("ends before"), "{e}");
         assert!(matches!(
             split_array(b"[1,2] x"),
@@ -278,7 +292,11 @@ mod tests {
         assert_eq!(page.bad.len(), 1);
         assert_eq!(page.bad[0].len, 2_000_000);
         assert_eq!(page.bad[0].raw.len(), MAX_QUARANTINED_BYTES);
-        assert!(page.bad[0].error.contains("recursion"), "{}", page.bad[0].error);
+        assert!(
+            page.bad[0].error.contains("recursion"),
+            "{}",
+            page.bad[0].error
+        );
     }
 
     #[test]
@@ -323,7 +341,16 @@ mod tests {
                 ".{0,12}".prop_map(Value::String),
                 // Strings with the characters the scanner must treat specially.
                 prop::collection::vec(
-                    prop_oneof![Just('"'), Just('\\'), Just(','), Just(']'), Just('['), Just('{'), Just('}'), any::<char>()],
+                    prop_oneof![
+                        Just('"'),
+                        Just('\\'),
+                        Just(','),
+                        Just(']'),
+                        Just('['),
+                        Just('{'),
+                        Just('}'),
+                        any::<char>()
+                    ],
                     0..8
                 )
                 .prop_map(|cs| Value::String(cs.into_iter().collect())),

@@ -32,10 +32,10 @@ pub mod circuits;
 pub mod claims;
 pub mod cursor;
 pub mod failures;
-pub mod outbox;
 pub mod history;
 pub mod meta;
 pub mod narration;
+pub mod outbox;
 pub mod quarantine;
 pub mod scan;
 pub mod silences;
@@ -66,7 +66,10 @@ use std::time::Duration;
 const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_init", include_str!("migrations/0001_init.sql")),
     ("0002_retry", include_str!("migrations/0002_retry.sql")),
-    ("0003_quarantine", include_str!("migrations/0003_quarantine.sql")),
+    (
+        "0003_quarantine",
+        include_str!("migrations/0003_quarantine.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -629,6 +632,9 @@ mod busy_tests {
         assert!(t.elapsed() < Duration::from_secs(5));
         assert!(matches!(e, StoreError::Busy { .. }), "{e}");
         let msg = e.to_string();
-        assert!(msg.contains("locked by another process") && msg.contains("start again"), "{msg}");
+        assert!(
+            msg.contains("locked by another process") && msg.contains("start again"),
+            "{msg}"
+        );
     }
 }

@@ -125,7 +125,10 @@ mod tests {
         assert_eq!(told.len(), 1);
         assert_eq!(told[0].raw, b"{\"a\":NaN}");
         assert_eq!(told[0].position, 3);
-        assert!(s.write_blocking(|tx| take_unalerted(tx, 21)).unwrap().is_empty());
+        assert!(s
+            .write_blocking(|tx| take_unalerted(tx, 21))
+            .unwrap()
+            .is_empty());
         assert_eq!(
             s.read_blocking(|tx| recent(tx, 5)).unwrap()[0].alerted_at,
             Some(20)
