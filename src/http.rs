@@ -100,16 +100,6 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let metrics = ctx.borrow().metrics.clone();
-    metrics.describe(
-        "provwatch_http_connections_evicted_total",
-        Kind::Counter,
-        "Connections to /metrics and /healthz closed to make room for a new one at the connection cap.",
-    );
-    metrics.describe(
-        "provwatch_http_connections_timed_out_total",
-        Kind::Counter,
-        "Connections to /metrics and /healthz closed for not finishing their request in time.",
-    );
     let app = router(ctx, started_ms);
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut conns = JoinSet::new();

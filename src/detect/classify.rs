@@ -338,14 +338,31 @@ mod props {
             any::<bool>().prop_map(Value::Bool),
             any::<i64>().prop_map(Value::from),
             ".{0,16}".prop_map(Value::String),
-            prop::sample::select(vec!["User", "AppUser", "AppInstance", "UserGroup", "FAILURE", "SUCCESS", "SKIPPED"])
-                .prop_map(|s| Value::String(s.into())),
+            prop::sample::select(vec![
+                "User",
+                "AppUser",
+                "AppInstance",
+                "UserGroup",
+                "FAILURE",
+                "SUCCESS",
+                "SKIPPED"
+            ])
+            .prop_map(|s| Value::String(s.into())),
         ];
         leaf.prop_recursive(4, 32, 5, |inner| {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
                 prop::collection::btree_map(
-                    prop::sample::select(vec!["id", "type", "alternateId", "displayName", "result", "reason", "x"]).prop_map(String::from),
+                    prop::sample::select(vec![
+                        "id",
+                        "type",
+                        "alternateId",
+                        "displayName",
+                        "result",
+                        "reason",
+                        "x"
+                    ])
+                    .prop_map(String::from),
                     inner,
                     0..5
                 )

@@ -10,7 +10,6 @@ use super::classify::{classify, published_ms, Classified, LOG_FILTER};
 use super::{page, DetectError};
 use crate::context::Context;
 use crate::domain::{Observation, Operation};
-use crate::metrics::Kind;
 use crate::okta::client::next_link;
 use crate::okta::types::LogEvent;
 use crate::okta::OktaError;
@@ -251,11 +250,6 @@ pub async fn poll_with(ctx: &Context, cu: &mut CatchUp) -> Result<PollOutcome, D
         .await?;
     let m = &ctx.metrics;
     if out.quarantined > 0 {
-        m.describe(
-            "provwatch_quarantined_events_total",
-            Kind::Counter,
-            "System Log events the JSON parser refused, kept in the quarantine table and skipped.",
-        );
         m.add(
             "provwatch_quarantined_events_total",
             &[],
@@ -268,11 +262,6 @@ pub async fn poll_with(ctx: &Context, cu: &mut CatchUp) -> Result<PollOutcome, D
         );
     }
     if out.cycle {
-        m.describe(
-            "provwatch_log_next_cycles_total",
-            Kind::Counter,
-            "Times the poller stopped following System Log next links that went round in a cycle.",
-        );
         m.inc("provwatch_log_next_cycles_total", &[]);
     }
     match trouble {
