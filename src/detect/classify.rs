@@ -461,7 +461,7 @@ mod props {
                     prop_assert!(obs.failed);
                     prop_assert_eq!(obs.app_id, app);
                     prop_assert_eq!(obs.user_id, user);
-                    prop_assert_eq!(obs.operation, operation_for(&event_type).unwrap().0);
+                    prop_assert_eq!(obs.operation, operation_for(event_type).unwrap().0);
                 }
                 other => prop_assert!(false, "{:?}", other),
             }
