@@ -129,6 +129,31 @@ async fn every_poison_kind_is_quarantined_and_the_cursor_moves_on() {
         "{}",
         told[0].payload
     );
+
+    // `status` says so in one line, `status --json` in a field.
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(&cfg, config_toml(&sim, dir.path())).unwrap();
+    let status = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_okta-provwatch"))
+            .arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .env_remove("OKTA_PROVWATCH_CONFIG")
+            .env_remove("NOTIFY_SOCKET")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = status(&["status"]);
+    assert_eq!(
+        text.lines().filter(|l| l.contains("quarantined")).count(),
+        1,
+        "{text}"
+    );
+    assert!(text.contains("16 System Log event(s)"), "{text}");
+    let j: Value = serde_json::from_str(&status(&["status", "--json"])).unwrap();
+    assert_eq!(j["quarantined"], 16, "{j}");
 }
 
 /// A page whose array itself is broken fails as a whole (nothing on it can be trusted to be
