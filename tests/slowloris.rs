@@ -96,7 +96,9 @@ async fn healthz_and_deliveries_survive_1100_half_open_connections() {
         .expect("/healthz answers under the slowloris");
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), "ok\n");
-    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    let answered = t.elapsed();
+    eprintln!("/healthz answered in {answered:?} with {HALF_OPEN} half-open connections open");
+    assert!(answered < Duration::from_secs(1), "{answered:?}");
     notifier
         .send(&message())
         .await
