@@ -219,6 +219,9 @@ mod tests {
     use super::*;
 
     async fn transport_error(url: &str) -> reqwest::Error {
+        // reqwest is built without a crypto provider of its own: install ring as the process
+        // default here rather than rely on another test having done it first.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
