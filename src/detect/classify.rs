@@ -123,7 +123,7 @@ pub fn classify(ev: &LogEvent) -> Classified {
             }
         }
     };
-    let Some(app) = ev.target("AppInstance").filter(|t| t.id.is_some()) else {
+    let Some(app) = ev.target_with_id("AppInstance") else {
         return Classified::Malformed {
             why: "no AppInstance target".into(),
         };
@@ -132,9 +132,8 @@ pub fn classify(ev: &LogEvent) -> Classified {
         Scope::App => (String::new(), None),
         Scope::User => {
             let Some(u) = ev
-                .target("User")
-                .or_else(|| ev.target("AppUser"))
-                .filter(|t| t.id.is_some())
+                .target_with_id("User")
+                .or_else(|| ev.target_with_id("AppUser"))
             else {
                 return Classified::Malformed {
                     why: "no User target".into(),
@@ -144,10 +143,9 @@ pub fn classify(ev: &LogEvent) -> Classified {
         }
         Scope::Group => {
             let Some(g) = ev
-                .target("UserGroup")
-                .or_else(|| ev.target("Group"))
-                .or_else(|| ev.target("AppGroup"))
-                .filter(|t| t.id.is_some())
+                .target_with_id("UserGroup")
+                .or_else(|| ev.target_with_id("Group"))
+                .or_else(|| ev.target_with_id("AppGroup"))
             else {
                 return Classified::Malformed {
                     why: "no group target".into(),
@@ -415,7 +413,7 @@ mod props {
             if let Ok(ev) = serde_json::from_value::<LogEvent>(v) {
                 if let Classified::Observation(obs) = classify(&ev) {
                     prop_assert_eq!(obs.event_uuid.as_deref(), Some(ev.uuid.as_str()));
-                    let app = ev.target("AppInstance").and_then(|t| t.id.clone());
+                    let app = ev.target_with_id("AppInstance").and_then(|t| t.id.clone());
                     prop_assert_eq!(Some(obs.app_id.clone()), app);
                 }
             }
