@@ -116,14 +116,7 @@ pub fn mark_failure_alerted(
          WHERE id = ?1",
         [failure_id],
     )?;
-    super::history::add(
-        tx,
-        failure_id,
-        now,
-        crate::domain::HistoryKind::Alerted,
-        actor,
-        Some(detail),
-    )
+    super::history::add(tx, failure_id, now, crate::domain::HistoryKind::Alerted, actor, Some(detail))
 }
 
 /// Ids of failures with a history entry of one of `kinds` in (`since`, `now`] (for the digest).

@@ -143,10 +143,12 @@ mod tests {
         };
         // Okta logged it at 1 s, the daemon recorded it at 4 s, it healed at 64 s.
         let id = s
-            .write_blocking(|tx| match failures::apply(tx, &obs, 4_000, "poller")? {
-                Applied::Opened(id) => Ok(id),
-                other => panic!("{other:?}"),
-            })
+            .write_blocking(
+                |tx| match failures::apply(tx, &obs, 4_000, "poller")? {
+                    Applied::Opened(id) => Ok(id),
+                    other => panic!("{other:?}"),
+                },
+            )
             .unwrap();
         s.write_blocking(|tx| failures::resolve(tx, id, 64_000, None, "scanner", "fixed"))
             .unwrap();
