@@ -32,6 +32,11 @@ pub struct HealthState {
     /// Whether the last failure was an authentication problem (token rejected, scope missing).
     pub auth_failing: bool,
     pub last_scan_ok_ms: Option<i64>,
+    /// Why the System Log cursor cannot move on although polls succeed (a `next` link cycle, a
+    /// page that cannot be split), for the daemon-health alert; `None` when it moves.
+    pub log_trouble: Option<String>,
+    /// Since when [`HealthState::log_trouble`] holds (ms).
+    pub log_trouble_since_ms: Option<i64>,
     /// Event hook trouble (`crate::hooks::health`): deliveries Okta logged as failed, or
     /// eligible events the poller read that never came by hook. `None` without `[hooks]`.
     pub hook_trouble: Option<HookTrouble>,
@@ -217,6 +222,23 @@ impl Health {
             if let Some(n) = newest_event_ms {
                 h.newest_event_ms = Some(h.newest_event_ms.map_or(n, |o| o.max(n)));
             }
+        });
+    }
+
+    /// The cursor is stuck for `why` (see [`HealthState::log_trouble`]).
+    pub fn log_trouble(&self, why: String) {
+        let now = self.clock.now_ms();
+        self.update(|h| {
+            h.log_trouble_since_ms.get_or_insert(now);
+            h.log_trouble = Some(why);
+        });
+    }
+
+    /// The cursor moved on again.
+    pub fn log_ok(&self) {
+        self.update(|h| {
+            h.log_trouble = None;
+            h.log_trouble_since_ms = None;
         });
     }
 

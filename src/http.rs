@@ -7,6 +7,18 @@
 //!
 //! The server reads the [`Context`] through a `watch` channel so a SIGHUP reload can swap the
 //! context underneath it without dropping the listening socket.
+//!
+//! # Abuse
+//! The listener is served with hyper directly, not `axum::serve`, so that it can defend itself
+//! (issue 10, defect 3: 1,100 half-open connections once exhausted the process's file
+//! descriptors, and `/healthz` and every Slack and SMTP delivery failed with them). Each
+//! connection must send its request head within [`HEADER_READ_TIMEOUT`] and be done within
+//! [`REQUEST_TIMEOUT`]; at most [`MAX_CONNECTIONS`] are open at once. A connection accepted at
+//! the cap makes the oldest open connection close at once: a real request is done in
+//! milliseconds, so the oldest is a slow client, and holding slots open can never lock a
+//! health check out (closing the newcomer instead would hand the listener to whoever fills the
+//! slots first). The cap is far below the unit's `LimitNOFILE=`, so however the listener is
+//! abused, the descriptors deliveries and the store need remain.
 
 use crate::context::Context;
 use crate::metrics::Kind;
@@ -15,12 +27,35 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+
+/// A connection must have sent its whole request head this soon after it was accepted.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A connection is closed this long after it was accepted, whatever it is doing: a scrape
+/// takes milliseconds, a `/metrics` refresh at most a few store reads.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Connections served at once; more are closed as soon as they are accepted. Prometheus and a
+/// load balancer's health check need a handful; the unit's `LimitNOFILE=16384` leaves the rest
+/// of the descriptors to the store, Okta and the alert channels.
+pub const MAX_CONNECTIONS: usize = 256;
+
+/// After an `accept` error (out of descriptors, say) the listener waits this long before
+/// accepting again instead of spinning on the error.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// How long a stop lets connections in flight finish before closing them.
+const DRAIN: Duration = Duration::from_secs(2);
 
 /// The Prometheus text exposition format, version 0.0.4.
 pub const METRICS_CONTENT_TYPE: &str = crate::metrics::CONTENT_TYPE;
@@ -56,17 +91,110 @@ pub fn router(ctx: watch::Receiver<Context>, started_ms: i64) -> Router {
         })
 }
 
-/// Serves until `shutdown` is cancelled.
+/// Serves until `shutdown` is cancelled. Never returns early on a bad connection or an
+/// `accept` error: those are logged and counted, and the listener carries on.
 pub async fn serve(
     listener: TcpListener,
     ctx: watch::Receiver<Context>,
     started_ms: i64,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    let metrics = ctx.borrow().metrics.clone();
     let app = router(ctx, started_ms);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut conns = JoinSet::new();
+    // Open connections, oldest first: each one's token closes it, and is cancelled by the
+    // connection itself when it ends (so finished ones are skipped and pruned).
+    let mut open: VecDeque<CancellationToken> = VecDeque::new();
+    loop {
+        let stream = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting an HTTP connection failed; pausing");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                    continue;
+                }
+            },
+        };
+        // Reap finished connections so the sets stay as small as the live ones.
+        while conns.try_join_next().is_some() {}
+        while open.front().is_some_and(|t| t.is_cancelled()) {
+            open.pop_front();
+        }
+        if open.len() > 2 * MAX_CONNECTIONS {
+            open.retain(|t| !t.is_cancelled());
+        }
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                // At the cap: close the oldest open connection at once and take its slot.
+                if let Some(oldest) = open.pop_front() {
+                    oldest.cancel();
+                    metrics.inc("provwatch_http_connections_evicted_total", &[]);
+                }
+                match tokio::time::timeout(Duration::from_secs(1), slots.clone().acquire_owned())
+                    .await
+                {
+                    Ok(Ok(slot)) => slot,
+                    _ => {
+                        drop(stream);
+                        continue;
+                    }
+                }
+            }
+        };
+        let svc = TowerToHyperService::new(app.clone());
+        let metrics = metrics.clone();
+        let stop = shutdown.clone();
+        let evict = CancellationToken::new();
+        open.push_back(evict.clone());
+        conns.spawn(async move {
+            let _slot = slot;
+            // Marks this connection finished for the accept loop, however it ends.
+            let _done = evict.clone().drop_guard();
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                // One request per connection: scrapers reconnect cheaply on loopback, and a
+                // connection's whole life is then one request's, bounded below.
+                .keep_alive(false)
+                .serve_connection(TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                r = tokio::time::timeout(REQUEST_TIMEOUT, conn.as_mut()) => match r {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        if e.is_timeout() {
+                            metrics.inc("provwatch_http_connections_timed_out_total", &[]);
+                        }
+                        tracing::debug!(error = %e, "HTTP connection ended with an error");
+                    }
+                    Err(_) => {
+                        metrics.inc("provwatch_http_connections_timed_out_total", &[]);
+                        tracing::debug!("HTTP connection closed: request not done in time");
+                    }
+                },
+                // Evicted at the cap: dropping the connection closes the socket.
+                _ = evict.cancelled() => {}
+                _ = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(DRAIN, conn).await;
+                }
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN + Duration::from_millis(500), async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
+        conns.abort_all();
+    }
+    Ok(())
 }
 
 async fn metrics(State(st): State<AppState>) -> Response {
@@ -134,10 +262,9 @@ pub async fn refresh_gauges(ctx: &Context) {
         Some(n) => Some(n),
         None => ctx
             .store
-            .read(|tx| Ok(crate::store::cursor::get(tx)?.and_then(|k| k.newest_published)))
+            .read(crate::store::cursor::newest_published)
             .await
-            .unwrap_or(None)
-            .filter(|n| *n > 0),
+            .unwrap_or(None),
     };
     if let Some(newest) = newest {
         m.set(

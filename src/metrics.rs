@@ -87,6 +87,26 @@ pub const CATALOGUE: &[Def] = &[
         help: "System Log events read, by outcome of classification.",
     },
     Def {
+        name: "provwatch_quarantined_events_total",
+        kind: Kind::Counter,
+        help: "System Log events the JSON parser refused, kept in the quarantine table and skipped.",
+    },
+    Def {
+        name: "provwatch_log_next_cycles_total",
+        kind: Kind::Counter,
+        help: "Times the poller stopped following System Log next links that went round in a cycle.",
+    },
+    Def {
+        name: "provwatch_http_connections_evicted_total",
+        kind: Kind::Counter,
+        help: "Connections to /metrics and /healthz closed to make room for a new one at the connection cap.",
+    },
+    Def {
+        name: "provwatch_http_connections_timed_out_total",
+        kind: Kind::Counter,
+        help: "Connections to /metrics and /healthz closed for not finishing their request in time.",
+    },
+    Def {
         name: "provwatch_poll_lag_seconds",
         kind: Kind::Gauge,
         help: "Now minus the published time of the newest event applied.",

@@ -269,6 +269,76 @@ pub fn health_resolved_message(now: i64) -> AlertMessage {
     }
 }
 
+/// Events the System Log poller quarantined (issue 10): told once per batch.
+pub fn quarantine_message(
+    told: &[crate::store::quarantine::Entry],
+    total: i64,
+    now: i64,
+) -> AlertMessage {
+    let mut summary = format!(
+        "{} System Log event(s) could not be parsed and were quarantined ({total} in all); detection carried on past them. Okta does not normally send such events: keep the rows (`okta-provwatch status` counts them) and report them to Okta support if they recur.",
+        told.len()
+    );
+    for e in told.iter().take(3) {
+        summary.push_str(&format!(
+            " Event {} of a page, {} bytes: {}.",
+            e.position + 1,
+            e.raw_len,
+            truncate_chars(&e.error, 200)
+        ));
+    }
+    AlertMessage {
+        kind: MessageKind::Health,
+        severity: Severity::Warning,
+        title: "okta-provwatch quarantined System Log events it could not parse".into(),
+        app_id: None,
+        app_label: None,
+        admin_url: None,
+        summary,
+        lines: Vec::new(),
+        total_lines: 0,
+        group_key: "daemon:quarantine".into(),
+        created_at: to_time(now),
+    }
+}
+
+/// The System Log cursor cannot move on although polls succeed.
+pub fn log_trouble_message(why: &str, since: i64, now: i64) -> AlertMessage {
+    AlertMessage {
+        kind: MessageKind::Health,
+        severity: Severity::Urgent,
+        title: "okta-provwatch: the System Log cursor is stuck".into(),
+        app_id: None,
+        app_label: None,
+        admin_url: None,
+        summary: format!(
+            "Since {}: {}. New provisioning failures are not being read from the System Log until this clears (the assignment scan still runs).",
+            to_time(since).format("%Y-%m-%d %H:%M UTC"),
+            truncate_chars(why, 1000)
+        ),
+        lines: Vec::new(),
+        total_lines: 0,
+        group_key: crate::alert::health_alerts::LOG_GROUP_KEY.into(),
+        created_at: to_time(now),
+    }
+}
+
+pub fn log_trouble_resolved(now: i64) -> AlertMessage {
+    AlertMessage {
+        kind: MessageKind::Resolved,
+        severity: Severity::Info,
+        title: "okta-provwatch: the System Log cursor moves again".into(),
+        app_id: None,
+        app_label: None,
+        admin_url: None,
+        summary: "The System Log is read past the page that held it up.".into(),
+        lines: Vec::new(),
+        total_lines: 0,
+        group_key: crate::alert::health_alerts::LOG_GROUP_KEY.into(),
+        created_at: to_time(now),
+    }
+}
+
 pub fn health_firing_message(cause: Cause, reason: &str, since: i64, now: i64) -> AlertMessage {
     let title = match cause {
         Cause::Auth => "okta-provwatch: Okta rejects its credentials",

@@ -86,6 +86,7 @@ pub fn evaluate(
     }
     if let Some(h) = health {
         health_alerts::evaluate(tx, s, h, now, &mut out)?;
+        health_alerts::evaluate_detection(tx, s, h, now, &mut out)?;
     }
     Ok(out)
 }

@@ -9,14 +9,74 @@
 //! [`HealthState`]. Its `pending_since` holds when the trouble was first seen (durable, so a
 //! restart during an outage does not restart the clock). Silences do not apply: they name apps.
 
-use super::compose::{health_firing_message, health_resolved_message};
+use super::compose::{
+    health_firing_message, health_resolved_message, log_trouble_message, log_trouble_resolved,
+    quarantine_message,
+};
 use super::group::{save_if_changed, Outcome, Settings};
 use super::outbox;
 use crate::health::{verdict, HealthState, Verdict};
 use crate::store::alert_groups::{self, AlertGroup};
+use crate::store::quarantine;
 use crate::store::{StoreError, Tx};
 
 pub use super::group::HEALTH_GROUP_KEY as GROUP_KEY;
+
+/// The group of "the System Log cursor cannot move on" (a `next` cycle, a page that cannot be
+/// split): polls succeed, so the polling rule above stays healthy, yet nothing new is read.
+pub const LOG_GROUP_KEY: &str = "daemon:log";
+
+/// Reports events the poller quarantined (each once: the rows are marked in this transaction)
+/// and the System Log cursor being stuck, in the caller's transaction.
+pub fn evaluate_detection(
+    tx: &Tx<'_>,
+    s: &Settings,
+    h: &HealthState,
+    now: i64,
+    out: &mut Outcome,
+) -> Result<(), StoreError> {
+    let told = quarantine::take_unalerted(tx, now)?;
+    if !told.is_empty() {
+        let total = quarantine::count(tx)?;
+        let msg = quarantine_message(&told, total, now);
+        out.rows += outbox::enqueue(tx, &s.channels, "health", &msg, now)?.len();
+        out.firing.push(msg.group_key.clone());
+    }
+    let mut g = alert_groups::get(tx, LOG_GROUP_KEY)?.unwrap_or_else(|| AlertGroup {
+        group_key: LOG_GROUP_KEY.to_string(),
+        ..AlertGroup::default()
+    });
+    let before = g.clone();
+    match &h.log_trouble {
+        Some(why) => {
+            let since = *g
+                .pending_since
+                .get_or_insert(h.log_trouble_since_ms.unwrap_or(now));
+            let due = !g.firing
+                || g.last_sent_at
+                    .is_none_or(|t| now >= t.saturating_add(s.repeat_interval_ms));
+            if due {
+                let msg = log_trouble_message(why, since, now);
+                out.rows += outbox::enqueue(tx, &s.channels, "health", &msg, now)?.len();
+                out.firing.push(LOG_GROUP_KEY.to_string());
+                g.firing = true;
+                g.fingerprint = Some("log".into());
+                g.last_sent_at = Some(now);
+            }
+        }
+        None => {
+            if g.firing && s.send_resolved {
+                let msg = log_trouble_resolved(now);
+                out.rows += outbox::enqueue(tx, &s.channels, "resolved", &msg, now)?.len();
+                out.resolved.push(LOG_GROUP_KEY.to_string());
+                g.last_sent_at = Some(now);
+            }
+            g.close_episode();
+            g.pending_since = None;
+        }
+    }
+    save_if_changed(tx, &g, &before)
+}
 
 /// Evaluates the health group at `now`, in the caller's transaction.
 pub fn evaluate(

@@ -12,8 +12,8 @@ use crate::cli::StatusArgs;
 use crate::clock::{self, between, from_ms};
 use crate::domain::{Failure, State};
 use crate::retry::policy;
-use crate::store::failures;
 use crate::store::silences::{self, Silence};
+use crate::store::{failures, quarantine};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use std::fmt::Write as _;
@@ -33,8 +33,13 @@ pub fn run(config_path: &Path, args: &StatusArgs) -> anyhow::Result<ExitCode> {
         }
     })?;
     let muted = store.read_blocking(|tx| silences::active(tx, now.timestamp_millis()))?;
-    let (undelivered, pending) = store
-        .read_blocking(|tx| Ok((outbox::failed_deliveries(tx)?, outbox::pending_count(tx)?)))?;
+    let (undelivered, pending, quarantined) = store.read_blocking(|tx| {
+        Ok((
+            outbox::failed_deliveries(tx)?,
+            outbox::pending_count(tx)?,
+            quarantine::count(tx)?,
+        ))
+    })?;
     let scans = store.read_blocking(scan_facts)?;
     let deprovisioning = super::status_deprovision::read(&store)?;
     if args.json {
@@ -53,6 +58,7 @@ pub fn run(config_path: &Path, args: &StatusArgs) -> anyhow::Result<ExitCode> {
             "ticks_skipped": scans.ticks_skipped,
             "last_skipped": scans.last_skipped.map(ts),
         });
+        j["quarantined"] = json!(quarantined);
         j["failed_deliveries"] = json!(undelivered
             .iter()
             .map(|d| json!({
@@ -64,6 +70,9 @@ pub fn run(config_path: &Path, args: &StatusArgs) -> anyhow::Result<ExitCode> {
     } else {
         print!("{}", table_with_silences(&rows, &muted, now));
         print!("{}", deprovisioning.text(now));
+        if quarantined > 0 {
+            println!("{quarantined} System Log event(s) could not be parsed and are quarantined (kept in the state's quarantine table; detection went on past them).");
+        }
         if pending > 0 {
             println!("{pending} alert message(s) waiting to be delivered.");
         }

@@ -165,7 +165,7 @@ pub fn classify(ev: &LogEvent) -> Classified {
             }
         }
     };
-    let Some(app) = ev.target("AppInstance").filter(|t| t.id.is_some()) else {
+    let Some(app) = ev.target_with_id("AppInstance") else {
         return Classified::Malformed {
             why: "no AppInstance target".into(),
         };
@@ -174,9 +174,8 @@ pub fn classify(ev: &LogEvent) -> Classified {
         Scope::App => (String::new(), None),
         Scope::User => {
             let Some(u) = ev
-                .target("User")
-                .or_else(|| ev.target("AppUser"))
-                .filter(|t| t.id.is_some())
+                .target_with_id("User")
+                .or_else(|| ev.target_with_id("AppUser"))
             else {
                 return Classified::Malformed {
                     why: "no User target".into(),
@@ -186,10 +185,9 @@ pub fn classify(ev: &LogEvent) -> Classified {
         }
         Scope::Group => {
             let Some(g) = ev
-                .target("UserGroup")
-                .or_else(|| ev.target("Group"))
-                .or_else(|| ev.target("AppGroup"))
-                .filter(|t| t.id.is_some())
+                .target_with_id("UserGroup")
+                .or_else(|| ev.target_with_id("Group"))
+                .or_else(|| ev.target_with_id("AppGroup"))
             else {
                 return Classified::Malformed {
                     why: "no group target".into(),
@@ -738,5 +736,169 @@ mod tests {
         assert_eq!(classify(&e), Classified::NoOutcome);
         let e = push("system.org.rate_limit.warning", "SUCCESS");
         assert!(matches!(classify(&e), Classified::OrgRateLimit { .. }));
+    }
+}
+
+/// Property tests (issue 10): the classifier over arbitrary `LogEvent` JSON.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    /// Every event type the classifier models for one user, plus some it must not.
+    const USER_TYPES: &[&str] = &[
+        "application.provision.user.push",
+        "application.provision.user.verify_exists",
+        "application.provision.user.push_profile",
+        "application.provision.user.sync",
+        "application.provision.user.deactivate",
+        "application.provision.user.deprovision",
+        "application.provision.user.delete",
+        "application.provision.user.remove_entitlements",
+        "application.provision.user.reactivate",
+        "application.provision.user.activate",
+        "application.provision.user.password",
+        "application.provision.user.push_password",
+        "application.provision.user.push_okta_password",
+        "application.provision.user.import",
+        "application.provision.user.import_profile",
+        "app.user_management.update_from_master_failed",
+    ];
+
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            ".{0,16}".prop_map(Value::String),
+            prop::sample::select(vec![
+                "User",
+                "AppUser",
+                "AppInstance",
+                "UserGroup",
+                "FAILURE",
+                "SUCCESS",
+                "SKIPPED"
+            ])
+            .prop_map(|s| Value::String(s.into())),
+        ];
+        leaf.prop_recursive(4, 32, 5, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map(
+                    prop::sample::select(vec![
+                        "id",
+                        "type",
+                        "alternateId",
+                        "displayName",
+                        "result",
+                        "reason",
+                        "x"
+                    ])
+                    .prop_map(String::from),
+                    inner,
+                    0..5
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Event-shaped JSON with any field any shape: whatever serde makes of it.
+    fn event_json() -> impl Strategy<Value = Value> {
+        (
+            prop::option::of(".{0,8}"),
+            prop::option::of(prop_oneof![
+                Just("2026-11-20T10:00:00.123Z".to_string()),
+                ".{0,30}"
+            ]),
+            prop::option::of(prop_oneof![
+                prop::sample::select(USER_TYPES.to_vec()).prop_map(String::from),
+                Just("application.integration.api_query".to_string()),
+                Just("application.provision.group_push.push".to_string()),
+                Just("system.org.rate_limit.warning".to_string()),
+                ".{0,40}"
+            ]),
+            prop::option::of(any_json()),
+            prop::option::of(any_json()),
+            prop::option::of(any_json()),
+        )
+            .prop_map(|(uuid, published, event_type, outcome, target, debug)| {
+                let mut m = serde_json::Map::new();
+                let mut put = |k: &str, v: Option<Value>| {
+                    if let Some(v) = v {
+                        m.insert(k.to_string(), v);
+                    }
+                };
+                put("uuid", uuid.map(Value::String));
+                put("published", published.map(Value::String));
+                put("eventType", event_type.map(Value::String));
+                put("outcome", outcome);
+                put("target", target);
+                put("debugContext", debug);
+                Value::Object(m)
+            })
+    }
+
+    proptest! {
+        /// No JSON makes the classifier panic, and whatever it returns is consistent with the
+        /// event: an observation names the event's app target and uuid.
+        #[test]
+        fn never_panics(v in event_json()) {
+            if let Ok(ev) = serde_json::from_value::<LogEvent>(v) {
+                if let Classified::Observation(obs) = classify(&ev) {
+                    prop_assert_eq!(obs.event_uuid.as_deref(), Some(ev.uuid.as_str()));
+                    let app = ev.target_with_id("AppInstance").and_then(|t| t.id.clone());
+                    prop_assert_eq!(Some(obs.app_id.clone()), app);
+                }
+            }
+        }
+
+        /// A well-formed failure event (a modelled user type, a parseable time, FAILURE, an
+        /// AppInstance and a User target in any order, any extra targets) always yields a
+        /// failed observation of that app and user.
+        #[test]
+        fn well_formed_failures_always_observe(
+            event_type in prop::sample::select(USER_TYPES.to_vec()),
+            app in "0oa[a-zA-Z0-9]{1,17}",
+            user in "00u[a-zA-Z0-9]{1,17}",
+            login in prop::option::of("[a-z]{1,8}@[a-z]{1,8}\\.example"),
+            reason in prop::option::of(".{0,64}"),
+            extra in prop::collection::vec(any_json(), 0..3),
+            app_first in any::<bool>(),
+            user_type in prop::sample::select(vec!["User", "AppUser"]),
+        ) {
+            let app_t = json!({"id": app, "type": "AppInstance", "displayName": "Sales"});
+            let user_t = json!({"id": user, "type": user_type, "alternateId": login});
+            let mut targets: Vec<Value> = extra
+                .into_iter()
+                .filter(|t| !matches!(t.get("type").and_then(Value::as_str), Some("AppInstance" | "User" | "AppUser")))
+                .collect();
+            if app_first {
+                targets.insert(0, user_t);
+                targets.insert(0, app_t);
+            } else {
+                targets.push(user_t);
+                targets.push(app_t);
+            }
+            let v = json!({
+                "uuid": "e1", "published": "2026-11-20T10:00:00.123Z", "eventType": event_type,
+                "outcome": {"result": "FAILURE", "reason": reason},
+                "target": targets,
+            });
+            // Targets of other shapes may not deserialize as targets: then the page's
+            // lenient parse skips the event as malformed, which another property covers.
+            let Ok(ev) = serde_json::from_value::<LogEvent>(v) else { return Ok(()) };
+            match classify(&ev) {
+                Classified::Observation(obs) => {
+                    prop_assert!(obs.failed);
+                    prop_assert_eq!(obs.app_id, app);
+                    prop_assert_eq!(obs.user_id, user);
+                    prop_assert_eq!(obs.operation, operation_for(event_type).unwrap().0);
+                }
+                other => prop_assert!(false, "{:?}", other),
+            }
+        }
     }
 }

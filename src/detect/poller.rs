@@ -7,13 +7,15 @@
 //! paging (the rate budget paces it) instead of waiting a whole `poll_interval`.
 
 use super::classify::{classify, classify_lifecycle, published_ms, Classified, LOG_FILTER};
-use super::DetectError;
+use super::{page, DetectError};
 use crate::context::Context;
 use crate::domain::{Observation, Operation};
+use crate::okta::client::next_link;
 use crate::okta::types::LogEvent;
 use crate::okta::OktaError;
 use crate::store::failures::{self, Applied};
-use crate::store::{apps, claims, cursor, StoreError, Tx};
+use crate::store::{apps, claims, cursor, quarantine, StoreError, Tx};
+use reqwest::Method;
 use serde_json::Value;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -30,6 +32,10 @@ pub struct PollOutcome {
     pub duplicates: usize,
     pub malformed: usize,
     pub unknown: usize,
+    /// Elements the JSON parser refused, newly quarantined.
+    pub quarantined: usize,
+    /// The poller stopped following `next` links that went round in a cycle.
+    pub cycle: bool,
     /// The page was full: more is waiting.
     pub backlog: bool,
     /// Okta sent no usable `next` link (missing, or looping back on a non-empty page).
@@ -64,27 +70,131 @@ pub fn watched(ctx: &Context, app_id: &str, app_label: Option<&str>) -> bool {
             .any(|a| a == app_id || app_label.is_some_and(|l| l.eq_ignore_ascii_case(a)))
 }
 
-/// Fetches and applies one page.
+/// Full pages in a row whose newest event is no newer than before, after which the poller
+/// stops following `next` links: a catch-up that reads the same times over and over is going
+/// round a cycle too long for the seen-link check to have closed yet, or Okta is stuck.
+pub const NO_PROGRESS_PAGES: u32 = 5;
+
+/// `after` values remembered per catch-up; past this many the set starts over (a backlog of
+/// 10 million events), which at worst lets a cycle run one more lap before it is caught.
+const MAX_SEEN_LINKS: usize = 10_000;
+
+/// What the poller remembers across the pages of one catch-up (pages read back to back while
+/// they come back full), to notice a `next` link cycle. Reset once a page is not full.
+#[derive(Clone, Debug, Default)]
+pub struct CatchUp {
+    /// The `after` (or whole URL) of every page read in this catch-up.
+    seen: std::collections::HashSet<String>,
+    /// Newest `published` seen in this catch-up (ms).
+    newest: Option<i64>,
+    /// Full pages in a row that did not advance `newest`.
+    stale_pages: u32,
+}
+
+impl CatchUp {
+    fn key(url: &str) -> String {
+        url::Url::parse(url)
+            .ok()
+            .and_then(|u| {
+                u.query_pairs()
+                    .find(|(k, _)| k == "after")
+                    .map(|(_, v)| format!("after={v}"))
+            })
+            .unwrap_or_else(|| url.to_owned())
+    }
+
+    fn reset(&mut self) {
+        *self = CatchUp::default();
+    }
+}
+
+/// Fetches and applies one page, with no memory of earlier pages (tests, one-off polls). The
+/// daemon's loop uses [`poll_with`] so a `next` cycle across pages is caught.
 pub async fn poll_once(ctx: &Context) -> Result<PollOutcome, DetectError> {
+    poll_with(ctx, &mut CatchUp::default()).await
+}
+
+/// A System Log URL for logs and errors: its path, without the cursor and filter.
+fn without_query(url: &str) -> String {
+    url.split_once('?').map_or(url, |(p, _)| p).to_owned()
+}
+
+/// `published` of a raw event, ms.
+fn published_of(v: &Value) -> Option<i64> {
+    let s = v.get("published")?.as_str()?;
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|d| d.timestamp_millis())
+}
+
+/// Fetches and applies one page as part of the catch-up `cu`.
+pub async fn poll_with(ctx: &Context, cu: &mut CatchUp) -> Result<PollOutcome, DetectError> {
     let stored = ctx.store.read(cursor::get).await?;
     let url = match stored {
         Some(c) => c.next_url,
         None => initial_url(ctx),
     };
-    let page = ctx.okta.get_page(&url).await?;
-    let full = page.items.len() >= PAGE_LIMIT;
+    // The body as bytes, split by hand before any event is parsed: one event serde refuses
+    // must not cost the page (see `page`).
+    let (headers, body) = ctx.okta.request(Method::GET, &url, None).await?;
+    let parsed = match page::parse_page(&body) {
+        Ok(p) => p,
+        Err(source) => {
+            let e = DetectError::Page {
+                url: without_query(&url),
+                source,
+            };
+            ctx.health.log_trouble(e.to_string());
+            return Err(e);
+        }
+    };
+    let page_next = next_link(&headers);
+    let total = parsed.items.len() + parsed.bad.len();
+    let full = total >= PAGE_LIMIT;
     let mut out = PollOutcome {
-        events: page.items.len(),
+        events: parsed.items.len(),
         backlog: full,
         ..Default::default()
     };
-    let next = match page.next {
-        Some(n) if n == url && !page.items.is_empty() => {
+    let mut trouble: Option<String> = None;
+    cu.seen.insert(CatchUp::key(&url));
+    if full {
+        let newest = parsed.items.iter().filter_map(published_of).max();
+        if newest.is_some() && newest > cu.newest {
+            cu.newest = newest;
+            cu.stale_pages = 0;
+        } else {
+            cu.stale_pages += 1;
+        }
+    }
+    let next = match page_next {
+        Some(n) if n == url && total > 0 => {
             // A next link that points back at the page we just read would replay it forever;
             // keep the cursor and treat the log as caught up until Okta moves on.
             tracing::warn!("System Log next link loops back to the same page; keeping the cursor");
             out.bad_next = true;
-            out.backlog = false;
+            None
+        }
+        Some(n) if full && cu.seen.contains(&CatchUp::key(&n)) => {
+            let why = format!(
+                "the System Log next link leads back to a page already read in this catch-up ({} pages); a cycle. Keeping the cursor and polling again in one poll interval",
+                cu.seen.len()
+            );
+            tracing::warn!("{why}");
+            out.bad_next = true;
+            out.cycle = true;
+            trouble = Some(why);
+            None
+        }
+        Some(_) if full && cu.stale_pages >= NO_PROGRESS_PAGES => {
+            let why = format!(
+                "{} full System Log pages in a row brought no newer event; a next-link cycle or a stuck log. Keeping the cursor and polling again in one poll interval",
+                cu.stale_pages
+            );
+            tracing::warn!("{why}");
+            out.bad_next = true;
+            out.cycle = true;
+            trouble = Some(why);
             None
         }
         Some(n) => match ctx.okta.resolve(&n) {
@@ -92,24 +202,48 @@ pub async fn poll_once(ctx: &Context) -> Result<PollOutcome, DetectError> {
             Err(e) => {
                 tracing::warn!(error = %e, "ignoring an unusable System Log next link; keeping the cursor");
                 out.bad_next = true;
-                out.backlog = false;
                 None
             }
         },
         None => {
             tracing::warn!("System Log page had no next link; keeping the cursor");
             out.bad_next = true;
-            out.backlog = false;
             None
         }
     };
+    if out.bad_next {
+        out.backlog = false;
+    }
+    if out.cycle || !full {
+        // Caught up, or stopped on a cycle: the next catch-up (one poll interval later) starts
+        // afresh, so once Okta's links are straight again they are followed. A cycle that
+        // persists costs one lap per interval, not the whole budget.
+        cu.reset();
+    } else if cu.seen.len() > MAX_SEEN_LINKS {
+        cu.seen.clear();
+    }
     let now = ctx.now_ms();
     let ctx2 = ctx.clone();
-    let items = page.items;
+    let items = parsed.items;
+    let bad = parsed.bad;
+    let page_url = url.clone();
+    let moved = next.is_some();
     let (out, newest) = ctx
         .store
         .write(move |tx| {
             let newest = apply_events(tx, &ctx2, items, now, &mut out)?;
+            for b in &bad {
+                let entry = quarantine::NewEntry {
+                    page_url: &page_url,
+                    position: b.position,
+                    raw: &b.raw,
+                    raw_len: b.len,
+                    error: &b.error,
+                };
+                if quarantine::add(tx, &entry, now)? {
+                    out.quarantined += 1;
+                }
+            }
             if let Some(n) = &next {
                 cursor::set(tx, n, now, newest)?;
             }
@@ -122,6 +256,26 @@ pub async fn poll_once(ctx: &Context) -> Result<PollOutcome, DetectError> {
         ctx.signals.failures_changed();
     }
     let m = &ctx.metrics;
+    if out.quarantined > 0 {
+        m.add(
+            "provwatch_quarantined_events_total",
+            &[],
+            out.quarantined as f64,
+        );
+        tracing::error!(
+            quarantined = out.quarantined,
+            page = %without_query(&url),
+            "System Log events the JSON parser refused were quarantined and skipped; see `okta-provwatch status`"
+        );
+    }
+    if out.cycle {
+        m.inc("provwatch_log_next_cycles_total", &[]);
+    }
+    match trouble {
+        Some(why) => ctx.health.log_trouble(why),
+        None if moved => ctx.health.log_ok(),
+        None => {}
+    }
     for (result, n) in [
         ("duplicate", out.duplicates),
         ("malformed", out.malformed),
@@ -267,11 +421,19 @@ pub(crate) fn apply_observation(
     Ok(())
 }
 
+/// Longest wait between retries of a page that cannot be split (it grows from the poll
+/// interval, doubling per failure in a row).
+pub const MAX_PAGE_BACKOFF: Duration = Duration::from_secs(15 * 60);
+
 /// The poller component.
 pub async fn run(ctx: Context, shutdown: CancellationToken) {
     let interval = ctx.config.detect.poll_interval;
     let mut delay = Duration::ZERO;
     let mut last_prune: Option<tokio::time::Instant> = None;
+    let mut catch_up = CatchUp::default();
+    // Unsplittable pages in a row: the same broken page is retried with a growing delay, not
+    // re-read every interval forever at full cost.
+    let mut broken_pages: u32 = 0;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -279,8 +441,11 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
         }
         let result = tokio::select! {
             _ = shutdown.cancelled() => return,
-            r = poll_once(&ctx) => r,
+            r = poll_with(&ctx, &mut catch_up) => r,
         };
+        if !matches!(result, Err(DetectError::Page { .. })) {
+            broken_pages = 0;
+        }
         delay = match result {
             Ok(out) => {
                 if out.opened > 0 || out.resolved > 0 {
@@ -307,6 +472,10 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
                     DetectError::Okta(OktaError::RateLimited { retry_after, .. }) => {
                         (*retry_after).max(interval)
                     }
+                    DetectError::Page { .. } => {
+                        broken_pages = broken_pages.saturating_add(1);
+                        page_backoff(interval, broken_pages)
+                    }
                     _ => interval,
                 }
             }
@@ -320,5 +489,46 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
                 Err(e) => tracing::warn!(error = %e, "pruning seen events failed"),
             }
         }
+    }
+}
+
+/// The wait before re-reading a page that could not be split for the `n`th time in a row: the
+/// poll interval, doubled per failure, at most [`MAX_PAGE_BACKOFF`] (but never below the
+/// interval itself).
+pub fn page_backoff(interval: Duration, n: u32) -> Duration {
+    let factor = 1u32 << n.saturating_sub(1).min(16);
+    interval
+        .saturating_mul(factor)
+        .min(MAX_PAGE_BACKOFF)
+        .max(interval)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broken_pages_back_off_to_a_bound() {
+        let i = Duration::from_secs(30);
+        assert_eq!(page_backoff(i, 1), i);
+        assert_eq!(page_backoff(i, 2), i * 2);
+        assert_eq!(page_backoff(i, 4), i * 8);
+        assert_eq!(page_backoff(i, 40), MAX_PAGE_BACKOFF);
+        // An interval longer than the bound is never shortened.
+        let long = Duration::from_secs(3600);
+        assert_eq!(page_backoff(long, 9), long);
+    }
+
+    #[test]
+    fn catch_up_keys_on_after() {
+        assert_eq!(
+            CatchUp::key("https://x.okta.com/api/v1/logs?limit=1000&after=1_2&filter=a"),
+            "after=1_2"
+        );
+        assert_eq!(
+            CatchUp::key("https://x.okta.com/api/v1/logs?after=1_2"),
+            CatchUp::key("https://x.okta.com/api/v1/logs?filter=b&after=1_2")
+        );
+        assert_eq!(CatchUp::key("/api/v1/logs?since=x"), "/api/v1/logs?since=x");
     }
 }

@@ -1047,3 +1047,54 @@ mod tests {
         );
     }
 }
+
+/// Property tests (issue 10): the `Link` header parser.
+#[cfg(test)]
+mod link_props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Arbitrary header values never panic the parser, and what it returns was between
+        /// `<` and `>` in one of them.
+        #[test]
+        fn never_panics(values in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..80), 0..4)) {
+            let mut h = HeaderMap::new();
+            for v in &values {
+                if let Ok(v) = HeaderValue::from_bytes(v) {
+                    h.append(LINK, v);
+                }
+            }
+            if let Some(next) = next_link(&h) {
+                let wrapped = format!("<{}>", next);
+                prop_assert!(values.iter().any(|v| String::from_utf8_lossy(v).contains(&wrapped)));
+            }
+        }
+
+        /// The `next` target is found whatever the order of the links, the spacing around `;`,
+        /// the quoting of `rel`, and whether the links share one header or come in several.
+        #[test]
+        fn finds_next_among_others(
+            next in "https://acme\\.okta\\.com/api/v1/logs\\?after=[0-9]{1,13}_[0-9]{1,6}&limit=1000",
+            others in prop::collection::vec(("https://acme\\.okta\\.com/[a-z]{0,10}", prop::sample::select(vec!["self", "prev", "first"])), 0..3),
+            pos in 0usize..4,
+            quoted in any::<bool>(),
+            spaced in any::<bool>(),
+            one_header in any::<bool>(),
+        ) {
+            let sep = if spaced { " ; " } else { ";" };
+            let rel = |r: &str| if quoted { format!("rel=\"{r}\"") } else { format!("rel={r}") };
+            let mut links: Vec<String> = others.iter().map(|(u, r)| format!("<{u}>{sep}{}", rel(r))).collect();
+            links.insert(pos.min(links.len()), format!("<{next}>{sep}{}", rel("next")));
+            let mut h = HeaderMap::new();
+            if one_header {
+                h.append(LINK, HeaderValue::from_str(&links.join(", ")).unwrap());
+            } else {
+                for l in &links {
+                    h.append(LINK, HeaderValue::from_str(l).unwrap());
+                }
+            }
+            prop_assert_eq!(next_link(&h), Some(next));
+        }
+    }
+}

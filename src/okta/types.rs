@@ -60,6 +60,16 @@ impl LogEvent {
             .find(|t| t.kind.as_deref() == Some(kind))
     }
 
+    /// The first target of the given `type` that carries an `id`: a stray id-less target of
+    /// the same type (seen by the classifier's property test) must not hide the real one.
+    pub fn target_with_id(&self, kind: &str) -> Option<&LogTarget> {
+        self.target
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .find(|t| t.kind.as_deref() == Some(kind) && t.id.is_some())
+    }
+
     pub fn result(&self) -> Option<&str> {
         self.outcome.as_ref().and_then(|o| o.result.as_deref())
     }

@@ -61,7 +61,7 @@ impl Default for Tuning {
             auth_pause: Duration::from_secs(5 * 60),
             drain_grace: Duration::from_secs(10),
             confirm_within: None,
-            owner: super::claimer_id("daemon-"),
+            owner: super::claimer_id(DAEMON_PREFIX),
         }
     }
 }
@@ -79,6 +79,34 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
 }
 
 type Done = (i64, Result<Report, StoreError>);
+
+/// The claimer-id prefix of daemon workers ([`Tuning::owner`]).
+const DAEMON_PREFIX: &str = "daemon-";
+
+/// With the state's exclusive lock held, releases the claims a dead predecessor daemon left
+/// (see [`claims::release_predecessors`]) so its failures are retried now, not after the lease.
+async fn release_predecessors(ctx: &Context, owner: &str) {
+    if !ctx.holds_exclusive_lock() || !owner.starts_with(DAEMON_PREFIX) {
+        return;
+    }
+    let (owner, clock) = (owner.to_owned(), ctx.clock);
+    match ctx
+        .store
+        .write(move |tx| {
+            claims::release_predecessors(tx, DAEMON_PREFIX, &owner, clock.now_ms(), WORKER_ACTOR)
+        })
+        .await
+    {
+        Ok(ids) if !ids.is_empty() => tracing::warn!(
+            failures = ?ids,
+            "released the retry claims of a previous daemon that stopped mid-retry"
+        ),
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "could not release a previous daemon's retry claims; they expire with their lease")
+        }
+    }
+}
 
 /// Retries in flight for the current rate: `retry.per_minute`, or what the daemon's share of
 /// the apps bucket carries when that is less (its limit as Okta last reported it).
@@ -105,6 +133,7 @@ fn concurrency(ctx: &Context, tuning: &Tuning) -> usize {
 /// logged and the loop carries on.
 pub async fn run_with(ctx: Context, shutdown: CancellationToken, tuning: Tuning) {
     let cfg = ctx.config.retry.clone();
+    release_predecessors(&ctx, &tuning.owner).await;
     if !cfg.enabled {
         tracing::info!("automatic retries are disabled ([retry] enabled = false)");
         // Manual retries still claim failures: release the claims of any that died mid-way,

@@ -442,6 +442,53 @@ pub fn release_all(tx: &Tx<'_>, owner: &str, now: i64, actor: &str) -> Result<us
     Ok(ids.len())
 }
 
+/// Releases at once every claim held by a claimer whose id starts with `prefix` other than
+/// `keep` (issue 10, defect 12). Only for a daemon holding the state's exclusive lock: then no
+/// other daemon can be running on this store, so any daemon claim but its own was left by a
+/// predecessor that died mid-retry (`kill -9`, a crash, a power cut), and waiting out its
+/// 10-minute lease would only delay the retry. Claims of `retry` commands (another prefix) are
+/// left to their leases: such a command may still be running beside the daemon. Each release
+/// writes a `retry_interrupted` history row naming the dead claimer and is not counted as an
+/// attempt. Returns the failures released.
+pub fn release_predecessors(
+    tx: &Tx<'_>,
+    prefix: &str,
+    keep: &str,
+    now: i64,
+    actor: &str,
+) -> Result<Vec<i64>, StoreError> {
+    let held: Vec<(i64, String)> = {
+        let mut stmt = tx.conn().prepare(
+            "SELECT id, claimed_by FROM failures
+             WHERE state = 'retrying' AND claimed_by IS NOT NULL AND claimed_by != ?1
+               AND substr(claimed_by, 1, length(?2)) = ?2
+             ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![keep, prefix], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<Vec<_>, _>>()?
+    };
+    for (id, by) in &held {
+        tx.conn().execute(
+            "UPDATE failures SET state = COALESCE(claim_prev_state, 'open'),
+                claim_prev_state = NULL, claimed_by = NULL, claimed_until = NULL
+             WHERE id = ?1",
+            [id],
+        )?;
+        let detail = format!(
+            "released at start: the daemon that claimed it ({by}) is no longer running; not counted as an attempt"
+        );
+        history::add(
+            tx,
+            *id,
+            now,
+            HistoryKind::RetryInterrupted,
+            actor,
+            Some(&detail),
+        )?;
+    }
+    Ok(held.into_iter().map(|(id, _)| id).collect())
+}
+
 /// Unresolved failures of one app whose user is `user` (id or login, case-insensitive login).
 pub fn find_for_user(
     tx: &Tx<'_>,

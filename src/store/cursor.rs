@@ -41,6 +41,12 @@ pub fn set(tx: &Tx<'_>, next_url: &str, now: i64, newest: Option<i64>) -> Result
     Ok(())
 }
 
+/// `published` of the newest event ever applied (ms), remembered across restarts for the
+/// poll-lag gauge; `None` before the first event.
+pub fn newest_published(tx: &Tx<'_>) -> Result<Option<i64>, StoreError> {
+    Ok(get(tx)?.and_then(|c| c.newest_published).filter(|n| *n > 0))
+}
+
 /// Records an event uuid; false when it was already applied.
 pub fn mark_seen(tx: &Tx<'_>, uuid: &str, published_ms: i64) -> Result<bool, StoreError> {
     let n = tx.conn().execute(

@@ -39,6 +39,7 @@ pub mod inbox;
 pub mod meta;
 pub mod narration;
 pub mod outbox;
+pub mod quarantine;
 pub mod scan;
 pub mod silences;
 
@@ -68,6 +69,10 @@ use std::time::Duration;
 const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_init", include_str!("migrations/0001_init.sql")),
     ("0002_retry", include_str!("migrations/0002_retry.sql")),
+    (
+        "0003_quarantine",
+        include_str!("migrations/0003_quarantine.sql"),
+    ),
     (
         "0004_deprovision",
         include_str!("migrations/0004_deprovision.sql"),
@@ -113,6 +118,9 @@ pub enum StoreError {
         found: i64,
         known: i64,
     },
+    /// Start-up waited [`OPEN_BUSY_DEADLINE`] for another process to let go of the store.
+    #[error("state store {path} stayed locked by another process for {waited_secs}s while opening it; let a running `okta-provwatch status`/`retry` or a backup finish, then start again")]
+    Busy { path: String, waited_secs: u64 },
     /// A unit of work asked for its transaction to be rolled back (nothing went wrong).
     #[error("state store: transaction rolled back on purpose")]
     RolledBack,
@@ -147,6 +155,28 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+/// How long one statement waits on a lock another process holds, in SQLite's busy handler.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long opening the store (switching to WAL, migrating) keeps trying while another process
+/// holds it busy. SQLite's busy handler does not cover every case: a journal-mode switch or a
+/// lock upgrade that would deadlock returns `SQLITE_BUSY` at once, which is what made a
+/// `status` run during the daemon's first start kill it with "database is locked" (issue 10,
+/// defect 11). Start-up retries those with backoff up to this bound instead.
+pub const OPEN_BUSY_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Whether `e` is SQLite saying another connection holds a lock (worth waiting out).
+fn is_busy(e: &StoreError) -> bool {
+    let inner = match e {
+        StoreError::Sql(b) | StoreError::Open { source: b, .. } => &b.0,
+        _ => return false,
+    };
+    matches!(
+        inner.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
 /// Cloneable handle to the state database.
 #[derive(Clone)]
 pub struct Store {
@@ -163,6 +193,17 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens (creating if needed) and migrates the database at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Self::open_waiting(path, BUSY_TIMEOUT, OPEN_BUSY_DEADLINE)
+    }
+
+    /// [`Store::open`] with explicit waits: `busy_timeout` per statement, `deadline` for the
+    /// whole of opening and migrating while another process holds the store busy (tests use
+    /// short ones).
+    pub fn open_waiting(
+        path: &Path,
+        busy_timeout: Duration,
+        deadline: Duration,
+    ) -> Result<Store, StoreError> {
         let err = |source: rusqlite::Error| StoreError::Open {
             path: path.display().to_string(),
             source: source.into(),
@@ -184,7 +225,7 @@ impl Store {
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(err)?;
-        Self::init(conn, path.to_path_buf())
+        Self::init(conn, path.to_path_buf(), busy_timeout, deadline)
     }
 
     /// Opens an existing state file read-only: never creates a file or a directory, never
@@ -213,7 +254,7 @@ impl Store {
             path: shown.clone(),
             source: source.into(),
         })?;
-        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         let known = MIGRATIONS.len() as i64;
@@ -243,21 +284,56 @@ impl Store {
 
     /// A private in-memory database, for unit tests.
     pub fn open_in_memory() -> Result<Store, StoreError> {
-        Self::init(Connection::open_in_memory()?, PathBuf::from(":memory:"))
+        Self::init(
+            Connection::open_in_memory()?,
+            PathBuf::from(":memory:"),
+            BUSY_TIMEOUT,
+            Duration::ZERO,
+        )
     }
 
-    fn init(mut conn: Connection, path: PathBuf) -> Result<Store, StoreError> {
-        conn.busy_timeout(Duration::from_secs(10))?;
+    fn init(
+        mut conn: Connection,
+        path: PathBuf,
+        busy_timeout: Duration,
+        deadline: Duration,
+    ) -> Result<Store, StoreError> {
+        conn.busy_timeout(busy_timeout)?;
+        let started = std::time::Instant::now();
+        let mut pause = Duration::from_millis(20);
+        loop {
+            match Self::prepare(&mut conn, &path) {
+                Ok(()) => break,
+                Err(e) if is_busy(&e) => {
+                    let waited = started.elapsed();
+                    if waited >= deadline {
+                        return Err(StoreError::Busy {
+                            path: path.display().to_string(),
+                            waited_secs: waited.as_secs(),
+                        });
+                    }
+                    tracing::info!(state = %path.display(), "state store busy in another process; waiting");
+                    std::thread::sleep(pause.min(deadline - waited));
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Store {
+            conn: Arc::new(Mutex::new(conn)),
+            path,
+        })
+    }
+
+    /// The pragmas and migrations of an open: each step is idempotent, so a step refused as
+    /// busy is simply run again.
+    fn prepare(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
         // WAL lets `status` read while the daemon writes; NORMAL sync is durable across process
         // crashes (only an OS crash can lose the last transactions, never corrupt the file).
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        migrate(&mut conn, &path)?;
-        Ok(Store {
-            conn: Arc::new(Mutex::new(conn)),
-            path,
-        })
+        migrate(conn, path)
     }
 
     pub fn path(&self) -> &Path {
@@ -516,5 +592,64 @@ mod tests {
         drop(c);
         let e = Store::open(&p).unwrap_err();
         assert!(matches!(e, StoreError::TooNew { found: 999, .. }), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod busy_tests {
+    use super::*;
+
+    /// A store file as a first start leaves it when another process reads it: created, not yet
+    /// migrated, and a reader inside a read transaction holding its shared lock.
+    fn held_by_a_reader(p: &Path) -> Connection {
+        let reader = Connection::open(p).unwrap();
+        reader
+            .execute_batch("CREATE TABLE early (x); INSERT INTO early VALUES (1); BEGIN;")
+            .unwrap();
+        let _: i64 = reader
+            .query_row("SELECT COUNT(*) FROM early", [], |r| r.get(0))
+            .unwrap();
+        reader
+    }
+
+    /// Defect 11 (issue 10): a short command reading the store while the daemon's first start
+    /// switches it to WAL and migrates must make start-up wait, not fail with "database is
+    /// locked". The per-statement busy timeout is made shorter than the reader's hold, so only
+    /// the bounded retry of the open gets through (without it this fails at 100 ms).
+    #[test]
+    fn open_waits_for_a_reader_holding_a_read_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("state.db");
+        let reader = held_by_a_reader(&p);
+        let p2 = p.clone();
+        let opener = std::thread::spawn(move || {
+            let t = std::time::Instant::now();
+            let s = Store::open_waiting(&p2, Duration::from_millis(100), Duration::from_secs(20));
+            (s.map(|s| s.schema_version()), t.elapsed())
+        });
+        std::thread::sleep(Duration::from_millis(1200));
+        reader.execute_batch("COMMIT").unwrap();
+        let (opened, waited) = opener.join().unwrap();
+        let version = opened.expect("start-up waited for the reader").unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        assert!(waited >= Duration::from_millis(1000), "{waited:?}");
+    }
+
+    /// The wait is bounded, and its error names the cause and what to do.
+    #[test]
+    fn open_gives_up_after_its_deadline_with_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("state.db");
+        let _reader = held_by_a_reader(&p);
+        let t = std::time::Instant::now();
+        let e = Store::open_waiting(&p, Duration::from_millis(50), Duration::from_millis(600))
+            .unwrap_err();
+        assert!(t.elapsed() < Duration::from_secs(5));
+        assert!(matches!(e, StoreError::Busy { .. }), "{e}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("locked by another process") && msg.contains("start again"),
+            "{msg}"
+        );
     }
 }

@@ -240,6 +240,11 @@ pub(crate) fn list_logs(st: &State, p: &Params, base: &str, now: DateTime<Utc>) 
             }
         }
     }
+    if let Some((from, to)) = st.log_next_redirect {
+        if next == from {
+            next = to;
+        }
+    }
     next_q.push(format!("after={}", encode(&cursor(org, next, now))));
     extra(&mut next_q);
     let next_url = format!("{base}/api/v1/logs?{}", next_q.join("&"));

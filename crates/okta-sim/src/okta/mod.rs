@@ -253,6 +253,12 @@ pub(crate) struct State {
     pub api_token_owner: String,
     pub agent_pools: Vec<tasks::AgentPoolState>,
     pub principal_limits: tasks::PrincipalLimits,
+    /// Raw bodies the next System Log polls answer with instead of their JSON (hardening
+    /// tests: poison events, broken pages), keeping their Link headers.
+    pub raw_log_pages: VecDeque<Vec<u8>>,
+    /// `(from, to)`: a polling page whose next position is `from` links to `to` instead (a
+    /// `next` link cycle when `to` is behind).
+    pub log_next_redirect: Option<(usize, usize)>,
 }
 
 #[derive(Debug)]
@@ -312,6 +318,8 @@ impl OktaSim {
                 windows: HashMap::new(),
                 concurrency_limit: 75,
                 faults: VecDeque::new(),
+                raw_log_pages: VecDeque::new(),
+                log_next_redirect: None,
                 oauth: OAuthState::default(),
                 stats: SimStats::default(),
                 requests: Vec::new(),
@@ -486,6 +494,20 @@ impl OktaSim {
     /// More requests in flight than `n` get 429 `E0000047`.
     pub fn set_concurrency_limit(&self, n: usize) {
         self.inner.lock().concurrency_limit = n;
+    }
+
+    /// The next System Log request that would answer 200 answers with `body` as is (any
+    /// bytes: poison events, a cut array), with the Link headers of the real page. Queued:
+    /// each call serves one request.
+    pub fn serve_raw_log_page(&self, body: Vec<u8>) {
+        self.inner.lock().raw_log_pages.push_back(body);
+    }
+
+    /// From now on a polling System Log page whose `next` would start at event position
+    /// `from` links to position `to` instead: with `to < from` the links go round a cycle.
+    /// `None` restores normal links.
+    pub fn set_log_next_redirect(&self, redirect: Option<(usize, usize)>) {
+        self.inner.lock().log_next_redirect = redirect;
     }
 
     pub fn inject_fault(&self, f: Fault) {
