@@ -137,11 +137,8 @@ pub async fn scan(ctx: &Context, apps: &[Application]) -> Result<Outcome, Detect
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::detect::test_app as app;
     use crate::store::Store;
-
-    fn app() -> Application {
-        serde_json::from_value(serde_json::json!({"id": "0oa1", "label": "Sales"})).unwrap()
-    }
 
     #[test]
     fn disabled_opens_one_app_wide_failure_and_enabled_resolves_only_its_own() {

@@ -160,11 +160,8 @@ pub async fn scan(ctx: &Context, apps: &[Application]) -> Result<Outcome, Detect
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::detect::test_app as app;
     use crate::store::Store;
-
-    fn app() -> Application {
-        serde_json::from_value(serde_json::json!({"id": "0oa1", "label": "Sales"})).unwrap()
-    }
 
     fn mapping(group: &str, status: &str) -> GroupPushMapping {
         GroupPushMapping {

@@ -98,3 +98,10 @@ where
         })
         .await?)
 }
+
+/// The watched app the app-by-app detectors' unit tests read (id `0oa1`, label `Sales`).
+#[cfg(test)]
+pub(crate) fn test_app() -> crate::okta::types::Application {
+    serde_json::from_value(serde_json::json!({"id": "0oa1", "label": "Sales"}))
+        .expect("a valid application document")
+}
