@@ -194,6 +194,21 @@ impl Failure {
     pub fn user_name(&self) -> &str {
         self.user_login.as_deref().unwrap_or(&self.user_id)
     }
+    /// The one-line name of the record the CLI commands print before what they did to it:
+    /// `#id app / user operation`, with `(app-wide)` for a record that has no user.
+    pub fn heading(&self) -> String {
+        format!(
+            "#{} {} / {} {}",
+            self.id,
+            self.app_name(),
+            if self.user_id.is_empty() {
+                "(app-wide)"
+            } else {
+                self.user_name()
+            },
+            self.operation.as_str()
+        )
+    }
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]

@@ -177,13 +177,25 @@ pub const CATALOGUE: &[Def] = &[
 type Labels = Vec<(String, String)>;
 type F64Counter = Counter<f64, AtomicU64>;
 type F64Gauge = Gauge<f64, AtomicU64>;
-type HistFamily = Family<Labels, Histogram, Box<dyn Fn() -> Histogram + Send + Sync>>;
+type HistFamily = Family<Labels, Histogram, Buckets>;
+
+/// Makes each label set's histogram with the family's buckets. A named (and so `Clone`)
+/// constructor rather than a closure makes the family `Clone`, and a clone shares its samples,
+/// so the handle kept for recording and the one registered for encoding are the same family.
+#[derive(Clone, Debug)]
+struct Buckets(&'static [f64]);
+
+impl prometheus_client::metrics::family::MetricConstructor<Histogram> for Buckets {
+    fn new_metric(&self) -> Histogram {
+        Histogram::new(self.0.iter().copied())
+    }
+}
 
 #[derive(Clone)]
 enum Fam {
     Counter(Family<Labels, F64Counter>),
     Gauge(Family<Labels, F64Gauge>),
-    Histogram(Arc<HistFamily>),
+    Histogram(HistFamily),
 }
 
 struct Inner {
@@ -245,11 +257,9 @@ impl Inner {
                 Fam::Gauge(f)
             }
             Kind::Histogram(buckets) => {
-                let ctor: Box<dyn Fn() -> Histogram + Send + Sync> =
-                    Box::new(move || Histogram::new(buckets.iter().copied()));
-                let f = Arc::new(HistFamily::new_with_constructor(ctor));
+                let f = HistFamily::new_with_constructor(Buckets(buckets));
                 self.registry
-                    .register(def.name, def.help, SharedHist(f.clone()));
+                    .register(def.name, def.help, Declared(f.clone()));
                 Fam::Histogram(f)
             }
         };
@@ -312,23 +322,6 @@ impl<M: prometheus_client::encoding::EncodeMetric> prometheus_client::encoding::
     }
     fn metric_type(&self) -> prometheus_client::metrics::MetricType {
         self.0.metric_type()
-    }
-}
-
-/// The histogram family behind an `Arc` (its constructor is not `Clone`), so that the handle
-/// kept for recording and the one registered for encoding are the same family.
-#[derive(Debug)]
-struct SharedHist(Arc<HistFamily>);
-
-impl prometheus_client::encoding::EncodeMetric for SharedHist {
-    fn encode(
-        &self,
-        encoder: prometheus_client::encoding::MetricEncoder,
-    ) -> Result<(), std::fmt::Error> {
-        self.0.encode(encoder)
-    }
-    fn metric_type(&self) -> prometheus_client::metrics::MetricType {
-        prometheus_client::metrics::MetricType::Histogram
     }
 }
 

@@ -32,6 +32,25 @@ fn ctx_with(sim: &OktaSim, dir: &std::path::Path, extra: &str, env: &[(&str, &st
     context_on(parse_config(&toml, &sim.api_token(), env), Clock::tokio())
 }
 
+/// Ada, assigned to Acme CRM and seen by a poll, is deactivated in Okta, which removes her
+/// app user and logs nothing at all; a second poll sees the deactivation. Returns (app, ada).
+async fn silently_deprovisioned(sim: &OktaSim, ctx: &Context) -> (String, String) {
+    let app = sim.add_app("Acme CRM");
+    let ada = sim.add_user("ada@example.com");
+    sim.assign(&app, &ada);
+    poller::poll_once(ctx).await.unwrap();
+    sim.set_deprovision_mode(&app, DeprovisionMode::Silent);
+    sim.deactivate_user(&ada, "hr.admin@example.com");
+    poller::poll_once(ctx).await.unwrap();
+    (app, ada)
+}
+
+/// The `[[verify]]` section that checks Acme CRM's SCIM server at `scim_url` with the token in
+/// `CRM_SCIM`.
+fn verify_toml(scim_url: &str) -> String {
+    format!("[[verify]]\napp = \"Acme CRM\"\nscim_url = \"{scim_url}\"\ntoken_env = \"CRM_SCIM\"\n")
+}
+
 fn open(ctx: &Context) -> Vec<Failure> {
     ctx.store.read_blocking(failures::list_unresolved).unwrap()
 }
@@ -48,14 +67,7 @@ async fn a_deprovisioning_never_reported_alarms_after_the_sla_and_resolve_closes
         &[("SLACK_HOOK", "http://127.0.0.1:9/hook")],
     );
     let settings = Settings::from_config(&ctx.config);
-    let app = sim.add_app("Acme CRM");
-    let ada = sim.add_user("ada@example.com");
-    sim.assign(&app, &ada);
-    poller::poll_once(&ctx).await.unwrap();
-    // Okta removes the app user and logs nothing at all.
-    sim.set_deprovision_mode(&app, DeprovisionMode::Silent);
-    sim.deactivate_user(&ada, "hr.admin@example.com");
-    poller::poll_once(&ctx).await.unwrap();
+    silently_deprovisioned(&sim, &ctx).await;
     let clients = Clients::new(&ctx);
     deprovision::tick(&ctx, &clients).await.unwrap();
     assert!(open(&ctx).is_empty(), "nothing before the SLA");
@@ -158,12 +170,9 @@ async fn okta_success_but_the_app_still_active_alarms_and_remediation_resolves()
     let dir = temp_dir();
     let app = sim.add_app("Acme CRM");
     let scim = sim.add_scim_server(&app).await.unwrap();
-    let verify_toml = format!(
-        "[[verify]]\napp = \"Acme CRM\"\nscim_url = \"{}\"\ntoken_env = \"CRM_SCIM\"\n",
-        scim.base_url()
-    );
+    let verify = verify_toml(&scim.base_url());
     let token = scim.token();
-    let ctx = ctx_with(&sim, dir.path(), &verify_toml, &[("CRM_SCIM", &token)]);
+    let ctx = ctx_with(&sim, dir.path(), &verify, &[("CRM_SCIM", &token)]);
     let ada = sim.add_user("ada@example.com");
     sim.assign(&app, &ada);
     poller::poll_once(&ctx).await.unwrap();
@@ -239,16 +248,8 @@ async fn a_401_from_the_app_is_an_alert_about_the_check_not_a_false_still_active
     let dir = temp_dir();
     let app = sim.add_app("Acme CRM");
     let scim = sim.add_scim_server(&app).await.unwrap();
-    let verify_toml = format!(
-        "[[verify]]\napp = \"Acme CRM\"\nscim_url = \"{}\"\ntoken_env = \"CRM_SCIM\"\n",
-        scim.base_url()
-    );
-    let ctx = ctx_with(
-        &sim,
-        dir.path(),
-        &verify_toml,
-        &[("CRM_SCIM", "wrong-token")],
-    );
+    let verify = verify_toml(&scim.base_url());
+    let ctx = ctx_with(&sim, dir.path(), &verify, &[("CRM_SCIM", "wrong-token")]);
     let ada = sim.add_user("ada@example.com");
     sim.assign(&app, &ada);
     poller::poll_once(&ctx).await.unwrap();
@@ -272,13 +273,7 @@ async fn a_success_logged_after_the_sla_resolves_the_missing_deprovisioning() {
     let sim = start_okta().await;
     let dir = temp_dir();
     let ctx = ctx_with(&sim, dir.path(), "", &[]);
-    let app = sim.add_app("Acme CRM");
-    let ada = sim.add_user("ada@example.com");
-    sim.assign(&app, &ada);
-    poller::poll_once(&ctx).await.unwrap();
-    sim.set_deprovision_mode(&app, DeprovisionMode::Silent);
-    sim.deactivate_user(&ada, "hr.admin@example.com");
-    poller::poll_once(&ctx).await.unwrap();
+    let (app, ada) = silently_deprovisioned(&sim, &ctx).await;
     let clients = Clients::new(&ctx);
     tokio::time::advance(Duration::from_secs(16 * 60)).await;
     deprovision::tick(&ctx, &clients).await.unwrap();
@@ -312,12 +307,9 @@ async fn a_user_name_stored_differently_is_a_verification_problem_not_still_acti
     let app = sim.add_app("Acme CRM");
     let scim = sim.add_scim_server(&app).await.unwrap();
     scim.set_name_style(okta_sim::NameStyle::Suffix("@corp.example".into()));
-    let verify_toml = format!(
-        "[[verify]]\napp = \"Acme CRM\"\nscim_url = \"{}\"\ntoken_env = \"CRM_SCIM\"\n",
-        scim.base_url()
-    );
+    let verify = verify_toml(&scim.base_url());
     let token = scim.token();
-    let ctx = ctx_with(&sim, dir.path(), &verify_toml, &[("CRM_SCIM", &token)]);
+    let ctx = ctx_with(&sim, dir.path(), &verify, &[("CRM_SCIM", &token)]);
     let ada = sim.add_user("ada@example.com");
     sim.assign(&app, &ada);
     poller::poll_once(&ctx).await.unwrap();
@@ -347,10 +339,7 @@ async fn remediate_and_resolve_from_the_command_line() {
     let app = sim.add_app("Acme CRM");
     let scim = sim.add_scim_server(&app).await.unwrap();
     let token = scim.token();
-    let extra = format!(
-        "[[verify]]\napp = \"Acme CRM\"\nscim_url = \"{}\"\ntoken_env = \"CRM_SCIM\"\n",
-        scim.base_url()
-    );
+    let extra = verify_toml(&scim.base_url());
     let toml = minimal_toml(
         sim.base_url().as_str(),
         dir.path(),

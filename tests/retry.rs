@@ -100,6 +100,20 @@ fn failure(ctx: &Context, id: i64) -> failures::Failure {
         .unwrap()
 }
 
+/// The failure recorded for (app, user, operation), if any.
+fn found(ctx: &Context, app: &str, user: &str, op: Operation) -> Option<failures::Failure> {
+    ctx.store
+        .write_blocking(|c| failures::find(c, app, user, op))
+        .unwrap()
+}
+
+/// The id of the failure recorded for (app, user, operation), which the test expects to exist.
+fn found_id(ctx: &Context, app: &str, user: &str, op: Operation) -> i64 {
+    found(ctx, app, user, op)
+        .unwrap_or_else(|| panic!("a {op:?} failure of {user} on {app}"))
+        .id
+}
+
 fn history(ctx: &Context, id: i64) -> Vec<failures::HistoryEntry> {
     ctx.store
         .write_blocking(|c| failures::history(c, id))
@@ -287,12 +301,8 @@ async fn the_circuit_opens_for_a_down_app_and_closes_when_it_recovers() {
     })
     .await;
     let opened_at = circuit(&h).unwrap().opened_at.unwrap();
-    let app_failure = h
-        .ctx
-        .store
-        .write_blocking(|c| failures::find(c, &app, "", Operation::Integration))
-        .unwrap()
-        .expect("one app-level failure");
+    let app_failure =
+        found(&h.ctx, &app, "", Operation::Integration).expect("one app-level failure");
     assert!(app_failure.urgent);
     let reason = app_failure.reason.clone().unwrap();
     assert!(reason.starts_with("retries keep failing: "), "{reason}");
@@ -1311,13 +1321,7 @@ async fn a_push_the_app_throttled_is_watched_not_pushed_again() {
     h.sim.update_profile(&app, &users[0]);
     let found = poll(&h.ctx).await;
     assert_eq!(found.opened, 1, "{found:?}");
-    let id = h
-        .ctx
-        .store
-        .write_blocking(|c| failures::find(c, &app, &users[0], Operation::Update))
-        .unwrap()
-        .unwrap()
-        .id;
+    let id = found_id(&h.ctx, &app, &users[0], Operation::Update);
     let gets_before = calls(&h.sim, &app, &users[0], "GET");
     let w = spawn_worker(&h.ctx, "w1");
     tokio::time::sleep(Duration::from_secs(300)).await;
@@ -1372,13 +1376,7 @@ async fn a_data_error_is_not_retried_until_the_users_profile_changes_then_once()
     let reason = "Bad Request. Errors reported by remote server: department is required";
     let (app, users) = rejecting_app(&h.sim, "HRIS", &["dana@x.com"], reason);
     assert_eq!(poll(&h.ctx).await.opened, 1);
-    let id = h
-        .ctx
-        .store
-        .write_blocking(|c| failures::find(c, &app, &users[0], Operation::Create))
-        .unwrap()
-        .unwrap()
-        .id;
+    let id = found_id(&h.ctx, &app, &users[0], Operation::Create);
     let w = spawn_worker(&h.ctx, "w1");
     wait_until(
         "the failure to be left for a person",
@@ -1449,12 +1447,8 @@ async fn a_connection_error_opens_the_apps_circuit_before_any_push() {
         pushed_before_open <= 1,
         "{pushed_before_open} pushes before the circuit opened"
     );
-    let app_failure = h
-        .ctx
-        .store
-        .write_blocking(|c| failures::find(c, &app, "", Operation::Integration))
-        .unwrap()
-        .expect("one app-level failure");
+    let app_failure =
+        found(&h.ctx, &app, "", Operation::Integration).expect("one app-level failure");
     assert!(app_failure.reason.unwrap().contains(DOWN));
     // Down for ten minutes: a handful of probes, never the whole queue.
     tokio::time::sleep(Duration::from_secs(600)).await;
@@ -1484,13 +1478,7 @@ async fn a_retry_costs_two_calls_when_the_log_reports_its_outcome() {
     let reason = "Errors reported by remote server: 503 Service Temporarily Unavailable";
     let (app, users) = rejecting_app(&h.sim, "Flaky", &["fay@x.com"], reason);
     assert_eq!(poll(&h.ctx).await.opened, 1);
-    let id = h
-        .ctx
-        .store
-        .write_blocking(|c| failures::find(c, &app, &users[0], Operation::Create))
-        .unwrap()
-        .unwrap()
-        .id;
+    let id = found_id(&h.ctx, &app, &users[0], Operation::Create);
     let token = CancellationToken::new();
     let tuning = Tuning {
         // Long: a read-back would only happen if the log said nothing for a minute.
@@ -1544,13 +1532,7 @@ async fn a_failure_opened_by_a_poll_is_retried_within_a_second() {
     let (app, users) = rejecting_app(&h.sim, "Late", &["lee@x.com"], TRANSIENT);
     assert_eq!(poll(&h.ctx).await.opened, 1);
     let polled = h.ctx.now_ms();
-    let id = h
-        .ctx
-        .store
-        .write_blocking(|c| failures::find(c, &app, &users[0], Operation::Create))
-        .unwrap()
-        .unwrap()
-        .id;
+    let id = found_id(&h.ctx, &app, &users[0], Operation::Create);
     wait_until("the retry", Duration::from_secs(30), || {
         !starts(&h.ctx, id).is_empty()
     })

@@ -91,6 +91,21 @@ pub fn line(f: &Failure) -> AlertLine {
     }
 }
 
+/// The alert group of one app's failures (the evaluator folds an app's failures into it).
+pub fn app_group_key(app_id: &str) -> String {
+    format!("app:{app_id}")
+}
+
+/// The lines an app message shows: the first [`MAX_LINES`] of `failures`, linked; the message's
+/// `total_lines` says how many there were in all.
+fn app_lines<'a>(s: &Settings, failures: impl IntoIterator<Item = &'a Failure>) -> Vec<AlertLine> {
+    failures
+        .into_iter()
+        .take(MAX_LINES)
+        .map(|f| linked_line(s, f))
+        .collect()
+}
+
 /// `line` with the user's admin console page, on Okta hosts (see [`Settings::admin_base`]).
 fn linked_line(s: &Settings, f: &Failure) -> AlertLine {
     let mut l = line(f);
@@ -200,13 +215,9 @@ pub fn firing_message(
         app_label: label.map(str::to_string),
         admin_url: admin_url(s, tx, app_id)?,
         summary: summary.join(" "),
-        lines: sorted
-            .iter()
-            .take(MAX_LINES)
-            .map(|f| linked_line(s, f))
-            .collect(),
+        lines: app_lines(s, sorted.iter().copied()),
         total_lines: sorted.len(),
-        group_key: format!("app:{app_id}"),
+        group_key: app_group_key(app_id),
         created_at: to_time(now),
     })
 }
@@ -231,13 +242,9 @@ pub fn resolved_message(
         app_label: label.map(str::to_string),
         admin_url: admin_url(s, tx, app_id)?,
         summary: resolved_summary(app, cleared.len()),
-        lines: cleared
-            .iter()
-            .take(MAX_LINES)
-            .map(|f| linked_line(s, f))
-            .collect(),
+        lines: app_lines(s, cleared),
         total_lines: cleared.len(),
-        group_key: format!("app:{app_id}"),
+        group_key: app_group_key(app_id),
         created_at: to_time(now),
     })
 }

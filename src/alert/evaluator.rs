@@ -76,7 +76,7 @@ pub fn evaluate(
         groups.insert(g.group_key.clone(), g);
     }
     for (app_id, fs) in &by_app {
-        let key = format!("app:{app_id}");
+        let key = super::compose::app_group_key(app_id);
         let group = groups.remove(&key).unwrap_or_else(|| AlertGroup {
             group_key: key,
             app_id: Some(app_id.clone()),

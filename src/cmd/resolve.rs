@@ -107,19 +107,7 @@ pub async fn run(config_path: &Path, args: &ResolveArgs) -> anyhow::Result<ExitC
             let shown: Vec<String> = selected
                 .iter()
                 .filter(|f| done.contains(&f.id))
-                .map(|f| {
-                    format!(
-                        "#{} {} / {} {}: resolved by hand ({note})",
-                        f.id,
-                        f.app_name(),
-                        if f.user_id.is_empty() {
-                            "(app-wide)"
-                        } else {
-                            f.user_name()
-                        },
-                        f.operation.as_str()
-                    )
-                })
+                .map(|f| format!("{}: resolved by hand ({note})", f.heading()))
                 .collect();
             Ok(Ok((shown, already)))
         })

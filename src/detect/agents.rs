@@ -10,7 +10,7 @@ use super::DetectError;
 use crate::context::Context;
 use crate::domain::{Observation, Operation, Source};
 use crate::okta::{Class, OktaError};
-use crate::store::failures::{self, Applied};
+use crate::store::failures;
 use crate::store::{StoreError, Tx};
 use serde::Deserialize;
 
@@ -96,29 +96,18 @@ pub fn apply(
             source: Source::Scan,
         };
         down.insert(app_id);
-        if matches!(
-            failures::apply(tx, &obs, fetched_at, ACTOR)?,
-            Applied::Opened(_) | Applied::Reopened(_)
-        ) {
+        if super::opened(&failures::apply(tx, &obs, fetched_at, ACTOR)?) {
             out.opened += 1;
         }
     }
-    for f in failures::list_unresolved(tx)? {
-        if f.app_id.starts_with(APP_PREFIX)
-            && !down.contains(&f.app_id)
-            && f.last_seen <= fetched_at
-            && failures::resolve(
-                tx,
-                f.id,
-                fetched_at,
-                Some(fetched_at),
-                ACTOR,
-                "agent pool is operational again (or gone)",
-            )?
-        {
-            out.resolved += 1;
-        }
-    }
+    out.resolved += super::resolve_gone(
+        tx,
+        failures::list_unresolved(tx)?,
+        |f| f.app_id.starts_with(APP_PREFIX) && !down.contains(&f.app_id),
+        fetched_at,
+        ACTOR,
+        "agent pool is operational again (or gone)",
+    )?;
     Ok(())
 }
 

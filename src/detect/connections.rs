@@ -12,8 +12,8 @@ use super::DetectError;
 use crate::context::Context;
 use crate::domain::{Observation, Operation, Source, State};
 use crate::okta::types::Application;
-use crate::okta::{Class, OktaError};
-use crate::store::failures::{self, Applied};
+use crate::okta::Class;
+use crate::store::failures;
 use crate::store::{StoreError, Tx};
 use serde::Deserialize;
 
@@ -69,10 +69,7 @@ pub fn apply(
                 published_ms: None,
                 source: Source::Scan,
             };
-            if matches!(
-                failures::apply(tx, &obs, fetched_at, ACTOR)?,
-                Applied::Opened(_) | Applied::Reopened(_)
-            ) {
+            if super::opened(&failures::apply(tx, &obs, fetched_at, ACTOR)?) {
                 out.opened += 1;
             }
         }
@@ -110,32 +107,26 @@ pub async fn scan(ctx: &Context, apps: &[Application]) -> Result<Outcome, Detect
         let fetched_at = ctx.now_ms();
         // Bucket Apps, class Scan; reason: a disabled provisioning connection fails every push
         // of the app and is the Tasks page's app-level entry; one call per app per scan.
-        let conn: Connection = match ctx
+        let answer = ctx
             .okta
-            .get_json_with(
+            .get_json_with::<Connection>(
                 Class::Scan,
                 &format!("/api/v1/apps/{enc}/connections/default"),
             )
-            .await
-        {
-            Ok(c) => c,
-            Err(e @ OktaError::Unauthorized { .. }) => return Err(e.into()),
-            Err(e) => {
-                out.skipped_apps += 1;
-                tracing::debug!(app = %app.id, error = %e, "no provisioning connection readable for this app");
-                continue;
-            }
+            .await;
+        let Some(conn) = super::app_answer(
+            answer,
+            &app.id,
+            "no provisioning connection readable for this app",
+            &mut out.skipped_apps,
+        )?
+        else {
+            continue;
         };
         let status = conn.status.unwrap_or_default();
         let app = app.clone();
-        let r = ctx
-            .store
-            .write(move |tx| {
-                let mut o = Outcome::default();
-                apply(tx, &app, &status, fetched_at, &mut o)?;
-                Ok(o)
-            })
-            .await?;
+        let r: Outcome =
+            super::apply_for_app(ctx, move |tx, o| apply(tx, &app, &status, fetched_at, o)).await?;
         out.broken += r.broken;
         out.opened += r.opened;
         out.resolved += r.resolved;
@@ -146,11 +137,8 @@ pub async fn scan(ctx: &Context, apps: &[Application]) -> Result<Outcome, Detect
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::detect::test_app as app;
     use crate::store::Store;
-
-    fn app() -> Application {
-        serde_json::from_value(serde_json::json!({"id": "0oa1", "label": "Sales"})).unwrap()
-    }
 
     #[test]
     fn disabled_opens_one_app_wide_failure_and_enabled_resolves_only_its_own() {

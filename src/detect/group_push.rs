@@ -11,7 +11,7 @@ use crate::context::Context;
 use crate::domain::{Observation, Operation, Source};
 use crate::okta::types::Application;
 use crate::okta::{Class, OktaError};
-use crate::store::failures::{self, Applied};
+use crate::store::failures;
 use crate::store::{StoreError, Tx};
 use serde::Deserialize;
 use std::collections::HashSet;
@@ -111,30 +111,22 @@ pub fn apply(
                 continue;
             }
         }
-        if matches!(
-            failures::apply(tx, &obs, fetched_at, ACTOR)?,
-            Applied::Opened(_) | Applied::Reopened(_)
-        ) {
+        if super::opened(&failures::apply(tx, &obs, fetched_at, ACTOR)?) {
             out.opened += 1;
         }
     }
-    for f in failures::list_unresolved_for_app(tx, &app.id)? {
-        if f.operation == Operation::GroupPush
-            && !f.user_id.is_empty()
-            && !in_error.contains(f.user_id.as_str())
-            && f.last_seen <= fetched_at
-            && failures::resolve(
-                tx,
-                f.id,
-                fetched_at,
-                Some(fetched_at),
-                ACTOR,
-                "group push mapping is no longer in ERROR",
-            )?
-        {
-            out.resolved += 1;
-        }
-    }
+    out.resolved += super::resolve_gone(
+        tx,
+        failures::list_unresolved_for_app(tx, &app.id)?,
+        |f| {
+            f.operation == Operation::GroupPush
+                && !f.user_id.is_empty()
+                && !in_error.contains(f.user_id.as_str())
+        },
+        fetched_at,
+        ACTOR,
+        "group push mapping is no longer in ERROR",
+    )?;
     Ok(())
 }
 
@@ -144,25 +136,20 @@ pub async fn scan(ctx: &Context, apps: &[Application]) -> Result<Outcome, Detect
     let mut out = Outcome::default();
     for app in apps {
         let fetched_at = ctx.now_ms();
-        let mappings = match errored(ctx, &app.id).await {
-            Ok(m) => m,
-            Err(e @ OktaError::Unauthorized { .. }) => return Err(e.into()),
-            // Apps without group push answer 404/400: nothing to watch there.
-            Err(e) => {
-                out.skipped_apps += 1;
-                tracing::debug!(app = %app.id, error = %e, "no group push mappings readable for this app");
-                continue;
-            }
+        // Apps without group push answer 404/400: nothing to watch there.
+        let Some(mappings) = super::app_answer(
+            errored(ctx, &app.id).await,
+            &app.id,
+            "no group push mappings readable for this app",
+            &mut out.skipped_apps,
+        )?
+        else {
+            continue;
         };
         let app = app.clone();
-        let r = ctx
-            .store
-            .write(move |tx| {
-                let mut o = Outcome::default();
-                apply(tx, &app, &mappings, fetched_at, &mut o)?;
-                Ok(o)
-            })
-            .await?;
+        let r: Outcome =
+            super::apply_for_app(ctx, move |tx, o| apply(tx, &app, &mappings, fetched_at, o))
+                .await?;
         out.errors_seen += r.errors_seen;
         out.opened += r.opened;
         out.resolved += r.resolved;
@@ -173,11 +160,8 @@ pub async fn scan(ctx: &Context, apps: &[Application]) -> Result<Outcome, Detect
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::detect::test_app as app;
     use crate::store::Store;
-
-    fn app() -> Application {
-        serde_json::from_value(serde_json::json!({"id": "0oa1", "label": "Sales"})).unwrap()
-    }
 
     fn mapping(group: &str, status: &str) -> GroupPushMapping {
         GroupPushMapping {

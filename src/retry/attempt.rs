@@ -276,6 +276,19 @@ pub struct Report {
 /// A retry is abandoned this long before its claim's lease ends, leaving time to record it.
 const LEASE_MARGIN_MS: i64 = 5_000;
 
+/// How long a retry of `claim` may still run at `now`. It gives up before the claim's lease
+/// ends: after it another claimer may take the failure over and push the same user while this
+/// push is still going (the Okta budget can hold a call back for a minute at a time, so a retry
+/// under rate-limit pressure can run long).
+pub(crate) fn time_left(claim: &Claim, now: i64) -> Duration {
+    let left = claim
+        .until
+        .saturating_sub(now)
+        .saturating_sub(LEASE_MARGIN_MS)
+        .max(0);
+    Duration::from_millis(u64::try_from(left).unwrap_or(0))
+}
+
 /// Runs one retry of a held claim and records its result.
 pub async fn run(
     ctx: &Context,
@@ -284,15 +297,7 @@ pub async fn run(
     actor: &str,
     settle: Duration,
 ) -> Result<Report, StoreError> {
-    // Give up before the claim's lease ends: after it another claimer may take the failure
-    // over and push the same user while this push is still going (the Okta budget can hold a
-    // call back for a minute at a time, so a retry under rate-limit pressure can run long).
-    let left = claim
-        .until
-        .saturating_sub(ctx.clock.now_ms())
-        .saturating_sub(LEASE_MARGIN_MS)
-        .max(0);
-    let limit = Duration::from_millis(u64::try_from(left).unwrap_or(0));
+    let limit = time_left(claim, ctx.clock.now_ms());
     let outcome = match tokio::time::timeout(limit, push_again(&ctx.okta, &claim.failure, settle))
         .await
     {

@@ -206,17 +206,7 @@ pub struct Line {
 impl Line {
     pub fn render(&self) -> String {
         let f = &self.failure;
-        let what = format!(
-            "#{} {} / {} {}",
-            f.id,
-            f.app_name(),
-            if f.user_id.is_empty() {
-                "(app-wide)"
-            } else {
-                f.user_name()
-            },
-            f.operation.as_str()
-        );
+        let what = f.heading();
         let result = match &self.result {
             Retried::WouldRetry => format!(
                 "would retry ({} so far{})",

@@ -265,9 +265,6 @@ pub async fn run_with(ctx: Context, shutdown: CancellationToken, tuning: Tuning)
     drain(&ctx, tasks, &tuning).await;
 }
 
-/// A retry is abandoned this long before its claim's lease ends, leaving time to record it.
-const LEASE_MARGIN_MS: i64 = 5_000;
-
 /// One claimed retry: its Okta calls (a push, or the read-back of an earlier push), then the
 /// record. A retry stopped before it wrote anything records nothing: its claim is released
 /// with the others when the worker stops.
@@ -282,15 +279,7 @@ async fn run_claim(
     } else {
         Trigger::Automatic
     };
-    // Give up before the claim's lease ends: after it another claimer may take the failure
-    // over and push the same user while this push is still going (the Okta budget can hold a
-    // call back for a minute at a time, so a retry under rate-limit pressure can run long).
-    let left = claim
-        .until
-        .saturating_sub(ctx.clock.now_ms())
-        .saturating_sub(LEASE_MARGIN_MS)
-        .max(0);
-    let limit = Duration::from_millis(u64::try_from(left).unwrap_or(0));
+    let limit = attempt::time_left(claim, ctx.clock.now_ms());
     let f = &claim.failure;
     let clock = ctx.clock;
     let calls = async {

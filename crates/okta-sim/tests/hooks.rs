@@ -97,6 +97,17 @@ async fn call(
     (st, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
+/// `POST /api/v1/eventHooks` with [`hook_body`]: Okta's status and answer.
+async fn create_hook(sim: &OktaSim, url: &str, types: &[&str]) -> (u16, Value) {
+    call(
+        sim,
+        reqwest::Method::POST,
+        "/api/v1/eventHooks",
+        Some(hook_body(url, types)),
+    )
+    .await
+}
+
 fn hook_body(url: &str, types: &[&str]) -> Value {
     json!({
         "name": "provwatch",
@@ -111,13 +122,7 @@ fn hook_body(url: &str, types: &[&str]) -> Value {
 
 /// Creates, activates (default) and verifies a hook for `types`. Returns its id.
 async fn verified_hook(sim: &OktaSim, url: &str, types: &[&str]) -> String {
-    let (st, h) = call(
-        sim,
-        reqwest::Method::POST,
-        "/api/v1/eventHooks",
-        Some(hook_body(url, types)),
-    )
-    .await;
+    let (st, h) = create_hook(sim, url, types).await;
     assert_eq!(st, 200, "{h}");
     let id = h["id"].as_str().unwrap().to_string();
     let (st, v) = call(
@@ -156,13 +161,7 @@ fn posts(r: &Shared) -> Vec<Value> {
 async fn management_api_and_verification_handshake() {
     let sim = OktaSim::start().await.unwrap();
     let (url, rec) = receiver().await;
-    let (st, h) = call(
-        &sim,
-        reqwest::Method::POST,
-        "/api/v1/eventHooks",
-        Some(hook_body(&url, &["user.lifecycle.deactivate"])),
-    )
-    .await;
+    let (st, h) = create_hook(&sim, &url, &["user.lifecycle.deactivate"]).await;
     assert_eq!(st, 200);
     assert_eq!(h["status"], "ACTIVE");
     assert_eq!(h["verificationStatus"], "UNVERIFIED");
@@ -222,28 +221,13 @@ async fn management_api_and_verification_handshake() {
     assert_eq!(gets[1].1, "s3cret-hook");
 
     // Ineligible types (failed deprovisioning is poll-only) are refused.
-    let (st, e) = call(
-        &sim,
-        reqwest::Method::POST,
-        "/api/v1/eventHooks",
-        Some(hook_body(&url, &["application.provision.user.deactivate"])),
-    )
-    .await;
+    let (st, e) = create_hook(&sim, &url, &["application.provision.user.deactivate"]).await;
     assert_eq!(st, 400);
     assert!(e["errorCauses"][0]["errorSummary"]
         .as_str()
         .unwrap()
         .contains("eligible"));
-    let (st, _) = call(
-        &sim,
-        reqwest::Method::POST,
-        "/api/v1/eventHooks",
-        Some(hook_body(
-            "ftp://example.com/x",
-            &["user.lifecycle.deactivate"],
-        )),
-    )
-    .await;
+    let (st, _) = create_hook(&sim, "ftp://example.com/x", &["user.lifecycle.deactivate"]).await;
     assert_eq!(st, 400);
 
     let (st, list) = call(&sim, reqwest::Method::GET, "/api/v1/eventHooks", None).await;

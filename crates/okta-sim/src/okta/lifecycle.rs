@@ -43,6 +43,16 @@ fn caps_detail(c: Option<Caps>) -> Value {
 }
 
 impl Org {
+    /// The ids of the apps `pick` selects, collected first so that the caller can then change
+    /// the org (push, assign, unassign) app by app.
+    fn app_ids_where(&self, pick: impl Fn(&super::org::App) -> bool) -> Vec<String> {
+        self.apps
+            .values()
+            .filter(|a| pick(a))
+            .map(|a| a.id.clone())
+            .collect()
+    }
+
     /// The System Log actor for an admin: the Okta user with that login (created on first use,
     /// as admins are Okta users).
     pub(crate) fn admin_actor(&mut self, login: &str, now: DateTime<Utc>) -> Value {
@@ -129,12 +139,7 @@ impl Org {
         if !g.members.insert(user_id.to_string()) {
             return;
         }
-        let apps: Vec<String> = self
-            .apps
-            .values()
-            .filter(|a| a.groups.contains(group_id))
-            .map(|a| a.id.clone())
-            .collect();
+        let apps = self.app_ids_where(|a| a.groups.contains(group_id));
         for app in apps {
             self.assign_through_group(&app, user_id, now);
         }
@@ -188,13 +193,9 @@ impl Org {
             debug,
             now,
         );
-        let apps: Vec<String> = self
-            .apps
-            .values()
-            .filter(|a| a.groups.contains(group_id))
-            .filter(|a| a.users.get(user_id).is_some_and(|au| !au.direct))
-            .map(|a| a.id.clone())
-            .collect();
+        let apps = self.app_ids_where(|a| {
+            a.groups.contains(group_id) && a.users.get(user_id).is_some_and(|au| !au.direct)
+        });
         for app in apps {
             let au = self.apps[&app].users[user_id].clone();
             if !self.still_assigned(&app, &au, group_id) {
@@ -300,12 +301,7 @@ impl Org {
         if !self.user_status_change(user_id, admin, "DEPROVISIONED", now) {
             return;
         }
-        let apps: Vec<String> = self
-            .apps
-            .values()
-            .filter(|a| a.users.contains_key(user_id))
-            .map(|a| a.id.clone())
-            .collect();
+        let apps = self.app_ids_where(|a| a.users.contains_key(user_id));
         for app in apps {
             self.push(&app, user_id, Op::Deactivate, now, Txn::Job);
         }

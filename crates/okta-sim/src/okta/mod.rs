@@ -231,6 +231,32 @@ pub struct RequestRecord {
     pub auth: AuthKind,
 }
 
+/// Serves `app` on `listener` in a task of its own until `shutdown` turns true (or its sender
+/// is dropped), letting requests in flight finish. The org server and each app's SCIM server
+/// stop this way when their handle is shut down.
+fn serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    what: &'static str,
+) {
+    tokio::spawn(async move {
+        let stop = async move {
+            while !*shutdown.borrow_and_update() {
+                if shutdown.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await
+        {
+            tracing::warn!("{what} stopped: {e}");
+        }
+    });
+}
+
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Window {
     pub start: tokio::time::Instant,
@@ -304,7 +330,7 @@ impl OktaSim {
             local.ip().to_string()
         };
         let base = format!("http://{host}:{}", local.port());
-        let (tx, mut rx) = tokio::sync::watch::channel(false);
+        let (tx, rx) = tokio::sync::watch::channel(false);
         let clock = SimClock::new();
         let inner = Arc::new(Inner {
             clock,
@@ -338,21 +364,7 @@ impl OktaSim {
         });
         tokio::spawn(hook_delivery::deliver_loop(inner.clone()));
         let app = server::router(inner.clone());
-        tokio::spawn(async move {
-            let stop = async move {
-                while !*rx.borrow_and_update() {
-                    if rx.changed().await.is_err() {
-                        return;
-                    }
-                }
-            };
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(stop)
-                .await
-            {
-                tracing::warn!("okta-sim server stopped: {e}");
-            }
-        });
+        serve(listener, app, rx, "okta-sim server");
         Ok(OktaSim { inner })
     }
 

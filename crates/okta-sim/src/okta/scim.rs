@@ -243,7 +243,7 @@ impl ScimServer {
     pub(crate) async fn start() -> std::io::Result<ScimServer> {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let port = listener.local_addr()?.port();
-        let (tx, mut rx) = tokio::sync::watch::channel(false);
+        let (tx, rx) = tokio::sync::watch::channel(false);
         let shared = Arc::new(ScimShared {
             base: format!("http://127.0.0.1:{port}/scim/v2"),
             clock: SimClock::new(),
@@ -265,21 +265,7 @@ impl ScimServer {
         let app = Router::new()
             .fallback(super::scim_http::handle)
             .with_state(shared.clone());
-        tokio::spawn(async move {
-            let stop = async move {
-                while !*rx.borrow_and_update() {
-                    if rx.changed().await.is_err() {
-                        return;
-                    }
-                }
-            };
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(stop)
-                .await
-            {
-                tracing::warn!("okta-sim SCIM server stopped: {e}");
-            }
-        });
+        super::serve(listener, app, rx, "okta-sim SCIM server");
         Ok(ScimServer { shared })
     }
 
