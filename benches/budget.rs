@@ -101,10 +101,22 @@ fn per_minute(posts: &[&RequestRecord]) -> f64 {
 /// Creates `n` failures: users assigned to `app` while its downstream is down, then healthy
 /// again so that a retry can succeed.
 fn fail_pushes(sim: &OktaSim, app: &str, n: usize, tag: &str) -> Vec<String> {
-    sim.set_downstream(app, Downstream::Down);
-    let users: Vec<String> = (0..n)
-        .map(|i| {
-            let u = sim.add_user(&format!("{tag}{i}@acme.example"));
+    // A transient reason (a 5xx from the app): retried with backoff. A connection error
+    // ("Unable to connect") would be app-wide since the retry classes, and rightly open the
+    // app's circuit after three users, so only probes would run: not what a storm measures.
+    let logins: Vec<String> = (0..n).map(|i| format!("{tag}{i}@acme.example")).collect();
+    sim.set_downstream(
+        app,
+        Downstream::Reject {
+            logins: logins.clone(),
+            reason: "Internal Server Error (500). The remote server is temporarily unavailable"
+                .into(),
+        },
+    );
+    let users: Vec<String> = logins
+        .iter()
+        .map(|login| {
+            let u = sim.add_user(login);
             sim.assign(app, &u);
             u
         })
