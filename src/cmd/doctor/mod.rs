@@ -10,9 +10,9 @@
 //! shows (Okta, Slack, SMTP) is built by its module from status codes, never from credentials.
 
 //!
-//! The checks live in submodules by subject: [`store`] (the state file and the outbox),
-//! [`okta`] (credentials, scopes, the principal rate limit, each app's provisioning) and
-//! [`channels`] (Slack and email). This module owns the report and the order they run in.
+//! The checks live in submodules by subject: `store` (the state file and the outbox),
+//! `okta` (credentials, scopes, the principal rate limit, each app's provisioning) and
+//! `channels` (Slack and email). This module owns the report and the order they run in.
 
 mod channels;
 mod okta;

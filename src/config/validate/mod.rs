@@ -5,8 +5,8 @@
 //! error an operator sees is the first one they would meet reading the file.
 
 //!
-//! Each section's checks live in their own file ([`okta`], [`detect`], [`retry`], [`alert`],
-//! [`slack`], [`email`], [`log`] with `[http]`); this module owns the defaults, the bounds, the
+//! Each section's checks live in their own file (`okta`, `detect`, `retry`, `alert`,
+//! `slack`, `email`, `log` with `[http]`); this module owns the defaults, the bounds, the
 //! shared parsing helpers, the `[state]` section and the order sections are validated in.
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

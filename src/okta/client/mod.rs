@@ -9,7 +9,7 @@
 //! (or a token given to [`OktaClient::stop_on`]) ends every wait on the budget, the in-flight
 //! cap and the backoff between attempts at once with [`OktaError::Cancelled`]; a request
 //! already on the wire is awaited (bounded by `request_timeout`) so its answer is recorded.//!
-//! By job: [`tls`] builds the TLS config, `credentials` puts the token (or OAuth access
+//! By job: `tls` builds the TLS config, `credentials` puts the token (or OAuth access
 //! token and DPoP proof) on each request, `pagination` reads lists, `endpoints` holds the
 //! typed calls; this module owns the client, its options and the send/retry pipeline.
 

@@ -22,8 +22,8 @@
 //!
 //! Every wait is cancellable: [`RateBudget::acquire`] takes a [`CancellationToken`] and returns
 //! [`Cancelled`] the moment it fires, having taken nothing.//!
-//! By job: [`bucket`] is Okta's bucket layout, [`class`] the request classes and their tiers,
-//! [`headers`] what responses say about a bucket, `window` the per-bucket window arithmetic;
+//! By job: `bucket` is Okta's bucket layout, `class` the request classes and their tiers,
+//! `headers` what responses say about a bucket, `window` the per-bucket window arithmetic;
 //! this module owns the queue of waiting requests and who goes next. About 520 of its lines
 //! are unit tests, kept beside the code they pin.
 

@@ -12,9 +12,9 @@
 //! land together. Which failures are due is decided here in SQL (the retry backoff itself is
 //! `crate::retry::policy`).
 //!
-//! By job: [`select`] decides what is due (and which failures belong to an app or user),
-//! [`claim`] takes and checks claims, [`finish`] ends and releases them, [`pushed`] tracks
-//! the pushes awaiting their outcome, and [`profile`] the re-arming of exhausted failures
+//! By job: `select` decides what is due (and which failures belong to an app or user),
+//! `claim` takes and checks claims, `finish` ends and releases them, `pushed` tracks
+//! the pushes awaiting their outcome, and `profile` the re-arming of exhausted failures
 //! after a profile change. Everything is re-exported here, so callers keep `claims::name`.
 //! The tests below run whole due -> claim -> finish cycles across those modules.
 
