@@ -1,6 +1,8 @@
 //! The supervisor: serves the HTTP endpoint, runs one generation of components at a time and
 //! turns [`Event`]s (stop, reload) and a component ending on its own into a bounded stop, a
 //! swap of generations, or an exit that systemd restarts. See the parent module's doc.
+//!
+//! About 170 of its lines are unit tests, kept beside the code they pin.
 
 use super::{Running, FORCE_AFTER, SHUTDOWN_GRACE, STOP_DEADLINE};
 use crate::context::Context;

@@ -5,6 +5,8 @@
 //!
 //! States and verification states are typed here ([`ExpState`], [`Verify`]) and spelt as
 //! strings only in SQL. Details are bounded to [`super::MAX_TEXT_BYTES`] when written.
+//!
+//! About 110 of its lines are unit tests, kept beside the code they pin.
 
 use super::{bounded_opt, StoreError, Tx};
 use rusqlite::{params, OptionalExtension, Row};

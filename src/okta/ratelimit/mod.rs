@@ -21,7 +21,22 @@
 //!   nothing else is waiting, so a retry or a manual command that turns up finds calls left.
 //!
 //! Every wait is cancellable: [`RateBudget::acquire`] takes a [`CancellationToken`] and returns
-//! [`Cancelled`] the moment it fires, having taken nothing.
+//! [`Cancelled`] the moment it fires, having taken nothing.//!
+//! By job: `bucket` is Okta's bucket layout, `class` the request classes and their tiers,
+//! `headers` what responses say about a bucket, `window` the per-bucket window arithmetic;
+//! this module owns the queue of waiting requests and who goes next. About 520 of its lines
+//! are unit tests, kept beside the code they pin.
+
+mod bucket;
+mod class;
+mod headers;
+mod window;
+
+pub use bucket::Bucket;
+pub use class::{Class, FLOOR_SHARE, TIERS};
+pub use headers::{PrincipalRateLimit, RateHeaders, ASSUMED_LIMIT};
+pub use window::{budget_for, ceiling_for, floor_for};
+use window::{jitter, BucketState, Waiter, ASSUMED_WINDOW, BEHIND_RECHECK};
 
 use crate::pacer::Pacer;
 use rand::RngExt;
@@ -34,308 +49,10 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// Okta rate-limit buckets as Okta publishes them (NOTES.md, "Rate limits"); the simulator
-/// models the same layout.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Bucket {
-    /// `/api/v1/logs*`.
-    Logs,
-    /// `/api/v1/apps` and every `/api/v1/apps/*` path but the app itself: app lists, app-user
-    /// pages and reads, the retry `POST`, features (100/min on most orgs: the scarce one).
-    Apps,
-    /// Exactly `/api/v1/apps/{id}`: reading or updating the app itself (500–600/min).
-    AppInstance,
-    /// Exactly `/api/v1/users/{idOrLogin}`; user lists fall under `Other`.
-    Users,
-    /// `/oauth2/v1/token`.
-    OAuthToken,
-    /// Everything else (principal rate limits, event hooks, user lists, ...).
-    Other,
-}
-
-impl Bucket {
-    pub const ALL: [Bucket; 6] = [
-        Bucket::Logs,
-        Bucket::Apps,
-        Bucket::AppInstance,
-        Bucket::Users,
-        Bucket::OAuthToken,
-        Bucket::Other,
-    ];
-
-    /// The bucket of a request path (no query string).
-    pub fn for_path(path: &str) -> Bucket {
-        // `/api/v1/appsX` is not under `/api/v1/apps`: match whole segments.
-        let under = |prefix: &str| {
-            path == prefix
-                || path
-                    .strip_prefix(prefix)
-                    .is_some_and(|rest| rest.starts_with('/'))
-        };
-        let one_segment_under = |prefix: &str| {
-            path.strip_prefix(prefix)
-                .and_then(|rest| rest.strip_prefix('/'))
-                .is_some_and(|id| !id.is_empty() && !id.contains('/'))
-        };
-        if under("/api/v1/logs") {
-            Bucket::Logs
-        } else if one_segment_under("/api/v1/apps") {
-            Bucket::AppInstance
-        } else if under("/api/v1/apps") {
-            Bucket::Apps
-        } else if one_segment_under("/api/v1/users") {
-            Bucket::Users
-        } else if path == "/oauth2/v1/token" {
-            Bucket::OAuthToken
-        } else {
-            Bucket::Other
-        }
-    }
-
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Bucket::Logs => "logs",
-            Bucket::Apps => "apps",
-            Bucket::AppInstance => "app_instance",
-            Bucket::Users => "users",
-            Bucket::OAuthToken => "oauth_token",
-            Bucket::Other => "other",
-        }
-    }
-}
-
-/// Why a request is made; decides who goes first when a bucket's calls are scarce.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Class {
-    /// A System Log poll: detection stalls without it.
-    Poll,
-    /// Reading back the app user of a retry already posted: the push was paid for, and the
-    /// answer decides whether a person is told.
-    ReadBack,
-    /// A retry of a failure whose operation is urgent (deprovisioning).
-    UrgentRetry,
-    /// Any other automatic retry.
-    Retry,
-    /// A command a person ran (`retry`, `status`'s look-ups).
-    Manual,
-    /// An assignment scan page or its app list.
-    Scan,
-    /// `doctor`'s checks.
-    Doctor,
-    /// A periodic reconciliation (background consistency checks).
-    Reconcile,
-}
-
-/// Number of priority tiers ([`Class::tier`]).
-pub const TIERS: usize = 5;
-
-/// The least share of the daemon's budget of a window any class below the top is guaranteed
-/// when it asks (spread over the window).
-pub const FLOOR_SHARE: f64 = 0.10;
-
-impl Class {
-    pub const ALL: [Class; 8] = [
-        Class::Poll,
-        Class::ReadBack,
-        Class::UrgentRetry,
-        Class::Retry,
-        Class::Manual,
-        Class::Scan,
-        Class::Doctor,
-        Class::Reconcile,
-    ];
-
-    /// 0 goes first. Classes sharing a tier are served first come, first served.
-    pub fn tier(self) -> usize {
-        match self {
-            Class::Poll | Class::ReadBack => 0,
-            Class::UrgentRetry => 1,
-            Class::Retry => 2,
-            Class::Manual => 3,
-            Class::Scan | Class::Doctor | Class::Reconcile => 4,
-        }
-    }
-
-    /// Scans, `doctor`, reconciliations: capped by the background ceiling.
-    pub fn is_background(self) -> bool {
-        self.tier() == TIERS - 1
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Class::Poll => "poll",
-            Class::ReadBack => "read_back",
-            Class::UrgentRetry => "urgent_retry",
-            Class::Retry => "retry",
-            Class::Manual => "manual",
-            Class::Scan => "scan",
-            Class::Doctor => "doctor",
-            Class::Reconcile => "reconcile",
-        }
-    }
-}
-
 /// A wait on the budget was cancelled by shutdown; nothing was taken and nothing sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("stopped while waiting for the Okta rate budget")]
 pub struct Cancelled;
-
-/// Limit assumed for a bucket before Okta has told us its real one: the lowest published
-/// per-minute limit of the endpoint families the daemon uses.
-pub const ASSUMED_LIMIT: u32 = 20;
-
-/// What one response said about its bucket.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RateHeaders {
-    pub limit: u32,
-    pub remaining: u32,
-    /// Seconds until the window resets, computed against the server's `Date` header so a
-    /// skewed local clock does not matter.
-    pub reset_in: Duration,
-}
-
-impl RateHeaders {
-    /// Reads `X-Rate-Limit-*` (and `Date` for the server's idea of now); `local_now_epoch` is used
-    /// when the server sent no `Date`.
-    pub fn parse(headers: &HeaderMap, local_now_epoch: i64) -> Option<RateHeaders> {
-        let num = |name: &str| -> Option<i64> {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<i64>().ok())
-        };
-        let limit = num("x-rate-limit-limit")?;
-        let remaining = num("x-rate-limit-remaining")?;
-        let reset = num("x-rate-limit-reset")?;
-        let server_now = headers
-            .get(reqwest::header::DATE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
-            .map(|d| d.timestamp())
-            .unwrap_or(local_now_epoch);
-        let secs = reset.saturating_sub(server_now).clamp(0, 3600) as u64;
-        Some(RateHeaders {
-            limit: limit.clamp(1, u32::MAX as i64) as u32,
-            remaining: remaining.clamp(0, u32::MAX as i64) as u32,
-            reset_in: Duration::from_secs(secs),
-        })
-    }
-}
-
-/// One `PrincipalRateLimitEntity` of `GET /api/v1/principal-rate-limits`: the share of every
-/// bucket Okta grants one API token or OAuth client (a principal rate limit caps it below the
-/// org's bucket).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PrincipalRateLimit {
-    #[serde(default)]
-    pub principal_id: String,
-    #[serde(default)]
-    pub principal_type: String,
-    /// Percent of each bucket's limit this principal may use.
-    #[serde(default)]
-    pub default_percentage: Option<u32>,
-    /// Percent of the org's concurrency limit this principal may use.
-    #[serde(default)]
-    pub default_concurrency_percentage: Option<u32>,
-}
-
-/// One request waiting for a bucket.
-#[derive(Clone, Copy, Debug)]
-struct Waiter {
-    id: u64,
-    class: Class,
-}
-
-#[derive(Debug)]
-struct BucketState {
-    limit: Option<u32>,
-    /// Our estimate of what is left in the current window for the whole org.
-    remaining: Option<u32>,
-    window_ends: Option<Instant>,
-    /// `window_ends` is our guess (no response has told us the real reset yet).
-    window_assumed: bool,
-    /// Requests this daemon sent in the current window.
-    used: u32,
-    /// The same, per priority tier (for the floor and the ceiling).
-    used_by_tier: [u32; TIERS],
-    /// When each request of the last [`ASSUMED_WINDOW`] was sent. The hard guarantee: never
-    /// more than the budget in any 60 s, whatever the headers say (a window that "resets"
-    /// every second, a limit that changes with every answer).
-    recent: VecDeque<Instant>,
-    blocked_until: Option<Instant>,
-    pacer: Option<Arc<Pacer>>,
-    /// A request is out to a bucket whose limit we do not know yet: wait for its answer.
-    probing: bool,
-    /// Requests waiting in [`RateBudget::acquire`], in arrival order.
-    waiters: Vec<Waiter>,
-}
-
-/// Okta's windows are about a minute long: the longest a window we have not been told about
-/// can last.
-const ASSUMED_WINDOW: Duration = Duration::from_secs(60);
-
-/// How long a request that another one is ahead of waits before looking again if it is not
-/// woken (the one ahead normally wakes it when it takes its call or gives up).
-const BEHIND_RECHECK: Duration = Duration::from_secs(1);
-
-impl BucketState {
-    /// Counts one request in the current window. Without a known window (no response with
-    /// rate-limit headers yet, or the last one ended) one is assumed to start now, so that
-    /// `used` is reset some time even if Okta never sends `X-Rate-Limit-*`.
-    fn count_one(&mut self, now: Instant, class: Class) {
-        if self.window_ends.is_none() {
-            self.window_ends = Some(now + ASSUMED_WINDOW);
-            self.window_assumed = true;
-        }
-        self.used += 1;
-        self.used_by_tier[class.tier()] += 1;
-        self.recent.push_back(now);
-    }
-
-    /// Requests sent in the 60 s up to `now`, after forgetting older ones.
-    fn sent_in_last_window(&mut self, now: Instant) -> usize {
-        while self
-            .recent
-            .front()
-            .is_some_and(|t| *t + ASSUMED_WINDOW <= now)
-        {
-            self.recent.pop_front();
-        }
-        self.recent.len()
-    }
-
-    fn new() -> Self {
-        Self {
-            limit: None,
-            remaining: None,
-            window_ends: None,
-            window_assumed: false,
-            used: 0,
-            used_by_tier: [0; TIERS],
-            recent: VecDeque::new(),
-            blocked_until: None,
-            pacer: None,
-            probing: false,
-            waiters: Vec::new(),
-        }
-    }
-
-    fn forget(&mut self, id: u64) {
-        self.waiters.retain(|w| w.id != id);
-    }
-
-    /// How far into the current window we are, as a fraction (0 without a known window).
-    fn window_elapsed(&self, now: Instant) -> f64 {
-        match self.window_ends {
-            Some(end) if end > now => {
-                let left = (end - now).min(ASSUMED_WINDOW);
-                1.0 - left.as_secs_f64() / ASSUMED_WINDOW.as_secs_f64()
-            }
-            _ => 0.0,
-        }
-    }
-}
 
 /// Snapshot of one bucket, for metrics, `doctor` and tests.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -370,26 +87,6 @@ pub struct RateBudget {
     /// Woken whenever a waiter takes a call or leaves, so the next in rank looks again.
     changed: Arc<Notify>,
     next_id: Arc<AtomicU64>,
-}
-
-/// Our budget of a bucket per window: `share` of its limit, at least one request.
-pub fn budget_for(limit: u32, share: f64) -> u32 {
-    ((limit as f64 * share).floor() as u32).max(1)
-}
-
-/// The background classes' ceiling per window: `background_share` of our budget, at least one.
-pub fn ceiling_for(budget: u32, background_share: f64) -> u32 {
-    ((budget as f64 * background_share).floor() as u32).max(1)
-}
-
-/// The floor per window of each class below the top: [`FLOOR_SHARE`] of our budget, at least
-/// one.
-pub fn floor_for(budget: u32) -> u32 {
-    ((budget as f64 * FLOOR_SHARE).ceil() as u32).max(1)
-}
-
-fn jitter(max_ms: u64) -> Duration {
-    Duration::from_millis(rand::rng().random_range(0..=max_ms))
 }
 
 /// Takes a waiter off its bucket however its wait ends (a call, cancellation, or the future
@@ -754,52 +451,6 @@ mod tests {
         })
     }
 
-    /// Okta's published layout: the app itself apart from everything else under apps; one
-    /// user by id apart from user lists.
-    #[test]
-    fn buckets_by_path() {
-        for (path, bucket) in [
-            ("/api/v1/logs", Bucket::Logs),
-            ("/api/v1/apps", Bucket::Apps),
-            ("/api/v1/apps/0oa1/users", Bucket::Apps),
-            ("/api/v1/apps/0oa1/users/00u1", Bucket::Apps),
-            ("/api/v1/apps/0oa1/features/USER_PROVISIONING", Bucket::Apps),
-            ("/api/v1/apps/0oa1", Bucket::AppInstance),
-            ("/api/v1/appsx", Bucket::Other),
-            ("/api/v1/users/me", Bucket::Users),
-            ("/api/v1/users", Bucket::Other),
-            ("/api/v1/users/00u1/groups", Bucket::Other),
-            ("/oauth2/v1/token", Bucket::OAuthToken),
-            ("/api/v1/org", Bucket::Other),
-            ("/api/v1/principal-rate-limits", Bucket::Other),
-        ] {
-            assert_eq!(Bucket::for_path(path), bucket, "{path}");
-        }
-    }
-
-    /// The simulator must model the same layout, or tests would prove nothing about Okta.
-    #[test]
-    fn buckets_match_the_simulator() {
-        for path in [
-            "/api/v1/logs",
-            "/api/v1/apps",
-            "/api/v1/apps/0oa1",
-            "/api/v1/apps/0oa1/users/00u1",
-            "/api/v1/users/00u1",
-            "/api/v1/users",
-            "/oauth2/v1/token",
-            "/api/v1/eventHooks",
-        ] {
-            let ours = Bucket::for_path(path);
-            let sim = okta_sim::okta::Bucket::for_path(path);
-            assert_eq!(
-                ours.as_str().replace('_', ""),
-                format!("{sim:?}").to_lowercase(),
-                "{path}"
-            );
-        }
-    }
-
     /// A budget whose Apps bucket is known: limit 60 (budget 30 at share 0.5, pacer burst 5,
     /// one call per 2 s after it), window ending in 60 s.
     fn known(share: f64, background: f64) -> RateBudget {
@@ -1120,29 +771,6 @@ mod tests {
                 })?;
             }
         }
-    }
-
-    #[test]
-    fn parses_headers_against_server_date() {
-        let mut h = HeaderMap::new();
-        h.insert("x-rate-limit-limit", "60".parse().unwrap());
-        h.insert("x-rate-limit-remaining", "59".parse().unwrap());
-        h.insert("x-rate-limit-reset", "1700000045".parse().unwrap());
-        // 1700000000 = Tue, 14 Nov 2023 22:13:20 GMT
-        h.insert("date", "Tue, 14 Nov 2023 22:13:20 GMT".parse().unwrap());
-        let r = RateHeaders::parse(&h, 0).unwrap();
-        assert_eq!(r.limit, 60);
-        assert_eq!(r.remaining, 59);
-        assert_eq!(r.reset_in, Duration::from_secs(45));
-        h.remove("x-rate-limit-limit");
-        assert!(RateHeaders::parse(&h, 0).is_none());
-    }
-
-    #[test]
-    fn budget_is_share_of_limit() {
-        assert_eq!(budget_for(60, 0.5), 30);
-        assert_eq!(budget_for(100, 0.25), 25);
-        assert_eq!(budget_for(1, 0.1), 1);
     }
 
     #[tokio::test(start_paused = true)]

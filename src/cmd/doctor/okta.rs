@@ -1,222 +1,15 @@
-//! `okta-provwatch doctor`: checks the whole setup, one pass/warn/fail line per check, so an
-//! operator can tell in one command why the daemon is not detecting, retrying or alerting.
-//!
-//! It checks the config (printing the effective values with secrets redacted), the state
-//! store, the Okta credentials and what they are allowed to do, the principal rate limit Okta
-//! grants them (against `okta.rate_limit_share`), every watched app's provisioning settings,
-//! and the alert channels. Its Okta calls are of [`Class::Doctor`], the lowest priority.
-//! Output gets pasted into tickets, so nothing
-//! here prints a secret: the config appears through `redacted_summary`, and every error it
-//! shows (Okta, Slack, SMTP) is built by its module from status codes, never from credentials.
+//! Doctor checks against Okta: the credentials work and carry the scopes the daemon needs,
+//! the principal rate limit Okta grants them fits `okta.rate_limit_share`, and every watched
+//! app has provisioning switched on the way retries need. All calls are [`Class::Doctor`].
 
-use crate::alert::channels::email::EmailNotifier;
-use crate::alert::channels::slack::SlackNotifier;
-use crate::alert::message::{AlertMessage, MessageKind, Severity};
-use crate::cli::DoctorArgs;
+use super::{Report, Status};
 use crate::clock::Clock;
-use crate::config::{Config, OktaAuth, SlackTarget};
+use crate::config::{Config, OktaAuth};
 use crate::context::client_options;
 use crate::metrics::Metrics;
 use crate::okta::ratelimit::PrincipalRateLimit;
 use crate::okta::types::Application;
 use crate::okta::{Class, OktaClient, OktaError};
-use crate::store::Store;
-use serde::Serialize;
-use std::path::Path;
-use std::process::ExitCode;
-use std::time::Duration;
-
-/// Timeout for each Slack/SMTP check; a doctor run should not hang on a dead relay.
-const CHANNEL_TIMEOUT: Duration = Duration::from_secs(15);
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Pass,
-    /// Neither good nor bad: something this run did not or could not test (a Slack
-    /// webhook, which can only be tested by posting). Never counts as passed.
-    Info,
-    Warn,
-    Fail,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct Check {
-    pub name: String,
-    pub status: Status,
-    pub detail: String,
-}
-
-#[derive(Debug, Default, Serialize)]
-pub struct Report {
-    pub checks: Vec<Check>,
-}
-
-impl Report {
-    fn add(&mut self, name: impl Into<String>, status: Status, detail: impl Into<String>) {
-        self.checks.push(Check {
-            name: name.into(),
-            status,
-            detail: detail.into(),
-        });
-    }
-
-    pub fn failed(&self) -> bool {
-        self.checks.iter().any(|c| c.status == Status::Fail)
-    }
-
-    /// The human-readable form: one line per check, continuation lines indented.
-    pub fn render_text(&self) -> String {
-        let mut out = String::new();
-        for c in &self.checks {
-            let tag = match c.status {
-                Status::Pass => "PASS",
-                Status::Info => "INFO",
-                Status::Warn => "WARN",
-                Status::Fail => "FAIL",
-            };
-            let mut lines = c.detail.lines();
-            out.push_str(&format!(
-                "[{tag}] {}: {}\n",
-                c.name,
-                lines.next().unwrap_or("")
-            ));
-            for l in lines {
-                out.push_str(&format!("         {l}\n"));
-            }
-        }
-        let count = |st: Status| self.checks.iter().filter(|c| c.status == st).count();
-        let mut tally = vec![format!("{} passed", count(Status::Pass))];
-        if count(Status::Info) > 0 {
-            tally.push(format!("{} not tested", count(Status::Info)));
-        }
-        tally.push(plural(count(Status::Warn), "warning", "warnings"));
-        tally.push(format!("{} failed", count(Status::Fail)));
-        out.push_str(&format!("\n{}\n", tally.join(", ")));
-        out
-    }
-}
-
-/// `1 warning`, `2 warnings`, `0 warnings`.
-fn plural(n: usize, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
-}
-
-pub async fn run(config_path: &Path, args: &DoctorArgs) -> anyhow::Result<ExitCode> {
-    let report = diagnose(config_path, args).await;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", report.render_text());
-    }
-    Ok(if report.failed() {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
-}
-
-/// Runs every check; never fails as a whole, since a broken setup is what it reports on.
-pub async fn diagnose(config_path: &Path, args: &DoctorArgs) -> Report {
-    let mut r = Report::default();
-    let config = match super::load_config(config_path) {
-        Ok(c) => c,
-        Err(e) => {
-            // Without a config nothing else can be checked.
-            r.add("config", Status::Fail, format!("{e:#}"));
-            return r;
-        }
-    };
-    let summary: Vec<String> = config
-        .redacted_summary()
-        .into_iter()
-        .map(|(k, v)| format!("{k} = {v}"))
-        .collect();
-    r.add(
-        "config",
-        Status::Pass,
-        format!("{} is valid\n{}", config_path.display(), summary.join("\n")),
-    );
-
-    if let Some(w) = crate::retry::pace::budget_warning(&config) {
-        r.add("retry rate", Status::Warn, w);
-    }
-    check_store(&config, &mut r);
-    check_okta(&config, &mut r).await;
-    check_channels(&config, args.send_test_alert, &mut r).await;
-    r
-}
-
-fn check_store(config: &Config, r: &mut Report) {
-    let path = &config.state.path;
-    // Opening also applies pending migrations, as the daemon would at its next start.
-    let store = match Store::open(path) {
-        Ok(s) => s,
-        Err(e) => {
-            r.add("state store", Status::Fail, format!("{e}"));
-            return;
-        }
-    };
-    let version = store
-        .schema_version()
-        .map(|v| v.to_string())
-        .unwrap_or_else(|e| format!("unknown ({e})"));
-    match store.check_writable() {
-        Ok(()) => r.add(
-            "state store",
-            Status::Pass,
-            format!("{} is writable, schema version {version}", path.display()),
-        ),
-        Err(e) => r.add(
-            "state store",
-            Status::Fail,
-            format!("{} is not writable: {e}", path.display()),
-        ),
-    }
-    check_failed_deliveries(&store, r);
-}
-
-/// Alerts the outbox gave up on: people were not told about something.
-fn check_failed_deliveries(store: &Store, r: &mut Report) {
-    match store.read_blocking(crate::alert::outbox::failed_deliveries) {
-        Ok(rows) if rows.is_empty() => r.add(
-            "alert deliveries",
-            Status::Pass,
-            "no failed alert deliveries in the outbox",
-        ),
-        Ok(rows) => {
-            let detail: Vec<String> = rows
-                .iter()
-                .rev()
-                .take(10)
-                .map(|d| {
-                    format!(
-                        "{} {} {:?} after {} attempt(s): {}",
-                        d.channel,
-                        d.kind,
-                        d.title.as_deref().unwrap_or("(unreadable message)"),
-                        d.attempts,
-                        d.error
-                    )
-                })
-                .collect();
-            r.add(
-                "alert deliveries",
-                Status::Warn,
-                format!(
-                    "{} alert(s) were never delivered (newest first, at most 10 shown); fix the channel, the alerts are not resent\n{}",
-                    rows.len(),
-                    detail.join("\n")
-                ),
-            );
-        }
-        Err(e) => r.add(
-            "alert deliveries",
-            Status::Warn,
-            format!("could not read the outbox: {e}"),
-        ),
-    }
-}
 
 fn explain_okta(e: &OktaError, needs: &str) -> String {
     match e {
@@ -230,7 +23,7 @@ fn explain_okta(e: &OktaError, needs: &str) -> String {
     }
 }
 
-async fn check_okta(config: &Config, r: &mut Report) {
+pub(super) async fn check_okta(config: &Config, r: &mut Report) {
     let okta = match OktaClient::new(client_options(config, Clock::system(), Metrics::new())) {
         Ok(c) => c,
         Err(e) => {
@@ -240,7 +33,7 @@ async fn check_okta(config: &Config, r: &mut Report) {
     };
     let org = okta.org_url().to_string();
     match okta
-        .get_page_with(Class::Doctor, super::run::PROBE_PATH)
+        .get_page_with(Class::Doctor, crate::cmd::run::PROBE_PATH)
         .await
     {
         Ok(_) => r.add(
@@ -280,7 +73,7 @@ async fn check_okta(config: &Config, r: &mut Report) {
         }
     };
     check_apps_manage(config, r);
-    for (name, status, detail) in super::hooks::doctor_checks(config, &okta).await {
+    for (name, status, detail) in crate::cmd::hooks::doctor_checks(config, &okta).await {
         r.add(name, status, detail);
     }
     if let Some(apps) = apps {
@@ -540,90 +333,6 @@ pub fn judge_capabilities(
     (status, lines.join("\n"))
 }
 
-fn test_message() -> AlertMessage {
-    AlertMessage {
-        kind: MessageKind::Test,
-        severity: Severity::Info,
-        title: "okta-provwatch test alert".into(),
-        app_id: None,
-        app_label: None,
-        admin_url: None,
-        summary: "This is a test sent by `okta-provwatch doctor --send-test-alert`. If you can read it, alerts reach this channel.".into(),
-        lines: Vec::new(),
-        total_lines: 0,
-        group_key: "doctor-test".into(),
-        created_at: chrono::Utc::now(),
-    }
-}
-
-async fn check_channels(config: &Config, send_test: bool, r: &mut Report) {
-    if config.slack.is_none() && config.email.is_none() {
-        r.add(
-            "alert channels",
-            Status::Warn,
-            "neither [slack] nor [email] is configured: failures are only visible in `status` and /metrics",
-        );
-        return;
-    }
-    let msg = test_message();
-    if let Some(cfg) = &config.slack {
-        match SlackNotifier::new(cfg, CHANNEL_TIMEOUT) {
-            Err(e) => r.add("slack", Status::Fail, format!("{e:#}")),
-            Ok(n) => {
-                let webhook = matches!(cfg.target, SlackTarget::Webhook { .. });
-                match n.check().await {
-                    // A webhook can only be tested by posting: without the test alert,
-                    // nothing proved it works, so it must not read as PASS.
-                    Ok(d) if webhook && !send_test => r.add(
-                        "slack",
-                        Status::Info,
-                        format!(
-                            "{d}\nrun `okta-provwatch doctor --send-test-alert` to post a test message"
-                        ),
-                    ),
-                    Ok(d) if webhook => r.add(
-                        "slack",
-                        Status::Info,
-                        format!("{d}; see the test alert below"),
-                    ),
-                    Ok(d) => r.add("slack", Status::Pass, d),
-                    Err(e) => r.add("slack", Status::Fail, e.to_string()),
-                }
-                if send_test {
-                    match n.send(&msg).await {
-                        Ok(()) => {
-                            r.add("slack test alert", Status::Pass, "sent; check the channel")
-                        }
-                        Err(e) => r.add("slack test alert", Status::Fail, e.to_string()),
-                    }
-                }
-            }
-        }
-    }
-    if let Some(cfg) = &config.email {
-        match EmailNotifier::new(cfg, CHANNEL_TIMEOUT) {
-            Err(e) => r.add("email", Status::Fail, format!("{e:#}")),
-            Ok(n) => {
-                match n.check().await {
-                    Ok(d) => r.add("email", Status::Pass, d),
-                    Err(e) => r.add("email", Status::Fail, e.to_string()),
-                }
-                if send_test {
-                    let to: Vec<String> = cfg.to.iter().map(|m| m.to_string()).collect();
-                    match n.send(&msg).await {
-                        Ok(()) => r.add(
-                            "email test alert",
-                            Status::Pass,
-                            format!("sent to {}", to.join(", ")),
-                        ),
-                        Err(e) => r.add("email test alert", Status::Fail, e.to_string()),
-                    }
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -674,84 +383,5 @@ mod tests {
         assert!(d.contains("Deactivate Users is disabled"), "{d}");
         let (s, _) = judge_capabilities(Some(true), Some(false), Some(true));
         assert_eq!(s, Status::Warn);
-    }
-
-    #[test]
-    fn summary_counts_are_singular_and_info_is_not_a_pass() {
-        let mut r = Report::default();
-        r.add("a", Status::Pass, "ok");
-        r.add("slack", Status::Info, "webhook not tested");
-        r.add("b", Status::Warn, "hmm");
-        let text = r.render_text();
-        assert!(
-            text.contains("[INFO] slack: webhook not tested\n"),
-            "{text}"
-        );
-        assert!(
-            text.ends_with("\n1 passed, 1 not tested, 1 warning, 0 failed\n"),
-            "{text}"
-        );
-        r.add("c", Status::Warn, "again");
-        assert!(r
-            .render_text()
-            .ends_with("\n1 passed, 1 not tested, 2 warnings, 0 failed\n"));
-        let only_pass = Report {
-            checks: vec![Check {
-                name: "a".into(),
-                status: Status::Pass,
-                detail: "ok".into(),
-            }],
-        };
-        assert!(only_pass
-            .render_text()
-            .ends_with("\n1 passed, 0 warnings, 0 failed\n"));
-        assert_eq!(
-            serde_json::to_value(Status::Info).unwrap(),
-            serde_json::json!("info")
-        );
-    }
-
-    #[tokio::test]
-    async fn untested_webhook_is_info_with_the_hint() {
-        let env = crate::config::Env::from_map([
-            ("OKTA_API_TOKEN", "00tok"),
-            (
-                "SLACK_WEBHOOK_URL",
-                "https://hooks.slack.com/services/T0/B0/x",
-            ),
-        ]);
-        let config = Config::from_toml_str(
-            "[okta]\norg_url = \"https://acme.okta.com\"\napi_token_env = \"OKTA_API_TOKEN\"\n\
-             [slack]\nwebhook_url_env = \"SLACK_WEBHOOK_URL\"\n",
-            &env,
-        )
-        .unwrap();
-        let mut r = Report::default();
-        check_channels(&config, false, &mut r).await;
-        let slack = r.checks.iter().find(|c| c.name == "slack").unwrap();
-        assert_eq!(slack.status, Status::Info, "{}", slack.detail);
-        assert!(
-            slack.detail.ends_with(
-                "\nrun `okta-provwatch doctor --send-test-alert` to post a test message"
-            ),
-            "{}",
-            slack.detail
-        );
-        assert!(!slack.detail.contains("services/T0"), "{}", slack.detail);
-        assert!(!r.failed());
-    }
-
-    #[test]
-    fn json_shape() {
-        let mut r = Report::default();
-        r.add("x", Status::Warn, "y");
-        let v = serde_json::to_value(&r).unwrap();
-        assert_eq!(
-            v,
-            serde_json::json!({"checks": [{"name": "x", "status": "warn", "detail": "y"}]})
-        );
-        assert!(!r.failed());
-        r.add("z", Status::Fail, "w");
-        assert!(r.failed());
     }
 }
