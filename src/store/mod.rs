@@ -379,9 +379,10 @@ impl Store {
         self.blocking(move |c| run_tx(c, rusqlite::TransactionBehavior::Immediate, f))
     }
 
-    /// Runs `f` with the raw connection on the blocking pool. Being phased out: the alerting
-    /// modules still use it until they move to [`Store::read`] / [`Store::write`]; add no new
-    /// uses outside `store/`.
+    /// Runs `f` with the raw connection on the blocking pool. Inside `store/` only: nothing
+    /// outside it uses the connection (the integration tests' fixtures use [`Store::blocking`]
+    /// to build states no API verb makes, such as a claim left by a dead process).
+    #[doc(hidden)]
     pub async fn call<F, R>(&self, f: F) -> Result<R, StoreError>
     where
         F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
@@ -396,7 +397,9 @@ impl Store {
         .map_err(|e| StoreError::Join(e.to_string()))?
     }
 
-    /// [`Store::call`] on the current thread. Being phased out like it.
+    /// [`Store::call`] on the current thread: for `store/` and the integration tests' fixtures
+    /// only; the daemon and the commands go through [`Store::read`] / [`Store::write`].
+    #[doc(hidden)]
     pub fn blocking<F, R>(&self, f: F) -> Result<R, StoreError>
     where
         F: FnOnce(&mut Connection) -> Result<R, StoreError>,
@@ -449,9 +452,8 @@ impl<'c> Tx<'c> {
         self.conn
     }
 
-    /// Transitional: a `Tx` over a connection or transaction that code still on
-    /// [`Store::call`] opened itself (the alerting modules, until they move to
-    /// [`Store::write`]). Goes away with `Store::call`; do not add new uses.
+    /// A `Tx` over a connection a test fixture opened with [`Store::blocking`]; the daemon
+    /// never uses it (it goes through [`Store::read`] / [`Store::write`]).
     #[doc(hidden)]
     pub fn over(conn: &'c Connection) -> Tx<'c> {
         Tx { conn }
