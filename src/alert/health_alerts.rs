@@ -64,16 +64,7 @@ pub fn evaluate_detection(
                 g.last_sent_at = Some(now);
             }
         }
-        None => {
-            if g.firing && s.send_resolved {
-                let msg = log_trouble_resolved(now);
-                out.rows += outbox::enqueue(tx, &s.channels, "resolved", &msg, now)?.len();
-                out.resolved.push(LOG_GROUP_KEY.to_string());
-                g.last_sent_at = Some(now);
-            }
-            g.close_episode();
-            g.pending_since = None;
-        }
+        None => close_group(tx, s, &mut g, LOG_GROUP_KEY, log_trouble_resolved, now, out)?,
     }
     save_if_changed(tx, &g, &before)
 }
@@ -118,18 +109,33 @@ pub fn evaluate(
             }
         }
         Verdict::Healthy => {
-            if g.firing && s.send_resolved {
-                let msg = health_resolved_message(now);
-                out.rows += outbox::enqueue(tx, &s.channels, "resolved", &msg, now)?.len();
-                out.resolved.push(GROUP_KEY.to_string());
-                g.last_sent_at = Some(now);
-            }
-            g.close_episode();
-            g.pending_since = None;
+            close_group(tx, s, &mut g, GROUP_KEY, health_resolved_message, now, out)?
         }
         // After a restart the in-memory health is empty until the first poll: that is
         // "unknown", not "recovered", so only a successful poll resolves.
         Verdict::Unknown => {}
     }
     save_if_changed(tx, &g, &before)
+}
+
+/// Ends a daemon-health group's episode: a resolved notice (`message`) when the group was sent
+/// as firing and resolved notices are on, then nothing firing or pending.
+fn close_group(
+    tx: &Tx<'_>,
+    s: &Settings,
+    g: &mut AlertGroup,
+    key: &str,
+    message: fn(i64) -> super::message::AlertMessage,
+    now: i64,
+    out: &mut Outcome,
+) -> Result<(), StoreError> {
+    if g.firing && s.send_resolved {
+        let msg = message(now);
+        out.rows += outbox::enqueue(tx, &s.channels, "resolved", &msg, now)?.len();
+        out.resolved.push(key.to_string());
+        g.last_sent_at = Some(now);
+    }
+    g.close_episode();
+    g.pending_since = None;
+    Ok(())
 }
