@@ -124,24 +124,11 @@ pub fn expire_leases(tx: &Tx<'_>, now: i64, actor: &str) -> Result<Vec<i64>, Sto
         rows.collect::<Result<Vec<_>, _>>()?
     };
     for (id, by) in &expired {
-        tx.conn().execute(
-            "UPDATE failures SET state = COALESCE(claim_prev_state, 'open'),
-                claim_prev_state = NULL, claimed_by = NULL, claimed_until = NULL
-             WHERE id = ?1",
-            [id],
-        )?;
         let detail = format!(
             "the claim of {} expired before its retry finished; not counted as an attempt",
             by.as_deref().unwrap_or("an unknown claimer")
         );
-        history::add(
-            tx,
-            *id,
-            now,
-            HistoryKind::RetryLeaseExpired,
-            actor,
-            Some(&detail),
-        )?;
+        release_one(tx, *id, now, HistoryKind::RetryLeaseExpired, actor, &detail)?;
     }
     Ok(expired.into_iter().map(|(id, _)| id).collect())
 }
@@ -201,23 +188,29 @@ pub fn release_predecessors(
         rows.collect::<Result<Vec<_>, _>>()?
     };
     for (id, by) in &held {
-        tx.conn().execute(
-            "UPDATE failures SET state = COALESCE(claim_prev_state, 'open'),
-                claim_prev_state = NULL, claimed_by = NULL, claimed_until = NULL
-             WHERE id = ?1",
-            [id],
-        )?;
         let detail = format!(
             "released at start: the daemon that claimed it ({by}) is no longer running; not counted as an attempt"
         );
-        history::add(
-            tx,
-            *id,
-            now,
-            HistoryKind::RetryInterrupted,
-            actor,
-            Some(&detail),
-        )?;
+        release_one(tx, *id, now, HistoryKind::RetryInterrupted, actor, &detail)?;
     }
     Ok(held.into_iter().map(|(id, _)| id).collect())
+}
+
+/// Gives one claimed failure back to the state it had before the claim, without counting an
+/// attempt, and says why in its history.
+fn release_one(
+    tx: &Tx<'_>,
+    id: i64,
+    now: i64,
+    kind: HistoryKind,
+    actor: &str,
+    detail: &str,
+) -> Result<(), StoreError> {
+    tx.conn().execute(
+        "UPDATE failures SET state = COALESCE(claim_prev_state, 'open'),
+            claim_prev_state = NULL, claimed_by = NULL, claimed_until = NULL
+         WHERE id = ?1",
+        [id],
+    )?;
+    history::add(tx, id, now, kind, actor, Some(detail))
 }
